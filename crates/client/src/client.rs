@@ -1,0 +1,271 @@
+//! [`Client`]: the raftkv HTTP API as Rust calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use raftkv_types::api::{
+    CasRequest, CasResponse, Consistency, DeleteResponse, ErrorBody, NodeStatus, PutResponse,
+    ScanResponse,
+};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+use crate::error::{ClientError, Result};
+
+/// Characters left as they are in a key's URL path segment: RFC 3986's unreserved set.
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A client of a raftkv cluster, given the base URLs of some of its nodes.
+///
+/// Any node serves any request (followers forward to the leader). The client sticks to one
+/// endpoint and moves to the next only when it cannot connect, which is always safe: a request
+/// that was not sent did nothing. It never retries a request that was sent.
+///
+/// Cloning is cheap; clones share connections.
+#[derive(Clone)]
+pub struct Client {
+    endpoints: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the nodes at `endpoints` (`http://host:port`, or `host:port`), with a 15 s
+    /// request timeout.
+    pub fn new<I, S>(endpoints: I) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Client::with_timeout(endpoints, Duration::from_secs(15))
+    }
+
+    /// Like [`Client::new`], with a request timeout of `timeout`.
+    pub fn with_timeout<I, S>(endpoints: I, timeout: Duration) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().trim().trim_end_matches('/').to_string())
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                if e.contains("://") {
+                    e
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        if endpoints.is_empty() {
+            return Err(ClientError::Config("no endpoints given".into()));
+        }
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| ClientError::Config(format!("http client: {e}")))?;
+        Ok(Client {
+            endpoints: Arc::new(endpoints),
+            current: Arc::new(AtomicUsize::new(0)),
+            http,
+        })
+    }
+
+    /// The endpoints this client knows.
+    pub fn endpoints(&self) -> &[String] {
+        &self.endpoints
+    }
+
+    /// Writes `value` under `key`.
+    pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
+        let resp = self
+            .send(Method::PUT, &key_path(key, ""), Payload::Raw(value.into()))
+            .await?;
+        json(resp).await
+    }
+
+    /// Reads `key` at `consistency`; `None` when it is absent.
+    pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
+        let path = format!("{}?consistency={consistency}", key_path(key, ""));
+        match self.send(Method::GET, &path, Payload::Empty).await {
+            Ok(resp) => Ok(Some(body(resp).await?.to_vec())),
+            Err(ClientError::Api { code, .. }) if code == "key_not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
+        json(
+            self.send(Method::DELETE, &key_path(key, ""), Payload::Empty)
+                .await?,
+        )
+        .await
+    }
+
+    /// Sets `key` to `value` if it holds `expected` (`None`: if it is absent).
+    pub async fn cas(&self, key: &str, expected: Option<&str>, value: &str) -> Result<CasResponse> {
+        let req = CasRequest {
+            expected: expected.map(str::to_string),
+            value: value.to_string(),
+        };
+        let body = serde_json::to_vec(&req)
+            .map_err(|e| ClientError::Config(format!("encode cas body: {e}")))?;
+        json(
+            self.send(Method::POST, &key_path(key, "/cas"), Payload::Json(body))
+                .await?,
+        )
+        .await
+    }
+
+    /// Lists up to `limit` keys under `prefix` after `start_after`.
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        limit: usize,
+        start_after: Option<&str>,
+        consistency: Consistency,
+    ) -> Result<ScanResponse> {
+        let enc = |s: &str| utf8_percent_encode(s, KEY_SEGMENT).to_string();
+        let mut path = format!(
+            "/v1/kv?prefix={}&limit={limit}&consistency={consistency}",
+            enc(prefix)
+        );
+        if let Some(after) = start_after {
+            path.push_str(&format!("&start_after={}", enc(after)));
+        }
+        json(self.send(Method::GET, &path, Payload::Empty).await?).await
+    }
+
+    /// The status of the node this client currently talks to.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        json(self.send(Method::GET, "/v1/status", Payload::Empty).await?).await
+    }
+
+    /// The status of the node at `endpoint`, without moving to another node.
+    pub async fn status_of(&self, endpoint: &str) -> Result<NodeStatus> {
+        let resp = self
+            .http
+            .get(format!("{endpoint}/v1/status"))
+            .send()
+            .await
+            .map_err(|e| transport_error(endpoint, e))?;
+        json((endpoint.to_string(), check(endpoint, resp).await?)).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload,
+    ) -> Result<(String, reqwest::Response)> {
+        let n = self.endpoints.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last = String::new();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let endpoint = &self.endpoints[idx];
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{endpoint}{path}"));
+            match &payload {
+                Payload::Empty => {}
+                Payload::Raw(bytes) => req = req.body(bytes.clone()),
+                Payload::Json(bytes) => {
+                    req = req
+                        .header("content-type", "application/json")
+                        .body(bytes.clone())
+                }
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    self.current.store(idx, Ordering::Relaxed);
+                    return Ok((endpoint.clone(), check(endpoint, resp).await?));
+                }
+                Err(e) if e.is_connect() => last = e.to_string(),
+                Err(e) => return Err(transport_error(endpoint, e)),
+            }
+        }
+        Err(ClientError::Unreachable {
+            tried: self.endpoints.join(","),
+            last,
+        })
+    }
+}
+
+/// A request body.
+enum Payload {
+    Empty,
+    Raw(Vec<u8>),
+    Json(Vec<u8>),
+}
+
+fn key_path(key: &str, suffix: &str) -> String {
+    format!("/v1/kv/{}{suffix}", utf8_percent_encode(key, KEY_SEGMENT))
+}
+
+fn transport_error(endpoint: &str, e: reqwest::Error) -> ClientError {
+    if e.is_connect() {
+        ClientError::Unreachable {
+            tried: endpoint.to_string(),
+            last: e.to_string(),
+        }
+    } else {
+        ClientError::NoAnswer {
+            endpoint: endpoint.to_string(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+async fn check(endpoint: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| transport_error(endpoint, e))?;
+    match serde_json::from_slice::<ErrorBody>(&bytes) {
+        Ok(body) => Err(ClientError::Api {
+            status: status.as_u16(),
+            code: body.error.code,
+            message: body.error.message,
+        }),
+        Err(_) => Err(ClientError::Api {
+            status: status.as_u16(),
+            code: if status == StatusCode::GATEWAY_TIMEOUT {
+                "outcome_unknown"
+            } else {
+                "http_error"
+            }
+            .into(),
+            message: String::from_utf8_lossy(&bytes).into_owned(),
+        }),
+    }
+}
+
+async fn body((endpoint, resp): (String, reqwest::Response)) -> Result<bytes::Bytes> {
+    resp.bytes()
+        .await
+        .map_err(|e| transport_error(&endpoint, e))
+}
+
+async fn json<T: DeserializeOwned>(sent: (String, reqwest::Response)) -> Result<T> {
+    let endpoint = sent.0.clone();
+    let bytes = body(sent).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
+        endpoint,
+        reason: e.to_string(),
+    })
+}

@@ -1,0 +1,26 @@
+//! Rust client of the raftkv HTTP API (see `docs/api.md`).
+//!
+//! # Layout
+//! - [`Client`]: put, get, delete, cas, scan and status against a list of nodes.
+//! - [`ClientError`]: what failed, and whether a failed write may still have been applied.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), raftkv_client::ClientError> {
+//! use raftkv_client::{Client, Consistency};
+//! let client = Client::new(["http://127.0.0.1:7001", "http://127.0.0.1:7002"])?;
+//! client.put("greeting", "hello").await?;
+//! let value = client.get("greeting", Consistency::Linearizable).await?;
+//! assert_eq!(value.as_deref(), Some(&b"hello"[..]));
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+
+pub use client::Client;
+pub use error::{ClientError, Result};
+pub use raftkv_types::api::{
+    CasResponse, Consistency, DeleteResponse, MemberStatus, NodeStatus, PutResponse, Role,
+    ScanEntry, ScanResponse,
+};

@@ -1,0 +1,119 @@
+//! Error answers of the HTTP API.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use raftkv_types::api::{ErrorBody, ErrorDetail};
+use raftkv_types::{NodeId, PeerNode};
+
+/// An error answer: a status and `{"error": {"code", "message"}}`.
+///
+/// Every code but `outcome_unknown` means the request changed nothing. `outcome_unknown` is
+/// given only for a write that may have been applied (it was proposed, then the answer was lost or
+/// late); a client must read before retrying it, or make the retry idempotent (e.g. with cas).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// 400: the request is malformed; `code` says how.
+    #[error("{message}")]
+    BadRequest {
+        /// Machine-readable code, e.g. `invalid_key`.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// 404: the key does not exist.
+    #[error("key {0:?} not found")]
+    KeyNotFound(String),
+    /// 404: no such route.
+    #[error("no route for {0}")]
+    NoRoute(String),
+    /// 413: the value exceeds the configured limit.
+    #[error("value of {size} bytes exceeds the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// The size received (at least).
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// This node is not the leader. Turned into a forward to `leader` when one is known and the
+    /// request was not already forwarded; otherwise a 503.
+    #[error("node is not the leader{}", leader_hint(.leader_id))]
+    NotLeader {
+        /// The leader this node knows of.
+        leader_id: Option<NodeId>,
+        /// Its address.
+        leader: Option<PeerNode>,
+    },
+    /// 503: the request was not carried out (no quorum, shutting down, ...).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 504: a write was proposed but whether it was applied is unknown.
+    #[error("{0}")]
+    OutcomeUnknown(String),
+    /// 500: an internal failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn leader_hint(leader: &Option<NodeId>) -> String {
+    match leader {
+        Some(id) => format!("; the leader is node {id}"),
+        None => "; no leader is known (election in progress?)".to_string(),
+    }
+}
+
+impl ApiError {
+    /// A 400 with `code`.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::KeyNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotLeader { .. } | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code of this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } => code,
+            ApiError::KeyNotFound(_) => "key_not_found",
+            ApiError::NoRoute(_) => "not_found",
+            ApiError::ValueTooLarge { .. } => "value_too_large",
+            ApiError::NotLeader {
+                leader_id: Some(_), ..
+            } => "not_leader",
+            ApiError::NotLeader {
+                leader_id: None, ..
+            } => "no_leader",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::OutcomeUnknown(_) => "outcome_unknown",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+            },
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}

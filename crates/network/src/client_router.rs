@@ -1,0 +1,343 @@
+//! The client HTTP API under `/v1/` (the contract is `docs/api.md`).
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use raftkv_types::Command;
+use raftkv_types::Outcome;
+use raftkv_types::api::{
+    CasRequest, CasResponse, Consistency, DeleteResponse, PutResponse, ScanEntry, ScanResponse,
+};
+use serde::Deserialize;
+
+use crate::api_error::ApiError;
+use crate::kv_service::KvService;
+use crate::leader_proxy::{FORWARDED_HEADER, LeaderProxy, ReceivedRequest};
+
+/// Longest key accepted, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 4096;
+/// Keys per scan page when `limit` is not given.
+pub const DEFAULT_SCAN_LIMIT: usize = 100;
+/// Largest `limit` a scan accepts.
+pub const MAX_SCAN_LIMIT: usize = 10_000;
+
+#[derive(Clone)]
+struct ApiState<S> {
+    service: S,
+    proxy: LeaderProxy,
+}
+
+/// Routes of the client API, served by every node. Requests that only the leader can serve are
+/// forwarded to it, once.
+pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
+    Router::new()
+        .route("/v1/kv", get(scan::<S>))
+        .route("/v1/kv/", get(empty_key).put(empty_key).delete(empty_key))
+        .route(
+            "/v1/kv/{key}",
+            get(read::<S>).put(put::<S>).delete(delete::<S>),
+        )
+        .route("/v1/kv/{key}/cas", post(cas::<S>))
+        .route("/v1/status", get(status::<S>))
+        .fallback(no_route)
+        .with_state(ApiState { service, proxy })
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ReadParams {
+    consistency: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ScanParams {
+    prefix: Option<String>,
+    limit: Option<String>,
+    start_after: Option<String>,
+    consistency: Option<String>,
+}
+
+impl<S: KvService> ApiState<S> {
+    /// Turns a handler's result into the response, forwarding to the leader when that is the answer.
+    async fn finish(&self, result: Result<Response, ApiError>, req: ReceivedRequest) -> Response {
+        match result {
+            Ok(response) => response,
+            Err(ApiError::NotLeader {
+                leader: Some(leader),
+                ..
+            }) if !req.forwarded => {
+                self.proxy
+                    .forward(&leader, req, self.service.limits().forward_timeout)
+                    .await
+            }
+            Err(err) => err.into_response(),
+        }
+    }
+}
+
+fn received(method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> ReceivedRequest {
+    ReceivedRequest {
+        method,
+        path_and_query: uri
+            .path_and_query()
+            .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
+        body,
+        forwarded: headers.contains_key(FORWARDED_HEADER),
+    }
+}
+
+fn key_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(key) =
+        path.map_err(|e| ApiError::bad_request("invalid_key", format!("invalid key: {e}")))?;
+    validate_key(&key)?;
+    Ok(key)
+}
+
+/// Checks the key rules: 1 byte to [`MAX_KEY_BYTES`] of UTF-8.
+pub fn validate_key(key: &str) -> Result<(), ApiError> {
+    if key.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            "key must not be empty",
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_key",
+            format!("key is {} bytes; the limit is {MAX_KEY_BYTES}", key.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn consistency_of(raw: Option<&str>) -> Result<Consistency, ApiError> {
+    raw.map_or(Ok(Consistency::default()), |s| {
+        s.parse()
+            .map_err(|e: String| ApiError::bad_request("invalid_consistency", e))
+    })
+}
+
+fn query_of<T: Default>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+/// Reads the whole body, refusing one over `limit` bytes with a 413.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // `to_bytes` fails either because the limit was hit or because the connection broke.
+        let source_is_limit = std::error::Error::source(&e)
+            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if source_is_limit || e.to_string().contains("length limit") {
+            ApiError::ValueTooLarge {
+                size: limit + 1,
+                limit,
+            }
+        } else {
+            ApiError::bad_request("invalid_body", format!("could not read request body: {e}"))
+        }
+    })
+}
+
+fn utf8_lossy(bytes: Option<Vec<u8>>) -> Option<String> {
+    bytes.map(|b| {
+        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    })
+}
+
+async fn put<S: KvService>(
+    State(s): State<ApiState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = s.service.limits().max_value_bytes;
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(err) => return err.into_response(),
+    };
+    let req = received(method, &uri, &headers, body.clone());
+    let result = async {
+        let key = key_of(path)?;
+        let result = s
+            .service
+            .write(Command::Put {
+                key,
+                value: body.to_vec(),
+            })
+            .await?;
+        Ok(Json(PutResponse {
+            revision: result.revision,
+        })
+        .into_response())
+    }
+    .await;
+    s.finish(result, req).await
+}
+
+async fn delete<S: KvService>(
+    State(s): State<ApiState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let req = received(method, &uri, &headers, Bytes::new());
+    let result = async {
+        let key = key_of(path)?;
+        let result = s.service.write(Command::Delete { key }).await?;
+        let deleted = matches!(result.outcome, Outcome::Delete { deleted: true });
+        Ok(Json(DeleteResponse {
+            revision: result.revision,
+            deleted,
+        })
+        .into_response())
+    }
+    .await;
+    s.finish(result, req).await
+}
+
+async fn cas<S: KvService>(
+    State(s): State<ApiState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = s.service.limits().max_value_bytes;
+    // JSON escaping can at most sextuple a value; expected and new value both count.
+    let body = match read_body(body, 2 * 6 * limit + 1024).await {
+        Ok(body) => body,
+        Err(err) => return err.into_response(),
+    };
+    let req = received(method, &uri, &headers, body.clone());
+    let result = async {
+        let key = key_of(path)?;
+        let cas: CasRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("cas body: {e}")))?;
+        for v in std::iter::once(&cas.value).chain(cas.expected.as_ref()) {
+            if v.len() > limit {
+                return Err(ApiError::ValueTooLarge {
+                    size: v.len(),
+                    limit,
+                });
+            }
+        }
+        let command = Command::Cas {
+            key,
+            expected: cas.expected.map(String::into_bytes),
+            value: cas.value.into_bytes(),
+        };
+        let result = s.service.write(command).await?;
+        let Outcome::Cas { succeeded, current } = result.outcome else {
+            return Err(ApiError::Internal(
+                "cas applied without a cas outcome".into(),
+            ));
+        };
+        Ok(Json(CasResponse {
+            succeeded,
+            current: utf8_lossy(current),
+            revision: result.revision,
+        })
+        .into_response())
+    }
+    .await;
+    s.finish(result, req).await
+}
+
+async fn read<S: KvService>(
+    State(s): State<ApiState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ReadParams>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let req = received(method, &uri, &headers, Bytes::new());
+    let result = async {
+        let key = key_of(path)?;
+        let params = query_of(query)?;
+        let consistency = consistency_of(params.consistency.as_deref())?;
+        match s.service.read(key.clone(), consistency).await? {
+            Some(value) => Ok(value.into_response()),
+            None => Err(ApiError::KeyNotFound(key)),
+        }
+    }
+    .await;
+    s.finish(result, req).await
+}
+
+async fn scan<S: KvService>(
+    State(s): State<ApiState<S>>,
+    query: Result<Query<ScanParams>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let req = received(method, &uri, &headers, Bytes::new());
+    let result = async {
+        let params = query_of(query)?;
+        let consistency = consistency_of(params.consistency.as_deref())?;
+        let limit = match params.limit.as_deref() {
+            None => DEFAULT_SCAN_LIMIT,
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_SCAN_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_limit",
+                        format!("limit must be a number from 1 to {MAX_SCAN_LIMIT}, got {raw:?}"),
+                    )
+                })?,
+        };
+        let prefix = params.prefix.unwrap_or_default();
+        let page = s
+            .service
+            .scan(prefix, params.start_after, limit, consistency)
+            .await?;
+        let next = if page.more {
+            page.entries.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        let entries = page
+            .entries
+            .into_iter()
+            .map(|(key, value)| ScanEntry {
+                key,
+                value: utf8_lossy(Some(value)).unwrap_or_default(),
+            })
+            .collect();
+        Ok(Json(ScanResponse {
+            entries,
+            more: page.more,
+            next,
+        })
+        .into_response())
+    }
+    .await;
+    s.finish(result, req).await
+}
+
+async fn status<S: KvService>(State(s): State<ApiState<S>>) -> Response {
+    match s.service.status().await {
+        Ok(status) => Json(status).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn empty_key() -> ApiError {
+    ApiError::bad_request("invalid_key", "key must not be empty")
+}
+
+async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::NoRoute(format!("{method} {}", uri.path()))
+}

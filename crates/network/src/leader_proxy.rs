@@ -1,0 +1,97 @@
+//! Forwarding client requests from a follower to the leader.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use raftkv_types::PeerNode;
+
+use crate::api_error::ApiError;
+use crate::error::{NetworkError, Result};
+
+/// Header set on a forwarded request. A node never forwards a request that carries it, so a
+/// stale leader hint cannot make requests bounce between nodes.
+pub const FORWARDED_HEADER: &str = "x-raftkv-forwarded";
+
+/// A client request as received, kept so that it can be replayed to the leader.
+#[derive(Debug, Clone)]
+pub struct ReceivedRequest {
+    /// The method.
+    pub method: Method,
+    /// Path and query, e.g. `/v1/kv/a?consistency=lease`.
+    pub path_and_query: String,
+    /// The body.
+    pub body: Bytes,
+    /// Whether another node already forwarded it here.
+    pub forwarded: bool,
+}
+
+/// Replays client requests to the leader over pooled keep-alive connections and relays the answer
+/// unchanged.
+#[derive(Clone)]
+pub struct LeaderProxy {
+    http: reqwest::Client,
+}
+
+impl LeaderProxy {
+    /// A proxy with its own connection pool.
+    pub fn new() -> Result<LeaderProxy> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(NetworkError::Client)?;
+        Ok(LeaderProxy { http })
+    }
+
+    /// Sends `req` to `leader` and returns its answer. If the leader cannot be reached, the
+    /// request certainly did nothing (503); if the answer is lost after sending a write, its
+    /// outcome is unknown (504).
+    pub async fn forward(
+        &self,
+        leader: &PeerNode,
+        req: ReceivedRequest,
+        timeout: Duration,
+    ) -> Response {
+        let url = format!("{}{}", leader.url(), req.path_and_query);
+        let sent = self
+            .http
+            .request(req.method.clone(), &url)
+            .header(FORWARDED_HEADER, "1")
+            .timeout(timeout)
+            .body(req.body)
+            .send()
+            .await;
+        let result = match sent {
+            Ok(resp) => {
+                let status = resp.status();
+                let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
+                resp.bytes().await.map(|body| (status, content_type, body))
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((status, content_type, body)) => {
+                let mut response = (StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), Body::from(body))
+                    .into_response();
+                if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+                    response.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                response
+            }
+            Err(e) if e.is_connect() => {
+                ApiError::Unavailable(format!("leader at {} is unreachable: {e}", leader.addr)).into_response()
+            }
+            Err(e) if req.method == Method::GET => {
+                ApiError::Unavailable(format!("read forwarded to leader at {} failed: {e}", leader.addr)).into_response()
+            }
+            Err(e) => ApiError::OutcomeUnknown(format!(
+                "write forwarded to leader at {} got no answer ({e}); it may or may not have been applied",
+                leader.addr
+            ))
+            .into_response(),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! HTTP transport of raftkv: peer RPC for openraft and the client API, both served by one axum
+//! server per node, and the peer client that implements openraft's network traits.
+//!
+//! # Layout
+//! - [`peer_client`]: [`PeerNetwork`] and [`PeerClient`], openraft's `RaftNetworkFactory` and
+//!   `RaftNetworkV2` over HTTP with bincode bodies.
+//! - [`peer_router`]: the `/raft/v1/*` routes that deliver those RPCs to the local Raft.
+//! - [`client_router`]: the `/v1/*` client API; [`kv_service`] is what it needs from the node.
+//! - [`leader_proxy`]: forwarding client requests from a follower to the leader.
+//! - [`api_error`]: [`ApiError`], the JSON error answers.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo(raft: raftkv_network::KvRaft, sm: raftkv_storage::KvStateMachine) {
+//! let router = raftkv_network::peer_router(raft, sm);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7001").await.unwrap();
+//! axum::serve(listener, router).await.unwrap();
+//! # }
+//! ```
+
+pub mod api_error;
+pub mod client_router;
+mod error;
+pub mod kv_service;
+pub mod leader_proxy;
+pub mod peer_client;
+pub mod peer_router;
+pub mod wire;
+
+pub use api_error::ApiError;
+pub use client_router::client_router;
+pub use error::{NetworkError, Result};
+pub use kv_service::{ApiLimits, KvService};
+pub use leader_proxy::LeaderProxy;
+pub use peer_client::{PeerClient, PeerNetwork};
+pub use peer_router::{KvRaft, peer_router};

@@ -1,0 +1,239 @@
+//! The client side of peer RPC: openraft's network traits over HTTP.
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use openraft::RaftNetworkFactory;
+use openraft::error::{
+    NetworkError as RaftNetworkError, RPCError, ReplicationClosed, StreamingError, Timeout,
+    Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use raftkv_storage::SnapshotFile;
+use raftkv_types::{NodeId, PeerNode, TypeConfig, Vote};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::io::ReaderStream;
+
+use crate::error::{NetworkError, Result};
+use crate::peer_router::{
+    PATH_APPEND, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, RemoteResult,
+};
+use crate::wire;
+
+type RaftSnapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
+
+/// Creates [`PeerClient`]s; all of them share one pooled HTTP client, so connections to a peer are
+/// kept alive and reused across RPCs.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    id: NodeId,
+    http: reqwest::Client,
+}
+
+impl PeerNetwork {
+    /// A factory for node `id`'s outgoing peer connections.
+    pub fn new(id: NodeId) -> Result<PeerNetwork> {
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .map_err(NetworkError::Client)?;
+        Ok(PeerNetwork { id, http })
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerClient {
+        PeerClient {
+            id: self.id,
+            target,
+            base: node.url(),
+            http: self.http.clone(),
+        }
+    }
+}
+
+/// Sends Raft RPCs from this node to one peer. Each RPC is one HTTP POST with a bincode body,
+/// bounded by the timeout openraft passes in [`RPCOption`].
+///
+/// Errors keep openraft's distinction: a peer that cannot be connected to is
+/// [`Unreachable`] (openraft backs off), a deadline is [`Timeout`], anything else that went wrong
+/// on the way is a network error.
+pub struct PeerClient {
+    id: NodeId,
+    target: NodeId,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp>(
+        &self,
+        path: &str,
+        action: RPCTypes,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let body = wire::encode(req).map_err(|e| RPCError::Network(RaftNetworkError::new(&e)))?;
+        let timeout = option.hard_ttl();
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(action, timeout, e))?;
+        let bytes = self
+            .read_response(response)
+            .await
+            .map_err(|e| self.transport_error(action, timeout, e))?;
+        let result: RemoteResult<Resp> = wire::decode("rpc response", &bytes)
+            .map_err(|e| RPCError::Network(RaftNetworkError::new(&e)))?;
+        // The peer's Raft is stopping or stopped: as good as unreachable.
+        result.map_err(|failure| RPCError::Unreachable(Unreachable::new(&failure)))
+    }
+
+    async fn read_response(
+        &self,
+        response: reqwest::Response,
+    ) -> std::result::Result<Bytes, reqwest::Error> {
+        let response = response.error_for_status()?;
+        response.bytes().await
+    }
+
+    fn transport_error(
+        &self,
+        action: RPCTypes,
+        timeout: Duration,
+        err: reqwest::Error,
+    ) -> RPCError<TypeConfig> {
+        if err.is_timeout() {
+            RPCError::Timeout(Timeout {
+                action,
+                id: self.id,
+                target: self.target,
+                timeout,
+            })
+        } else if err.is_connect() {
+            RPCError::Unreachable(Unreachable::new(&err))
+        } else {
+            RPCError::Network(RaftNetworkError::new(&err))
+        }
+    }
+
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: RaftSnapshot,
+        option: &RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let timeout = option.hard_ttl().max(Duration::from_secs(60));
+        let as_rpc = |e: RPCError<TypeConfig>| match e {
+            RPCError::Timeout(t) => StreamingError::Timeout(t),
+            RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+            RPCError::Network(n) => StreamingError::Network(n),
+            RPCError::RemoteError(r) => StreamingError::Network(RaftNetworkError::new(&r)),
+        };
+        let vote =
+            wire::encode(&vote).map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
+        let file = tokio::fs::File::open(snapshot.snapshot.path())
+            .await
+            .map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
+        // Body: vote length (u32 LE), vote, then the snapshot file as it is on disk, streamed.
+        let mut prefix = (vote.len() as u32).to_le_bytes().to_vec();
+        prefix.extend_from_slice(&vote);
+        let head =
+            futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(prefix)) });
+        let body =
+            reqwest::Body::wrap_stream(head.chain(ReaderStream::with_capacity(file, 256 << 10)));
+        let response = self
+            .http
+            .post(format!("{}{PATH_SNAPSHOT}", self.base))
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| as_rpc(self.transport_error(RPCTypes::InstallSnapshot, timeout, e)))?;
+        let bytes = self
+            .read_response(response)
+            .await
+            .map_err(|e| as_rpc(self.transport_error(RPCTypes::InstallSnapshot, timeout, e)))?;
+        let result: RemoteResult<SnapshotResponse<TypeConfig>> =
+            wire::decode("snapshot response", &bytes)
+                .map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
+        result.map_err(|failure| StreamingError::Unreachable(Unreachable::new(&failure)))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerClient {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(PATH_APPEND, RPCTypes::AppendEntries, &rpc, &option)
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(PATH_VOTE, RPCTypes::Vote, &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(PATH_PRE_VOTE, RPCTypes::Vote, &rpc, &option)
+            .await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: RaftSnapshot,
+        cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        tokio::select! {
+            result = self.send_snapshot(vote, snapshot, &option) => result,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(
+            PATH_TRANSFER_LEADER,
+            RPCTypes::TransferLeader,
+            &req,
+            &option,
+        )
+        .await
+    }
+}

@@ -1,0 +1,169 @@
+//! `raftkv cluster`: an example cluster of real `raftkv serve` processes on loopback.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use raftkv_client::Client;
+use tokio::process::{Child, Command};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Arguments of `raftkv cluster`.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Directory for the nodes' data and logs (node-N/ and node-N.log); reused on the next run.
+    #[arg(long, default_value = "raftkv-cluster")]
+    data_dir: PathBuf,
+    /// Port of node 1; node N listens on base-port + N - 1.
+    #[arg(long, default_value_t = 7001)]
+    base_port: u16,
+}
+
+struct Member {
+    id: u64,
+    url: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+/// Starts the nodes, reports the leader as it changes, and stops them all on Ctrl-C or SIGTERM.
+pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 99 {
+        anyhow::bail!("--nodes must be between 1 and 99");
+    }
+    if u64::from(args.base_port) + args.nodes > 65_536 {
+        anyhow::bail!(
+            "--base-port {} leaves no room for {} nodes",
+            args.base_port,
+            args.nodes
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("create {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let exe = std::env::current_exe().context("locate the raftkv binary")?;
+    let addr = |id: u64| format!("127.0.0.1:{}", u64::from(args.base_port) + id - 1);
+    let initial: Vec<String> = (1..=args.nodes)
+        .map(|id| format!("{id}={}", addr(id)))
+        .collect();
+    let initial = initial.join(",");
+
+    let mut members = Vec::new();
+    for id in 1..=args.nodes {
+        let node_args = vec![
+            "serve".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr(id),
+            "--data-dir".into(),
+            data_dir.join(format!("node-{id}")).display().to_string(),
+            "--initial-cluster".into(),
+            initial.clone(),
+        ];
+        members.push(Member {
+            id,
+            url: format!("http://{}", addr(id)),
+            args: node_args,
+            child: None,
+        });
+    }
+    for m in &mut members {
+        let log_path = data_dir.join(format!("node-{}.log", m.id));
+        m.child = Some(spawn(&exe, &m.args, &log_path)?);
+        let pid = m.child.as_ref().and_then(Child::id).unwrap_or(0);
+        println!(
+            "node {} -> {}  (pid {pid}, log {})",
+            m.id,
+            m.url,
+            log_path.display()
+        );
+    }
+    let endpoints: Vec<String> = members.iter().map(|m| m.url.clone()).collect();
+    println!("endpoints: {}", endpoints.join(","));
+    println!(
+        "try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)"
+    );
+
+    let client = Client::with_timeout(&endpoints, Duration::from_secs(2))?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut last_leader = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = tick.tick() => {}
+        }
+        for m in &mut members {
+            if let Some(child) = &mut m.child
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                println!(
+                    "node {} exited ({status}); restart it with:\n  {} {}",
+                    m.id,
+                    exe.display(),
+                    m.args.join(" ")
+                );
+                m.child = None;
+            }
+        }
+        let leader = client.status().await.ok().and_then(|s| s.leader);
+        if leader != last_leader {
+            match leader {
+                Some(l) => println!(
+                    "leader: node {l} ({})",
+                    members.iter().find(|m| m.id == l).map_or("?", |m| &m.url)
+                ),
+                None => println!("leader: none (election in progress)"),
+            }
+            last_leader = leader;
+        }
+    }
+
+    println!("stopping {} nodes", members.len());
+    for m in &members {
+        if let Some(pid) = m.child.as_ref().and_then(Child::id) {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+    }
+    for m in &mut members {
+        if let Some(child) = &mut m.child
+            && tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .is_err()
+        {
+            eprintln!("node {} did not stop within 10 s; killing it", m.id);
+            let _ = child.kill().await;
+        }
+    }
+    println!("stopped");
+    Ok(())
+}
+
+fn spawn(exe: &PathBuf, args: &[String], log: &PathBuf) -> anyhow::Result<Child> {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("open {}", log.display()))?;
+    let child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone()?)
+        .stderr(log_file)
+        // The nodes handle Ctrl-C through this process, not directly from the terminal.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("start {}", exe.display()))?;
+    Ok(child)
+}

@@ -1,0 +1,156 @@
+//! Command line of the `raftkv` binary.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use raftkv_types::api::Consistency;
+
+mod client_cmds;
+mod cluster;
+mod serve;
+
+/// raftkv: a replicated key-value store on Raft.
+#[derive(Debug, Parser)]
+#[command(name = "raftkv", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one node: client API and peer RPC on one port.
+    Serve(serve::ServeArgs),
+    /// Run an example cluster on loopback in the foreground; Ctrl-C stops it.
+    Cluster(cluster::ClusterArgs),
+    /// Write a value.
+    Put {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The key.
+        key: String,
+        /// The value (use --file to read it from a file).
+        #[arg(required_unless_present = "file")]
+        value: Option<String>,
+        /// Read the value from this file (`-` for standard input).
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
+    },
+    /// Read a value; prints it as it is stored.
+    Get {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The key.
+        key: String,
+        /// linearizable, lease or stale.
+        #[arg(long, default_value = "linearizable")]
+        consistency: Consistency,
+    },
+    /// Delete a key.
+    Delete {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The key.
+        key: String,
+    },
+    /// Compare and swap: set KEY to VALUE if it holds --expected (or is absent, with --absent).
+    Cas {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The key.
+        key: String,
+        /// The new value.
+        value: String,
+        /// The value the key must hold.
+        #[arg(long, required_unless_present = "absent", conflicts_with = "absent")]
+        expected: Option<String>,
+        /// The key must be absent.
+        #[arg(long)]
+        absent: bool,
+    },
+    /// List keys under a prefix.
+    Scan {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Key prefix.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Maximum keys.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// linearizable, lease or stale.
+        #[arg(long, default_value = "linearizable")]
+        consistency: Consistency,
+    },
+    /// Show the members, their roles and how far each lags.
+    Status {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Print the leader's raw JSON status instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the cluster is.
+#[derive(Debug, Args)]
+struct Endpoints {
+    /// Comma-separated node URLs; any node will do.
+    #[arg(
+        long,
+        env = "RAFTKV_ENDPOINTS",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+    )]
+    endpoints: Vec<String>,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Cluster(args) => cluster::run(args).await,
+        Command::Put {
+            endpoints,
+            key,
+            value,
+            file,
+        } => client_cmds::put(&endpoints.endpoints, &key, value, file).await,
+        Command::Get {
+            endpoints,
+            key,
+            consistency,
+        } => client_cmds::get(&endpoints.endpoints, &key, consistency).await,
+        Command::Delete { endpoints, key } => client_cmds::delete(&endpoints.endpoints, &key).await,
+        Command::Cas {
+            endpoints,
+            key,
+            value,
+            expected,
+            absent: _,
+        } => client_cmds::cas(&endpoints.endpoints, &key, expected.as_deref(), &value).await,
+        Command::Scan {
+            endpoints,
+            prefix,
+            limit,
+            consistency,
+        } => client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await,
+        Command::Status { endpoints, json } => {
+            client_cmds::status(&endpoints.endpoints, json).await
+        }
+    }
+}
+
+/// Sets up logging: `RUST_LOG` picks the level (default `info`), `json` picks the format.
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

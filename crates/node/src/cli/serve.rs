@@ -1,0 +1,88 @@
+//! `raftkv serve`: one node in the foreground until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use raftkv_node::{Node, NodeConfig, RaftTuning, parse_members};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Arguments of `raftkv serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// This node's id (a positive integer, unique in the cluster).
+    #[arg(long)]
+    id: u64,
+    /// HOST:PORT to serve the client API and peer RPC on.
+    #[arg(long)]
+    listen: String,
+    /// Directory for the node's data; created if missing.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Founding members as ID=HOST:PORT,...; used only on the first start with an empty data dir.
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// Heartbeat interval in ms.
+    #[arg(long, default_value_t = RaftTuning::default().heartbeat_ms)]
+    heartbeat_ms: u64,
+    /// Minimum election timeout in ms.
+    #[arg(long, default_value_t = RaftTuning::default().election_timeout_min_ms)]
+    election_timeout_min_ms: u64,
+    /// Maximum election timeout in ms.
+    #[arg(long, default_value_t = RaftTuning::default().election_timeout_max_ms)]
+    election_timeout_max_ms: u64,
+    /// Build a snapshot (and compact the log) every this many entries.
+    #[arg(long, default_value_t = RaftTuning::default().snapshot_every)]
+    snapshot_every: u64,
+    /// Log entries kept behind a snapshot.
+    #[arg(long, default_value_t = RaftTuning::default().keep_logs_after_snapshot)]
+    keep_logs: u64,
+    /// Largest value accepted, in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_value_bytes: usize,
+    /// How long a write may wait for commit before answering outcome_unknown, in ms.
+    #[arg(long, default_value_t = 5000)]
+    write_timeout_ms: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<NodeConfig> {
+        if self.id == 0 {
+            anyhow::bail!("--id must be a positive integer");
+        }
+        let mut config = NodeConfig::new(self.id, self.listen.clone(), self.data_dir.clone());
+        if let Some(members) = &self.initial_cluster {
+            config.initial_cluster = parse_members(members).context("--initial-cluster")?;
+        }
+        config.raft = RaftTuning {
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            snapshot_every: self.snapshot_every,
+            keep_logs_after_snapshot: self.keep_logs,
+        };
+        config.max_value_bytes = self.max_value_bytes;
+        config.write_timeout = Duration::from_millis(self.write_timeout_ms);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Runs one node until SIGTERM or SIGINT, then shuts it down cleanly.
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    super::init_logging(args.log_json);
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    let node = Node::start(config).await?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+    node.shutdown().await?;
+    Ok(())
+}

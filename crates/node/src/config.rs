@@ -1,0 +1,173 @@
+//! Configuration of one node.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use raftkv_types::NodeId;
+
+use crate::error::{NodeError, Result};
+
+/// Everything a [`crate::Node`] needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id: unique in the cluster and stable for the life of `data_dir`.
+    pub id: NodeId,
+    /// Address the HTTP server binds (client API and peer RPC), e.g. `127.0.0.1:7001`. Port 0 picks
+    /// a free port (see [`crate::Node::addr`]).
+    pub listen: String,
+    /// Directory of the node's RocksDB and snapshots. Created if missing.
+    pub data_dir: PathBuf,
+    /// The founding members, `id -> host:port`, used only when the data directory is empty: the
+    /// node then initialises the cluster with them. Must include this node. Empty: start without
+    /// bootstrapping (wait to be added).
+    pub initial_cluster: BTreeMap<NodeId, String>,
+    /// Raft timing and compaction.
+    pub raft: RaftTuning,
+    /// Largest value accepted, in bytes. By default, 1 MiB.
+    pub max_value_bytes: usize,
+    /// How long a write may wait to be committed and applied before answering `outcome_unknown`.
+    /// By default, 5 s.
+    pub write_timeout: Duration,
+    /// How long a linearizable read may wait for leadership confirmation and apply. By default, 5 s.
+    pub read_timeout: Duration,
+}
+
+/// Raft timing and log compaction. The defaults suit a LAN: an election starts 300-600 ms after
+/// the leader goes silent, heartbeats every 100 ms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftTuning {
+    /// Heartbeat interval, ms. Keep it well under the election timeout. By default, 100.
+    pub heartbeat_ms: u64,
+    /// Lower bound of the randomised election timeout, ms. By default, 300.
+    pub election_timeout_min_ms: u64,
+    /// Upper bound of the randomised election timeout, ms. By default, 600.
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one. By default, 20 000.
+    pub snapshot_every: u64,
+    /// Log entries kept behind the snapshot, so that a briefly lagging follower catches up from
+    /// the log rather than with a snapshot. By default, 5 000.
+    pub keep_logs_after_snapshot: u64,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        RaftTuning {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_every: 20_000,
+            keep_logs_after_snapshot: 5_000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// A configuration with defaults for everything but identity, address and data directory.
+    pub fn new(id: NodeId, listen: impl Into<String>, data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            id,
+            listen: listen.into(),
+            data_dir: data_dir.into(),
+            initial_cluster: BTreeMap::new(),
+            raft: RaftTuning::default(),
+            max_value_bytes: 1 << 20,
+            write_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Sets the founding members (see [`NodeConfig::initial_cluster`]).
+    pub fn with_initial_cluster(mut self, members: BTreeMap<NodeId, String>) -> NodeConfig {
+        self.initial_cluster = members;
+        self
+    }
+
+    /// Checks the configuration for mistakes that would only show later.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(NodeError::Config(msg));
+        if !self.initial_cluster.is_empty() && !self.initial_cluster.contains_key(&self.id) {
+            return bad(format!(
+                "--initial-cluster does not include this node's id {}",
+                self.id
+            ));
+        }
+        let t = &self.raft;
+        if t.heartbeat_ms == 0 || t.heartbeat_ms >= t.election_timeout_min_ms {
+            return bad(format!(
+                "heartbeat interval ({} ms) must be above 0 and below the election timeout ({} ms)",
+                t.heartbeat_ms, t.election_timeout_min_ms
+            ));
+        }
+        if t.election_timeout_min_ms >= t.election_timeout_max_ms {
+            return bad(format!(
+                "election timeout min ({} ms) must be below max ({} ms)",
+                t.election_timeout_min_ms, t.election_timeout_max_ms
+            ));
+        }
+        if t.snapshot_every == 0 {
+            return bad("snapshot interval must be at least 1 entry".into());
+        }
+        if self.max_value_bytes == 0 {
+            return bad("max value size must be at least 1 byte".into());
+        }
+        Ok(())
+    }
+}
+
+/// Parses `1=host:port,2=host:port,...`.
+pub fn parse_members(s: &str) -> Result<BTreeMap<NodeId, String>> {
+    let mut members = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('=').ok_or_else(|| {
+            NodeError::Config(format!("member {part:?} is not of the form ID=HOST:PORT"))
+        })?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| NodeError::Config(format!("member id {id:?} is not a number")))?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse::<u16>().ok())
+            .is_none()
+        {
+            return Err(NodeError::Config(format!(
+                "member {id} address {addr:?} is not HOST:PORT"
+            )));
+        }
+        if members.insert(id, addr.to_string()).is_some() {
+            return Err(NodeError::Config(format!("member id {id} appears twice")));
+        }
+    }
+    if members.is_empty() {
+        return Err(NodeError::Config("no members given".into()));
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_member_lists_and_rejects_bad_ones() {
+        let m = parse_members("1=127.0.0.1:7001, 2=localhost:7002").unwrap();
+        assert_eq!(m[&1], "127.0.0.1:7001");
+        assert_eq!(m[&2], "localhost:7002");
+        for bad in ["", "1", "x=a:1", "1=a", "1=a:1,1=b:2", "1=a:99999"] {
+            assert!(parse_members(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn validation_catches_inconsistent_settings() {
+        let mut c = NodeConfig::new(4, "127.0.0.1:0", "/tmp/x")
+            .with_initial_cluster(parse_members("1=a:1").unwrap());
+        assert!(c.validate().is_err());
+        c.initial_cluster.clear();
+        assert!(c.validate().is_ok());
+        c.raft.heartbeat_ms = 1000;
+        assert!(c.validate().is_err());
+    }
+}

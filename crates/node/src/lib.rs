@@ -1,0 +1,39 @@
+//! A raftkv node: configuration, the [`Node`] that wires storage, network and openraft together,
+//! and the `raftkv` binary.
+//!
+//! # Layout
+//! - [`config`]: [`NodeConfig`] and [`RaftTuning`].
+//! - [`node`]: [`Node`]: start, typed reads and writes for embedding, shutdown.
+//! - [`kv_handle`]: [`KvHandle`], the request logic behind both the HTTP API and [`Node`].
+//! - [`status`]: `/v1/status` from openraft's metrics.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), raftkv_node::NodeError> {
+//! use std::time::Duration;
+//! use raftkv_node::{Consistency, Node, NodeConfig, parse_members};
+//!
+//! let config = NodeConfig::new(1, "127.0.0.1:7001", "/tmp/raftkv-1")
+//!     .with_initial_cluster(parse_members("1=127.0.0.1:7001")?);
+//! let node = Node::start(config).await?;
+//! node.wait_for_leader(Duration::from_secs(5)).await?;
+//! node.put("greeting", "hello").await?;
+//! assert_eq!(node.get("greeting", Consistency::Linearizable).await?, Some(b"hello".to_vec()));
+//! node.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+pub mod config;
+mod error;
+pub mod kv_handle;
+pub mod node;
+pub mod status;
+
+pub use config::{NodeConfig, RaftTuning, parse_members};
+pub use error::{NodeError, Result};
+pub use kv_handle::KvHandle;
+pub use node::Node;
+pub use raftkv_storage::ScanPage;
+pub use raftkv_types::api::{
+    CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse, Role,
+};

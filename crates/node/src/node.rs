@@ -1,0 +1,376 @@
+//! [`Node`]: one running raftkv member.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{InitializeError, RaftError};
+use openraft::{Config, SnapshotPolicy};
+use raftkv_client::Client;
+use raftkv_network::{
+    ApiError, ApiLimits, KvService, LeaderProxy, PeerNetwork, client_router, peer_router,
+};
+use raftkv_storage::{ScanPage, Store};
+use raftkv_types::api::{CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse};
+use raftkv_types::{Command, NodeId, Outcome, PeerNode};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::NodeConfig;
+use crate::error::{NodeError, Result};
+use crate::kv_handle::KvHandle;
+
+/// How long shutdown waits for in-flight HTTP requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A running raftkv node: storage, Raft and the HTTP server (client API and peer RPC on one port).
+///
+/// Usable in-process: [`Node::put`], [`Node::get`] and friends are the HTTP API as typed calls. A
+/// call only the leader can serve is forwarded to it over HTTP when this node is a follower.
+///
+/// Call [`Node::shutdown`] to stop: it drains HTTP requests, then stops Raft, which leaves storage
+/// consistent (it always is: a crash is recovered from too).
+pub struct Node {
+    handle: KvHandle,
+    addr: SocketAddr,
+    stop_server: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    forwarder: Arc<tokio::sync::Mutex<Option<(NodeId, Client)>>>,
+}
+
+impl Node {
+    /// Opens storage, starts Raft and serves HTTP on `config.listen`. When the data directory holds
+    /// no cluster state and `initial_cluster` is set, initialises the cluster with it; a node with
+    /// existing state rejoins with what it has.
+    pub async fn start(config: NodeConfig) -> Result<Node> {
+        config.validate()?;
+        let listener =
+            TcpListener::bind(&config.listen)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    addr: config.listen.clone(),
+                    source,
+                })?;
+        let addr = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen.clone(),
+            source,
+        })?;
+
+        let store = {
+            let dir = config.data_dir.clone();
+            tokio::task::spawn_blocking(move || Store::open(dir))
+                .await
+                .map_err(|e| NodeError::Raft(format!("open storage task: {e}")))??
+        };
+        let state_machine = store.state_machine.clone();
+        let raft_config = raft_config(&config)?;
+        let network = PeerNetwork::new(config.id)?;
+        let raft = openraft::Raft::new(
+            config.id,
+            raft_config,
+            network,
+            store.log,
+            store.state_machine,
+        )
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+        let handle = KvHandle {
+            id: config.id,
+            raft: raft.clone(),
+            state_machine: state_machine.clone(),
+            limits: ApiLimits {
+                max_value_bytes: config.max_value_bytes,
+                ..ApiLimits::default()
+            },
+            write_timeout: config.write_timeout,
+            read_timeout: config.read_timeout,
+        };
+        if !config.initial_cluster.is_empty()
+            && !raft
+                .is_initialized()
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))?
+        {
+            let members: BTreeMap<NodeId, PeerNode> = config
+                .initial_cluster
+                .iter()
+                .map(|(id, a)| (*id, PeerNode::new(a.clone())))
+                .collect();
+            tracing::info!(?members, "empty data directory: initialising the cluster");
+            // Every founding member does this with the same membership; the entries are identical,
+            // so whichever is elected first, the others agree. It happens before the server
+            // accepts peer RPCs, so that a peer's vote request cannot get in first.
+            match raft.initialize(members).await {
+                Ok(()) => {}
+                // A founding peer that initialised first may already have reached this node.
+                Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
+                    tracing::info!(%e, "not initialising: this node already has cluster state")
+                }
+                Err(e) => return Err(NodeError::Raft(format!("initialize: {e}"))),
+            }
+        }
+        let router = peer_router(raft.clone(), state_machine)
+            .merge(client_router(handle.clone(), LeaderProxy::new()?));
+        let (stop_server, mut stopped) = watch::channel(false);
+        let server = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                tracing::error!(%err, "http server failed");
+            }
+        });
+
+        tracing::info!(id = config.id, %addr, data_dir = %config.data_dir.display(), "node started");
+        Ok(Node {
+            handle,
+            addr,
+            stop_server,
+            server,
+            forwarder: Arc::default(),
+        })
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.handle.id
+    }
+
+    /// The address the HTTP server is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL of this node's HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes `value` under `key`; returns once a majority has it on disk and this node (or the
+    /// leader it forwarded to) has applied it.
+    pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
+        let value = value.into();
+        match self
+            .write(Command::Put {
+                key: key.to_string(),
+                value: value.clone(),
+            })
+            .await
+        {
+            Ok(r) => Ok(PutResponse {
+                revision: r.revision,
+            }),
+            Err(Fwd(leader, client)) => forwarded(leader, client.put(key, value).await),
+            Err(Fail(e)) => Err(e),
+        }
+    }
+
+    /// Reads `key` at `consistency`; `None` when absent.
+    pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
+        match self.handle.read(key.to_string(), consistency).await {
+            Ok(v) => Ok(v),
+            Err(e) => match self.forward_target(e).await? {
+                (leader, client) => forwarded(leader, client.get(key, consistency).await),
+            },
+        }
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
+        match self
+            .write(Command::Delete {
+                key: key.to_string(),
+            })
+            .await
+        {
+            Ok(r) => Ok(DeleteResponse {
+                revision: r.revision,
+                deleted: matches!(r.outcome, Outcome::Delete { deleted: true }),
+            }),
+            Err(Fwd(leader, client)) => forwarded(leader, client.delete(key).await),
+            Err(Fail(e)) => Err(e),
+        }
+    }
+
+    /// Sets `key` to `value` if it holds `expected` (`None`: if absent).
+    pub async fn cas(&self, key: &str, expected: Option<&str>, value: &str) -> Result<CasResponse> {
+        let command = Command::Cas {
+            key: key.to_string(),
+            expected: expected.map(|e| e.as_bytes().to_vec()),
+            value: value.as_bytes().to_vec(),
+        };
+        match self.write(command).await {
+            Ok(r) => match r.outcome {
+                Outcome::Cas { succeeded, current } => Ok(CasResponse {
+                    succeeded,
+                    current: current.map(|c| String::from_utf8_lossy(&c).into_owned()),
+                    revision: r.revision,
+                }),
+                _ => Err(NodeError::Api(ApiError::Internal(
+                    "cas applied without a cas outcome".into(),
+                ))),
+            },
+            Err(Fwd(leader, client)) => forwarded(leader, client.cas(key, expected, value).await),
+            Err(Fail(e)) => Err(e),
+        }
+    }
+
+    /// Lists up to `limit` keys under `prefix` after `start_after`, read from this node at
+    /// `consistency` (a follower answers `stale` itself and forwards the others).
+    pub async fn scan(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+        consistency: Consistency,
+    ) -> Result<ScanPage> {
+        let local = self
+            .handle
+            .scan(
+                prefix.to_string(),
+                start_after.map(str::to_string),
+                limit,
+                consistency,
+            )
+            .await;
+        match local {
+            Ok(page) => Ok(page),
+            Err(e) => {
+                let (leader, client) = self.forward_target(e).await?;
+                let resp = forwarded(
+                    leader,
+                    client.scan(prefix, limit, start_after, consistency).await,
+                )?;
+                Ok(ScanPage {
+                    entries: resp
+                        .entries
+                        .into_iter()
+                        .map(|e| (e.key, e.value.into_bytes()))
+                        .collect(),
+                    more: resp.more,
+                })
+            }
+        }
+    }
+
+    /// This node's view of the cluster.
+    pub async fn status(&self) -> Result<NodeStatus> {
+        Ok(self.handle.status().await?)
+    }
+
+    /// Waits until some node is known as leader, up to `timeout`; returns its id.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
+        let waited = self
+            .handle
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await;
+        match waited {
+            Ok(m) => Ok(m.current_leader.expect("waited for a leader")),
+            Err(openraft::metrics::WaitError::Timeout(..)) => {
+                Err(NodeError::Api(ApiError::NotLeader {
+                    leader_id: None,
+                    leader: None,
+                }))
+            }
+            Err(e) => Err(NodeError::Raft(e.to_string())),
+        }
+    }
+
+    /// Stops the node: stops accepting requests, lets in-flight ones finish (up to 3 s), then
+    /// stops Raft. Everything acknowledged is on disk already.
+    pub async fn shutdown(self) -> Result<()> {
+        let _ = self.stop_server.send(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.server)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "http requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"
+            );
+        }
+        self.handle
+            .raft
+            .shutdown()
+            .await
+            .map_err(|e| NodeError::Raft(format!("shutdown: {e}")))?;
+        tracing::info!(id = self.handle.id, "node stopped");
+        Ok(())
+    }
+
+    async fn write(
+        &self,
+        command: Command,
+    ) -> std::result::Result<raftkv_types::CommandResult, WriteFailure> {
+        match self.handle.write(command).await {
+            Ok(r) => Ok(r),
+            Err(e) => match self.forward_target(e).await {
+                Ok((leader, client)) => Err(Fwd(leader, client)),
+                Err(e) => Err(Fail(e)),
+            },
+        }
+    }
+
+    /// For a `NotLeader` error with a known leader, a client of that leader; any other error is
+    /// returned as it is.
+    async fn forward_target(&self, err: ApiError) -> Result<(NodeId, Client)> {
+        let ApiError::NotLeader {
+            leader_id: Some(id),
+            leader: Some(node),
+        } = err
+        else {
+            return Err(NodeError::Api(err));
+        };
+        let mut cached = self.forwarder.lock().await;
+        if let Some((cached_id, client)) = cached.as_ref()
+            && *cached_id == id
+        {
+            return Ok((id, client.clone()));
+        }
+        let client = Client::with_timeout([node.url()], self.handle.limits.forward_timeout)
+            .map_err(|source| NodeError::Forward {
+                leader: Some(id),
+                source,
+            })?;
+        *cached = Some((id, client.clone()));
+        Ok((id, client))
+    }
+}
+
+enum WriteFailure {
+    Fwd(NodeId, Client),
+    Fail(NodeError),
+}
+use WriteFailure::{Fail, Fwd};
+
+fn forwarded<T>(leader: NodeId, result: raftkv_client::Result<T>) -> Result<T> {
+    result.map_err(|source| NodeError::Forward {
+        leader: Some(leader),
+        source,
+    })
+}
+
+fn raft_config(config: &NodeConfig) -> Result<Arc<Config>> {
+    let t = &config.raft;
+    let raft = Config {
+        cluster_name: "raftkv".to_string(),
+        heartbeat_interval: t.heartbeat_ms,
+        election_timeout_min: t.election_timeout_min_ms,
+        election_timeout_max: t.election_timeout_max_ms,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
+        max_in_snapshot_log_to_keep: t.keep_logs_after_snapshot,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        raft.validate()
+            .map_err(|e| NodeError::Config(e.to_string()))?,
+    ))
+}

@@ -1,0 +1,45 @@
+//! Durable storage of a raftkv node: the Raft log and the key-value state machine, both in one
+//! RocksDB, implementing openraft's [`RaftLogStorage`](openraft::storage::RaftLogStorage) and
+//! [`RaftStateMachine`](openraft::storage::RaftStateMachine).
+//!
+//! # Where data becomes durable
+//! - A log entry: when openraft's flush callback fires, after a WAL fsync shared by every append
+//!   queued meanwhile (group commit, [`WalFlusher`]).
+//! - The vote: before `save_vote` returns.
+//! - State-machine data: it is derived from the log and re-applied from it, so applies are written
+//!   atomically but not fsynced.
+//! - A snapshot: its file is fsynced before it is published; an installed snapshot is switched to
+//!   with one fsynced batch.
+//!
+//! # Layout
+//! - [`store`]: [`Store::open`] opens the database and recovers.
+//! - [`log_store`]: [`RocksLogStore`], the log and vote.
+//! - [`wal_flusher`]: [`WalFlusher`], group commit.
+//! - [`state_machine`]: [`KvStateMachine`], the key-value map and its reads.
+//! - [`snapshot`] and [`snapshot_builder`]: the snapshot file format and how one is built.
+//! - [`keys`] and [`codec`]: column families, key layout and record encoding.
+//!
+//! # Example
+//! ```no_run
+//! let store = raftkv_storage::Store::open("/var/lib/raftkv/node-1")?;
+//! assert_eq!(store.state_machine.get("greeting")?, None);
+//! # Ok::<(), raftkv_storage::StorageError>(())
+//! ```
+
+pub mod codec;
+mod error;
+pub mod keys;
+pub mod log_store;
+pub mod snapshot;
+pub mod snapshot_builder;
+pub mod state_machine;
+pub mod store;
+pub mod wal_flusher;
+
+pub use error::{Result, StorageError};
+pub use log_store::RocksLogStore;
+pub use snapshot::{SnapshotFile, SnapshotReader, SnapshotWriter};
+pub use snapshot_builder::KvSnapshotBuilder;
+pub use state_machine::{KvStateMachine, ScanPage};
+pub use store::Store;
+pub use wal_flusher::WalFlusher;

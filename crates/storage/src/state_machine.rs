@@ -1,0 +1,555 @@
+//! The key-value state machine, in RocksDB.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use futures::{Stream, StreamExt};
+use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
+use openraft::type_config::alias::SnapshotOf;
+use openraft::{EntryPayload, OptionalSend, Snapshot};
+use raftkv_types::{
+    Command, CommandResult, LogId, Outcome, SnapshotMeta, StoredMembership, TypeConfig,
+};
+use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
+
+use crate::codec::{decode, encode};
+use crate::error::{Result, StorageError};
+use crate::keys::{
+    CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP, data_key,
+    generation_start,
+};
+use crate::snapshot::{SnapshotFile, SnapshotReader};
+use crate::snapshot_builder::KvSnapshotBuilder;
+use crate::store::sync_dir;
+
+/// Entries applied per RocksDB batch when openraft hands over a long run (e.g. after a restart).
+const APPLY_CHUNK: usize = 4096;
+/// Bytes per batch when installing a snapshot.
+const INSTALL_BATCH_BYTES: usize = 4 << 20;
+/// Snapshot files kept: the newest, and the one before it that may still be being sent.
+const SNAPSHOTS_KEPT: usize = 2;
+
+/// The replicated key-value map: data in `sm_data`, last applied log id and membership in
+/// `sm_meta`.
+///
+/// # Durability and atomicity
+/// Each apply writes the data, the last applied log id and the membership in one atomic RocksDB
+/// batch, so the stored state is always the result of a prefix of the log. Applies are not fsynced:
+/// the log entries they come from are, and a state machine behind the log after a power cut is
+/// re-applied from it. A process crash loses nothing (the write is in the OS before apply returns).
+///
+/// # Snapshots
+/// Data keys are prefixed by a generation. Installing a snapshot writes it into the next
+/// generation, then switches generation, last applied and membership in one fsynced batch; a crash
+/// before the switch leaves the old state intact, and the partial generation is removed on open.
+///
+/// Cloning is cheap; clones share the database. The node keeps a clone to serve reads.
+#[derive(Clone)]
+pub struct KvStateMachine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Arc<DB>,
+    snapshot_dir: PathBuf,
+    /// The live data generation. Readers hold the read lock while they read, so a generation
+    /// switch never pulls data from under a read.
+    generation: RwLock<u64>,
+    applied: Mutex<(Option<LogId>, StoredMembership)>,
+    /// Index of the last applied entry (0 before any), readable without a lock.
+    applied_index: AtomicU64,
+    snapshot_seq: AtomicU64,
+}
+
+/// One page of a prefix scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanPage {
+    /// Keys and values in key order.
+    pub entries: Vec<(String, Vec<u8>)>,
+    /// Whether more keys match after the last one returned.
+    pub more: bool,
+}
+
+impl KvStateMachine {
+    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<KvStateMachine> {
+        let read_meta = |key: &'static [u8]| -> Result<Option<Vec<u8>>> {
+            let cf = db
+                .cf_handle(CF_SM_META)
+                .expect("sm_meta column family is created at open");
+            db.get_cf(cf, key)
+                .map_err(StorageError::rocks("read state machine metadata"))
+        };
+        let generation: u64 = read_meta(KEY_GENERATION)?
+            .map(|b| decode("generation", &b))
+            .transpose()?
+            .unwrap_or(0);
+        let last_applied: Option<LogId> = read_meta(KEY_LAST_APPLIED)?
+            .map(|b| decode("last applied", &b))
+            .transpose()?
+            .flatten();
+        let membership: StoredMembership = read_meta(KEY_MEMBERSHIP)?
+            .map(|b| decode("membership", &b))
+            .transpose()?
+            .unwrap_or_default();
+
+        let sm = KvStateMachine {
+            inner: Arc::new(Inner {
+                snapshot_dir,
+                generation: RwLock::new(generation),
+                applied_index: AtomicU64::new(last_applied.as_ref().map_or(0, |l| l.index)),
+                applied: Mutex::new((last_applied, membership)),
+                snapshot_seq: AtomicU64::new(0),
+                db,
+            }),
+        };
+        sm.remove_leftovers(generation)?;
+        Ok(sm)
+    }
+
+    /// Removes what an interrupted snapshot build or install left behind: data of other
+    /// generations, checkpoints and partial files.
+    fn remove_leftovers(&self, generation: u64) -> Result<()> {
+        let db = &self.inner.db;
+        let cf = self.data_cf();
+        db.delete_range_cf(cf, generation_start(0), generation_start(generation))
+            .map_err(StorageError::rocks("remove stale generations"))?;
+        db.delete_range_cf(
+            cf,
+            generation_start(generation + 1),
+            generation_start(u64::MAX),
+        )
+        .map_err(StorageError::rocks("remove stale generations"))?;
+        let dir = &self.inner.snapshot_dir;
+        for entry in std::fs::read_dir(dir).map_err(StorageError::io("list snapshots", dir))? {
+            let path = entry
+                .map_err(StorageError::io("list snapshots", dir))?
+                .path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if name.starts_with("checkpoint-") {
+                std::fs::remove_dir_all(&path)
+                    .map_err(StorageError::io("remove checkpoint", &path))?;
+            } else if name.ends_with(".part") {
+                std::fs::remove_file(&path)
+                    .map_err(StorageError::io("remove partial snapshot", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn data_cf(&self) -> &ColumnFamily {
+        self.inner
+            .db
+            .cf_handle(CF_SM_DATA)
+            .expect("sm_data column family is created at open")
+    }
+
+    fn meta_cf(&self) -> &ColumnFamily {
+        self.inner
+            .db
+            .cf_handle(CF_SM_META)
+            .expect("sm_meta column family is created at open")
+    }
+
+    /// The value of `key` in the applied state, read from this node alone.
+    pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let generation = self
+            .inner
+            .generation
+            .read()
+            .expect("generation lock poisoned");
+        self.inner
+            .db
+            .get_cf(self.data_cf(), data_key(*generation, key.as_bytes()))
+            .map_err(StorageError::rocks("read key"))
+    }
+
+    /// Up to `limit` keys starting with `prefix` and greater than `start_after`, in key order, from
+    /// one consistent view of the applied state.
+    pub fn scan(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ScanPage> {
+        let generation = *self
+            .inner
+            .generation
+            .read()
+            .expect("generation lock poisoned");
+        let lower = match start_after {
+            Some(after) if after >= prefix => {
+                let mut k = data_key(generation, after.as_bytes());
+                k.push(0); // the smallest key greater than `after`
+                k
+            }
+            _ => data_key(generation, prefix.as_bytes()),
+        };
+        let snapshot = self.inner.db.snapshot();
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(generation_start(generation + 1).to_vec());
+        let iter = snapshot.iterator_cf_opt(
+            self.data_cf(),
+            opts,
+            IteratorMode::From(&lower, Direction::Forward),
+        );
+        let mut page = ScanPage::default();
+        for item in iter {
+            let (key, value) = item.map_err(StorageError::rocks("scan keys"))?;
+            let user_key = &key[8..];
+            if !user_key.starts_with(prefix.as_bytes()) {
+                break;
+            }
+            if page.entries.len() == limit {
+                page.more = true;
+                break;
+            }
+            let user_key = String::from_utf8_lossy(user_key).into_owned();
+            page.entries.push((user_key, value.into_vec()));
+        }
+        Ok(page)
+    }
+
+    /// The last applied log id and membership.
+    pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
+        self.inner
+            .applied
+            .lock()
+            .expect("applied lock poisoned")
+            .clone()
+    }
+
+    /// Index of the last applied log entry, 0 before any.
+    pub fn applied_index(&self) -> u64 {
+        self.inner.applied_index.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn db(&self) -> &Arc<DB> {
+        &self.inner.db
+    }
+
+    /// A unique path in the snapshot directory for a new file or checkpoint.
+    pub(crate) fn scratch_path(&self, prefix: &str, suffix: &str) -> PathBuf {
+        let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .snapshot_dir
+            .join(format!("{prefix}{}-{seq}{suffix}", std::process::id()))
+    }
+
+    /// A fresh path in the snapshot directory for a snapshot being received from the leader.
+    /// Files left there by an interrupted transfer are removed on open.
+    pub fn incoming_snapshot_path(&self) -> PathBuf {
+        self.scratch_path("incoming-", ".part")
+    }
+
+    /// Moves a complete snapshot file into place as the newest snapshot and drops older ones.
+    pub(crate) fn publish_snapshot(
+        &self,
+        file: &SnapshotFile,
+        meta: &SnapshotMeta,
+    ) -> Result<SnapshotFile> {
+        let index = meta.last_log_id.as_ref().map_or(0, |l| l.index);
+        let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
+        let dest = self
+            .inner
+            .snapshot_dir
+            .join(format!("snap-{index:020}-{:020}-{seq}.snap", now_nanos()));
+        std::fs::rename(file.path(), &dest).map_err(StorageError::io("publish snapshot", &dest))?;
+        sync_dir(&self.inner.snapshot_dir)?;
+        let mut all = self.snapshot_files()?;
+        let newest_first = all.len().saturating_sub(SNAPSHOTS_KEPT);
+        for old in all.drain(..newest_first) {
+            // The newest by index is what matters; an older one may still be being sent.
+            if old != dest {
+                let _ = std::fs::remove_file(&old);
+            }
+        }
+        Ok(SnapshotFile::new(dest))
+    }
+
+    /// Published snapshot files, oldest first.
+    fn snapshot_files(&self) -> Result<Vec<PathBuf>> {
+        let dir = &self.inner.snapshot_dir;
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(StorageError::io("list snapshots", dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("snap-") && n.ends_with(".snap"))
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    fn apply_command(
+        &self,
+        generation: u64,
+        batch: &mut WriteBatch,
+        overlay: &mut HashMap<String, Option<Vec<u8>>>,
+        command: Command,
+    ) -> Result<Outcome> {
+        let current =
+            |key: &str, overlay: &HashMap<String, Option<Vec<u8>>>| -> Result<Option<Vec<u8>>> {
+                match overlay.get(key) {
+                    Some(v) => Ok(v.clone()),
+                    None => self
+                        .inner
+                        .db
+                        .get_cf(self.data_cf(), data_key(generation, key.as_bytes()))
+                        .map_err(StorageError::rocks("read key")),
+                }
+            };
+        let outcome = match command {
+            Command::Put { key, value } => {
+                batch.put_cf(self.data_cf(), data_key(generation, key.as_bytes()), &value);
+                overlay.insert(key, Some(value));
+                Outcome::Put
+            }
+            Command::Delete { key } => {
+                let deleted = current(&key, overlay)?.is_some();
+                batch.delete_cf(self.data_cf(), data_key(generation, key.as_bytes()));
+                overlay.insert(key, None);
+                Outcome::Delete { deleted }
+            }
+            Command::Cas {
+                key,
+                expected,
+                value,
+            } => {
+                let now = current(&key, overlay)?;
+                let succeeded = now == expected;
+                if succeeded {
+                    batch.put_cf(self.data_cf(), data_key(generation, key.as_bytes()), &value);
+                    overlay.insert(key, Some(value));
+                }
+                Outcome::Cas {
+                    succeeded,
+                    current: now,
+                }
+            }
+        };
+        Ok(outcome)
+    }
+
+    /// Writes one apply batch with the new last applied id and membership, then answers clients.
+    fn commit_batch(
+        &self,
+        mut batch: WriteBatch,
+        last: Option<LogId>,
+        membership: Option<StoredMembership>,
+        responses: &mut Vec<(ApplyResponder<TypeConfig>, CommandResult)>,
+    ) -> Result<()> {
+        let Some(last) = last else { return Ok(()) };
+        batch.put_cf(
+            self.meta_cf(),
+            KEY_LAST_APPLIED,
+            encode(&Some(last.clone()))?,
+        );
+        if let Some(m) = &membership {
+            batch.put_cf(self.meta_cf(), KEY_MEMBERSHIP, encode(m)?);
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        self.inner
+            .db
+            .write_opt(batch, &opts)
+            .map_err(StorageError::rocks("apply entries"))?;
+        {
+            let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
+            self.inner
+                .applied_index
+                .store(last.index, Ordering::Release);
+            applied.0 = Some(last);
+            if let Some(m) = membership {
+                applied.1 = m;
+            }
+        }
+        for (responder, result) in responses.drain(..) {
+            responder.send(result);
+        }
+        Ok(())
+    }
+
+    fn install_blocking(&self, meta: &SnapshotMeta, file: &SnapshotFile) -> Result<()> {
+        let db = &self.inner.db;
+        let old_generation = *self
+            .inner
+            .generation
+            .read()
+            .expect("generation lock poisoned");
+        let new_generation = old_generation + 1;
+        // Anything left in the target generation by an earlier interrupted install goes first.
+        db.delete_range_cf(
+            self.data_cf(),
+            generation_start(new_generation),
+            generation_start(new_generation + 1),
+        )
+        .map_err(StorageError::rocks("clear snapshot generation"))?;
+
+        let mut reader = SnapshotReader::open(file.path())?;
+        let mut unsynced = WriteOptions::default();
+        unsynced.set_sync(false);
+        let mut batch = WriteBatch::default();
+        while let Some((key, value)) = reader.next_record()? {
+            batch.put_cf(self.data_cf(), data_key(new_generation, &key), &value);
+            if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
+                db.write_opt(std::mem::take(&mut batch), &unsynced)
+                    .map_err(StorageError::rocks("install snapshot data"))?;
+            }
+        }
+        // The switch: generation, last applied and membership together, fsynced (which also makes
+        // the data batches above durable, as they share the WAL).
+        batch.put_cf(self.meta_cf(), KEY_GENERATION, encode(&new_generation)?);
+        batch.put_cf(self.meta_cf(), KEY_LAST_APPLIED, encode(&meta.last_log_id)?);
+        batch.put_cf(
+            self.meta_cf(),
+            KEY_MEMBERSHIP,
+            encode(&meta.last_membership)?,
+        );
+        let mut synced = WriteOptions::default();
+        synced.set_sync(true);
+        {
+            let mut generation = self
+                .inner
+                .generation
+                .write()
+                .expect("generation lock poisoned");
+            db.write_opt(batch, &synced)
+                .map_err(StorageError::rocks("switch to snapshot"))?;
+            *generation = new_generation;
+            let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
+            *applied = (meta.last_log_id.clone(), meta.last_membership.clone());
+            self.inner.applied_index.store(
+                meta.last_log_id.as_ref().map_or(0, |l| l.index),
+                Ordering::Release,
+            );
+        }
+        db.delete_range_cf(
+            self.data_cf(),
+            generation_start(0),
+            generation_start(new_generation),
+        )
+        .map_err(StorageError::rocks("drop replaced generation"))?;
+        Ok(())
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for KvStateMachine {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = KvSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+        Ok(self.applied())
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
+    where
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        // Applies and installs both run on openraft's state-machine task, one at a time, so the
+        // generation cannot change during this call.
+        let generation = *self
+            .inner
+            .generation
+            .read()
+            .expect("generation lock poisoned");
+        let mut batch = WriteBatch::default();
+        // Values written earlier in this batch but not yet in RocksDB: later commands must see them.
+        let mut overlay = HashMap::new();
+        let mut responses = Vec::new();
+        let mut last = None;
+        let mut membership = None;
+        let mut pending = 0;
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let revision = entry.log_id.index;
+            let outcome = match entry.payload {
+                EntryPayload::Blank => Outcome::None,
+                EntryPayload::Normal(command) => {
+                    self.apply_command(generation, &mut batch, &mut overlay, command)?
+                }
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id.clone()), m));
+                    Outcome::None
+                }
+            };
+            last = Some(entry.log_id);
+            if let Some(responder) = responder {
+                responses.push((responder, CommandResult { revision, outcome }));
+            }
+            pending += 1;
+            if pending == APPLY_CHUNK {
+                self.commit_batch(
+                    std::mem::take(&mut batch),
+                    last.clone(),
+                    membership.take(),
+                    &mut responses,
+                )?;
+                overlay.clear();
+                pending = 0;
+            }
+        }
+        self.commit_batch(batch, last, membership, &mut responses)?;
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> KvSnapshotBuilder {
+        // Called on the state-machine task between applies: the checkpoint taken here is exactly
+        // the applied state. Errors surface when the builder runs.
+        let sm = self.clone();
+        let result = tokio::task::spawn_blocking(move || KvSnapshotBuilder::checkpoint(sm)).await;
+        match result {
+            Ok(builder) => builder,
+            Err(join) => {
+                KvSnapshotBuilder::failed(self.clone(), format!("checkpoint task failed: {join}"))
+            }
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> io::Result<()> {
+        let sm = self.clone();
+        let meta = meta.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            sm.install_blocking(&meta, &snapshot)?;
+            sm.publish_snapshot(&snapshot, &meta)?;
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> io::Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>> {
+        let sm = self.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<_> {
+            for path in sm.snapshot_files()?.into_iter().rev() {
+                match SnapshotReader::open(&path) {
+                    Ok(reader) => {
+                        return Ok(Some((reader.meta().clone(), SnapshotFile::new(path))));
+                    }
+                    Err(err) => {
+                        tracing::warn!(path = %path.display(), %err, "skipping unreadable snapshot")
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(found.map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+    }
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}

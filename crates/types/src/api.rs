@@ -1,0 +1,191 @@
+//! JSON bodies of the client HTTP API, shared by the server, the CLI and other clients.
+//!
+//! `docs/api.md` is the contract; these types are its code form.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Reflects every write acknowledged before the read began: the leader confirms with a quorum
+    /// that it still leads (ReadIndex), then reads once it has applied that far.
+    #[default]
+    Linearizable,
+    /// Like `linearizable`, but the leader skips the quorum round while its lease (a recent quorum
+    /// acknowledgement, shorter than the election timeout) holds. Relies on bounded clock drift.
+    Lease,
+    /// Answered from the local node's applied state, without contacting the leader: may be behind.
+    Stale,
+}
+
+impl FromStr for Consistency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "linearizable" => Ok(Consistency::Linearizable),
+            "lease" => Ok(Consistency::Lease),
+            "stale" => Ok(Consistency::Stale),
+            other => Err(format!(
+                "unknown consistency level {other:?}; expected linearizable, lease or stale"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Lease => "lease",
+            Consistency::Stale => "stale",
+        })
+    }
+}
+
+/// Response to `PUT /v1/kv/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutResponse {
+    /// Log index of the write.
+    pub revision: u64,
+}
+
+/// Response to `DELETE /v1/kv/{key}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteResponse {
+    /// Log index of the delete.
+    pub revision: u64,
+    /// Whether the key existed.
+    pub deleted: bool,
+}
+
+/// Body of `POST /v1/kv/{key}/cas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CasRequest {
+    /// The value the key must hold; `null`: the key must be absent.
+    pub expected: Option<String>,
+    /// The value to store if it does.
+    pub value: String,
+}
+
+/// Response to `POST /v1/kv/{key}/cas`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasResponse {
+    /// Whether the value was swapped.
+    pub succeeded: bool,
+    /// The value before the operation (`null`: absent).
+    pub current: Option<String>,
+    /// Log index at which the cas was evaluated.
+    pub revision: u64,
+}
+
+/// One key of a [`ScanResponse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEntry {
+    /// The key.
+    pub key: String,
+    /// The value, as UTF-8 (invalid sequences replaced).
+    pub value: String,
+}
+
+/// Response to `GET /v1/kv?prefix=P&limit=N`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResponse {
+    /// Matching keys in key order.
+    pub entries: Vec<ScanEntry>,
+    /// Whether more keys match: pass `next` as `start_after` to continue.
+    pub more: bool,
+    /// The last key returned when `more` is true.
+    pub next: Option<String>,
+}
+
+/// Role of a node in the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Takes writes and replicates them.
+    Leader,
+    /// A voter following a leader.
+    Follower,
+    /// A voter campaigning for leadership.
+    Candidate,
+    /// A non-voting member.
+    Learner,
+    /// Not (yet) part of a cluster, or shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// One member as seen from the node answering `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// The member's id.
+    pub id: NodeId,
+    /// The member's `host:port`.
+    pub addr: String,
+    /// Whether it votes.
+    pub voter: bool,
+    /// On the leader: the last log index known to be on the member's disk.
+    pub matched_index: Option<u64>,
+    /// On the leader: how many entries the member is behind the leader's last log index.
+    pub lag: Option<u64>,
+}
+
+/// Response to `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// This node's id.
+    pub id: NodeId,
+    /// This node's role.
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Last log index known committed.
+    pub commit_index: u64,
+    /// Last log index applied to the state machine.
+    pub applied_index: u64,
+    /// Last log index in this node's log.
+    pub last_log_index: u64,
+    /// Last log index included in this node's latest snapshot.
+    pub snapshot_index: u64,
+    /// Members by id.
+    pub members: BTreeMap<NodeId, MemberStatus>,
+}
+
+/// The body of every error response: `{"error": {"code": ..., "message": ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// Code and message of an error response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code (see `docs/api.md`). `outcome_unknown` is the only code of a
+    /// write that may have been applied; every other code means it certainly was not.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}

@@ -1,0 +1,45 @@
+//! Shared vocabulary of raftkv: the commands that go through the Raft log, their results, and the
+//! openraft type configuration that binds them together.
+//!
+//! Every other crate speaks these types; only this crate and the storage, network and node crates
+//! name openraft directly, so an openraft upgrade stays inside the workspace's lower layers.
+//!
+//! # Layout
+//! - [`api`]: the JSON bodies of the client HTTP API (see `docs/api.md`).
+//! - [`command`]: [`Command`], a state-machine mutation, and [`CommandResult`], what applying it
+//!   returned.
+//! - [`peer`]: [`PeerNode`], the address book entry for one member.
+//! - [`TypeConfig`]: the openraft type configuration.
+
+pub mod api;
+pub mod command;
+pub mod peer;
+
+pub use command::{Command, CommandResult, Outcome};
+pub use peer::PeerNode;
+
+/// Identifier of one member of a raftkv cluster. Stable for the life of a node's data directory.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// openraft type configuration of raftkv: log entries carry [`Command`]s, applying one yields a
+    /// [`CommandResult`], and members are addressed by [`PeerNode`].
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = PeerNode,
+);
+
+/// The openraft instance that a raftkv node runs.
+pub type Raft<SM> = openraft::Raft<TypeConfig, SM>;
+/// A Raft log entry of raftkv.
+pub type Entry = openraft::type_config::alias::EntryOf<TypeConfig>;
+/// A Raft log id (leader and index) of raftkv.
+pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
+/// A persisted vote of raftkv.
+pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
+/// Membership as stored in the log and the state machine.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
+/// Snapshot metadata: the last included log id, membership and snapshot id.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;

@@ -1,0 +1,23 @@
+//! raftkv: a replicated, durable key-value store on Raft, for Rust services to embed or to run as
+//! a cluster.
+//!
+//! This crate gathers the public face of the workspace:
+//! - [`Node`] and [`NodeConfig`] run a member in-process (see `examples/embedded.rs`);
+//! - [`Client`] talks to a cluster over HTTP;
+//! - the `raftkv` binary (crate `raftkv-node`) runs nodes and example clusters.
+//!
+//! Start with `docs/architecture.md` for how the pieces fit.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = raftkv::Client::new(["http://127.0.0.1:7001"])?;
+//! client.put("greeting", "hello").await?;
+//! # Ok(()) }
+//! ```
+
+pub use raftkv_client::{Client, ClientError};
+pub use raftkv_node::{
+    CasResponse, Consistency, DeleteResponse, Node, NodeConfig, NodeError, NodeStatus, PutResponse,
+    RaftTuning, Role, ScanPage, parse_members,
+};

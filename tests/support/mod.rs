@@ -1,0 +1,324 @@
+//! A cluster of real `raftkv serve` processes on free loopback ports and temporary directories,
+//! for the scenario tests in this directory.
+
+#![allow(dead_code)]
+
+pub mod load;
+
+use std::future::Future;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use raftkv::{Client, NodeStatus, Role};
+use tempfile::TempDir;
+
+/// The `raftkv` binary: `RAFTKV_BIN`, or the one cargo built next to this test.
+pub fn raftkv_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("RAFTKV_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let bin = dir.join("raftkv");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build --bins` first (or set RAFTKV_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind port 0")
+        .port()
+}
+
+/// One `raftkv serve` process.
+pub struct ProcNode {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl ProcNode {
+    /// The node's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Whether the process is running (as far as this harness knows).
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts the process (again), with its original arguments.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} is already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open node log");
+        let child = Command::new(raftkv_bin())
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RAFTKV_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn raftkv serve");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit (panics if it does not exit cleanly within 15 s).
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Some(status) = child.try_wait().expect("wait for node") {
+                    assert!(
+                        status.success(),
+                        "node {} exited with {status} after SIGTERM",
+                        self.id
+                    );
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("node {} did not exit within 15 s of SIGTERM", self.id);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Options for [`Cluster::start`].
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Number of nodes.
+    pub nodes: u64,
+    /// Extra arguments for every `raftkv serve`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        ClusterOptions {
+            nodes: 3,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+/// A cluster of real processes. Dropping it kills them and, unless the test failed, removes the
+/// data; after a failure the directory is kept and its path printed, logs included.
+pub struct Cluster {
+    pub nodes: Vec<ProcNode>,
+    dir: Option<TempDir>,
+}
+
+impl Cluster {
+    /// Starts `opts.nodes` nodes and waits for a leader.
+    pub async fn start(opts: ClusterOptions) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("raftkv-test-")
+            .tempdir()
+            .expect("temp dir");
+        let addrs: Vec<String> = (0..opts.nodes)
+            .map(|_| format!("127.0.0.1:{}", free_port()))
+            .collect();
+        let initial: Vec<String> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}={a}", i + 1))
+            .collect();
+        let initial = initial.join(",");
+        let mut nodes = Vec::new();
+        for (i, addr) in addrs.iter().enumerate() {
+            let id = i as u64 + 1;
+            let data_dir = dir.path().join(format!("node-{id}"));
+            let mut args = vec![
+                "serve".to_string(),
+                "--id".into(),
+                id.to_string(),
+                "--listen".into(),
+                addr.clone(),
+                "--data-dir".into(),
+                data_dir.display().to_string(),
+                "--initial-cluster".into(),
+                initial.clone(),
+            ];
+            args.extend(opts.extra_args.iter().cloned());
+            let log = dir.path().join(format!("node-{id}.log"));
+            nodes.push(ProcNode {
+                id,
+                addr: addr.clone(),
+                data_dir,
+                log,
+                args,
+                child: None,
+            });
+        }
+        for node in &mut nodes {
+            node.start();
+        }
+        let cluster = Cluster {
+            nodes,
+            dir: Some(dir),
+        };
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
+    /// The node with `id`.
+    pub fn node(&mut self, id: u64) -> &mut ProcNode {
+        self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
+    }
+
+    /// Endpoints of all nodes.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.iter().map(ProcNode::url).collect()
+    }
+
+    /// A client of every node.
+    pub fn client(&self) -> Client {
+        Client::with_timeout(self.endpoints(), Duration::from_secs(10)).expect("client")
+    }
+
+    /// A client of node `id` only.
+    pub fn client_of(&self, id: u64) -> Client {
+        let node = self.nodes.iter().find(|n| n.id == id).expect("node id");
+        Client::with_timeout([node.url()], Duration::from_secs(10)).expect("client")
+    }
+
+    /// The status of node `id`, if it answers.
+    pub async fn status(&self, id: u64) -> Option<NodeStatus> {
+        let node = self.nodes.iter().find(|n| n.id == id)?;
+        let client = Client::with_timeout([node.url()], Duration::from_secs(2)).ok()?;
+        client.status().await.ok()
+    }
+
+    /// Waits until a running node reports itself leader and a majority of running nodes agree.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
+        let running: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter(|n| n.is_running())
+            .map(|n| n.id)
+            .collect();
+        wait_for(timeout, "a leader", || async {
+            let mut statuses = Vec::new();
+            for id in &running {
+                if let Some(s) = self.status(*id).await {
+                    statuses.push(s);
+                }
+            }
+            let leader = statuses
+                .iter()
+                .filter(|s| s.role == Role::Leader)
+                .max_by_key(|s| s.term)?;
+            let agree = statuses
+                .iter()
+                .filter(|s| s.leader == Some(leader.id))
+                .count();
+            (agree * 2 > self.nodes.len()).then_some(leader.id)
+        })
+        .await
+    }
+
+    /// Waits until node `id` has applied at least `index`.
+    pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) {
+        wait_for(
+            timeout,
+            &format!("node {id} to apply index {index}"),
+            || async {
+                self.status(id)
+                    .await
+                    .filter(|s| s.applied_index >= index)
+                    .map(|_| ())
+            },
+        )
+        .await
+    }
+
+    /// Path of the cluster's directory (data and logs).
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("cluster dir").path()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.kill9();
+        }
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            let kept = dir.keep();
+            eprintln!(
+                "test failed: cluster data and node logs kept in {}",
+                kept.display()
+            );
+            for node in &self.nodes {
+                if let Ok(log) = std::fs::read_to_string(&node.log) {
+                    let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                    eprintln!("--- last lines of node {} log ---", node.id);
+                    for line in tail.into_iter().rev() {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Polls `probe` every 50 ms until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Prints a test phase, so that a failure's output shows where it happened.
+pub fn phase(name: &str) {
+    eprintln!("--- {name}");
+}
