@@ -12,8 +12,7 @@ use raftkv::{Consistency, Node, NodeConfig};
 async fn main() -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir()?;
     let addr = "127.0.0.1:7101".to_string();
-    let config = NodeConfig::new(1, addr.clone(), data_dir.path())
-        .with_initial_cluster(BTreeMap::from([(1, addr)]));
+    let config = NodeConfig::new(1, addr.clone(), data_dir.path()).with_initial_cluster(BTreeMap::from([(1, addr)]));
 
     let node = Node::start(config).await?;
     node.wait_for_leader(Duration::from_secs(10)).await?;
@@ -22,16 +21,9 @@ async fn main() -> anyhow::Result<()> {
     let put = node.put("greeting", "hello").await?;
     println!("put greeting -> revision {}", put.revision);
 
-    for level in [
-        Consistency::Linearizable,
-        Consistency::Lease,
-        Consistency::Stale,
-    ] {
+    for level in [Consistency::Linearizable, Consistency::Lease, Consistency::Stale] {
         let value = node.get("greeting", level).await?;
-        println!(
-            "get greeting ({level}) -> {:?}",
-            value.map(String::from_utf8)
-        );
+        println!("get greeting ({level}) -> {:?}", value.map(String::from_utf8));
     }
 
     let cas = node.cas("greeting", Some("hello"), "bonjour").await?;

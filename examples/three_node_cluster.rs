@@ -12,9 +12,7 @@ use raftkv::{Consistency, Node, NodeConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let members: BTreeMap<u64, String> = (1..=3)
-        .map(|id| (id, format!("127.0.0.1:{}", 7110 + id)))
-        .collect();
+    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, format!("127.0.0.1:{}", 7110 + id))).collect();
     let mut nodes = Vec::new();
     for (id, addr) in &members {
         let config = NodeConfig::new(*id, addr.clone(), root.path().join(format!("node-{id}")))
@@ -24,26 +22,18 @@ async fn main() -> anyhow::Result<()> {
     let leader = nodes[0].wait_for_leader(Duration::from_secs(10)).await?;
     println!("leader: node {leader}");
 
-    let follower = nodes
-        .iter()
-        .find(|n| n.id() != leader)
-        .expect("three nodes");
+    let follower = nodes.iter().find(|n| n.id() != leader).expect("three nodes");
     follower.put("color", "green").await?;
     println!("wrote color=green through follower {}", follower.id());
     for node in &nodes {
         println!(
             "node {} reads {:?}",
             node.id(),
-            node.get("color", Consistency::Linearizable)
-                .await?
-                .map(String::from_utf8)
+            node.get("color", Consistency::Linearizable).await?.map(String::from_utf8)
         );
     }
 
-    let index = nodes
-        .iter()
-        .position(|n| n.id() == leader)
-        .expect("leader is a member");
+    let index = nodes.iter().position(|n| n.id() == leader).expect("leader is a member");
     nodes.remove(index).shutdown().await?;
     println!("stopped the leader, node {leader}");
     let mut new_leader = leader;
@@ -58,10 +48,7 @@ async fn main() -> anyhow::Result<()> {
     nodes[0].put("color", "blue").await?;
     println!(
         "after failover color = {:?}",
-        nodes[1]
-            .get("color", Consistency::Linearizable)
-            .await?
-            .map(String::from_utf8)
+        nodes[1].get("color", Consistency::Linearizable).await?.map(String::from_utf8)
     );
 
     for node in nodes {

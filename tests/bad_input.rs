@@ -12,148 +12,84 @@ async fn expect_error(resp: reqwest::Response, status: StatusCode, code: &str) {
     assert_eq!(resp.status(), status, "status for expected {code}");
     let body: Value = resp.json().await.expect("a JSON error body");
     assert_eq!(body["error"]["code"], code, "body: {body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "body: {body}"
-    );
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors_and_change_nothing() {
     let cluster = Cluster::start(ClusterOptions::default()).await;
     let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let follower = cluster.nodes.iter().map(|n| n.id).find(|id| *id != leader).expect("a follower");
     let http = reqwest::Client::new();
     for id in [leader, follower] {
-        let base = cluster
-            .nodes
-            .iter()
-            .find(|n| n.id == id)
-            .expect("node")
-            .url();
+        let base = cluster.nodes.iter().find(|n| n.id == id).expect("node").url();
         phase(&format!("client API on node {id}"));
         expect_error(
-            http.put(format!("{base}/v1/kv/"))
-                .body("x")
-                .send()
-                .await
-                .unwrap(),
+            http.put(format!("{base}/v1/kv/")).body("x").send().await.unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_key",
         )
         .await;
         let long_key = "k".repeat(4097);
         expect_error(
-            http.put(format!("{base}/v1/kv/{long_key}"))
-                .body("x")
-                .send()
-                .await
-                .unwrap(),
+            http.put(format!("{base}/v1/kv/{long_key}")).body("x").send().await.unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_key",
         )
         .await;
         expect_error(
-            http.get(format!("{base}/v1/kv/a?consistency=eventual"))
-                .send()
-                .await
-                .unwrap(),
+            http.get(format!("{base}/v1/kv/a?consistency=eventual")).send().await.unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_consistency",
         )
         .await;
         expect_error(
-            http.get(format!("{base}/v1/kv/absent"))
-                .send()
-                .await
-                .unwrap(),
+            http.get(format!("{base}/v1/kv/absent")).send().await.unwrap(),
             StatusCode::NOT_FOUND,
             "key_not_found",
         )
         .await;
         expect_error(
-            http.post(format!("{base}/v1/kv/a/cas"))
-                .body("{not json")
-                .send()
-                .await
-                .unwrap(),
+            http.post(format!("{base}/v1/kv/a/cas")).body("{not json").send().await.unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_json",
         )
         .await;
         expect_error(
-            http.post(format!("{base}/v1/kv/a/cas"))
-                .body(r#"{"expected": 5, "value": "x"}"#)
-                .send()
-                .await
-                .unwrap(),
+            http.post(format!("{base}/v1/kv/a/cas")).body(r#"{"expected": 5, "value": "x"}"#).send().await.unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_json",
         )
         .await;
         let big = vec![b'x'; (1 << 20) + 1];
         expect_error(
-            http.put(format!("{base}/v1/kv/big"))
-                .body(big)
-                .send()
-                .await
-                .unwrap(),
+            http.put(format!("{base}/v1/kv/big")).body(big).send().await.unwrap(),
             StatusCode::PAYLOAD_TOO_LARGE,
             "value_too_large",
         )
         .await;
         expect_error(
-            http.get(format!("{base}/v1/kv?limit=0"))
-                .send()
-                .await
-                .unwrap(),
+            http.get(format!("{base}/v1/kv?limit=0")).send().await.unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_limit",
         )
         .await;
         expect_error(
-            http.get(format!("{base}/v1/kv?limit=ten"))
-                .send()
-                .await
-                .unwrap(),
+            http.get(format!("{base}/v1/kv?limit=ten")).send().await.unwrap(),
             StatusCode::BAD_REQUEST,
             "invalid_limit",
         )
         .await;
-        expect_error(
-            http.get(format!("{base}/v1/nothing")).send().await.unwrap(),
-            StatusCode::NOT_FOUND,
-            "not_found",
-        )
-        .await;
+        expect_error(http.get(format!("{base}/v1/nothing")).send().await.unwrap(), StatusCode::NOT_FOUND, "not_found")
+            .await;
 
         phase(&format!("peer RPC on node {id}"));
         for path in ["append", "vote", "pre-vote", "transfer-leader", "snapshot"] {
-            let resp = http
-                .post(format!("{base}/raft/v1/{path}"))
-                .body(vec![0xffu8; 64])
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(
-                resp.status(),
-                StatusCode::BAD_REQUEST,
-                "garbage to /raft/v1/{path}"
-            );
+            let resp = http.post(format!("{base}/raft/v1/{path}")).body(vec![0xffu8; 64]).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "garbage to /raft/v1/{path}");
         }
         let huge = vec![0u8; 65 << 20];
-        let resp = http
-            .post(format!("{base}/raft/v1/append"))
-            .body(huge)
-            .send()
-            .await;
+        let resp = http.post(format!("{base}/raft/v1/append")).body(huge).send().await;
         // Either a 413 or the server closing the oversized upload: never a crash.
         if let Ok(resp) = resp {
             assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
@@ -162,31 +98,10 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
 
     phase("nothing was written, and the cluster keeps serving");
     let client = cluster.client();
-    assert_eq!(
-        client
-            .get("big", raftkv::Consistency::Linearizable)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        client
-            .get("a", raftkv::Consistency::Linearizable)
-            .await
-            .unwrap(),
-        None
-    );
-    client
-        .put("still", "serving")
-        .await
-        .expect("write after bad input");
-    assert_eq!(
-        cluster.wait_for_leader(Duration::from_secs(5)).await,
-        leader
-    );
+    assert_eq!(client.get("big", raftkv::Consistency::Linearizable).await.unwrap(), None);
+    assert_eq!(client.get("a", raftkv::Consistency::Linearizable).await.unwrap(), None);
+    client.put("still", "serving").await.expect("write after bad input");
+    assert_eq!(cluster.wait_for_leader(Duration::from_secs(5)).await, leader);
     // A key exactly at the limits is fine.
-    client
-        .put(&"k".repeat(4096), vec![b'v'; 1 << 20])
-        .await
-        .expect("limits are inclusive");
+    client.put(&"k".repeat(4096), vec![b'v'; 1 << 20]).await.expect("limits are inclusive");
 }

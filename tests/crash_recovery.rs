@@ -12,14 +12,9 @@ use support::{Cluster, ClusterOptions, phase};
 
 async fn kill_all_mid_stream_then_verify(nodes: u64) {
     phase(&format!("start a {nodes}-node cluster and a write stream"));
-    let mut cluster = Cluster::start(ClusterOptions {
-        nodes,
-        ..Default::default()
-    })
-    .await;
+    let mut cluster = Cluster::start(ClusterOptions { nodes, ..Default::default() }).await;
     let load = WriteLoad::start(&cluster.endpoints(), 8, "crash");
-    load.wait_acked_beyond(0, 300, Duration::from_secs(30))
-        .await;
+    load.wait_acked_beyond(0, 300, Duration::from_secs(30)).await;
 
     phase("SIGKILL every node while writes are in flight");
     for node in &mut cluster.nodes {
@@ -34,21 +29,11 @@ async fn kill_all_mid_stream_then_verify(nodes: u64) {
     }
     cluster.wait_for_leader(Duration::from_secs(20)).await;
 
-    phase(&format!(
-        "all {} acknowledged writes are present",
-        log.acked.len()
-    ));
+    phase(&format!("all {} acknowledged writes are present", log.acked.len()));
     let client = cluster.client();
     for (key, value) in &log.acked {
-        let got = client
-            .get(key, Consistency::Linearizable)
-            .await
-            .expect("read");
-        assert_eq!(
-            got.as_deref(),
-            Some(value.as_bytes()),
-            "acknowledged write {key} lost in the crash"
-        );
+        let got = client.get(key, Consistency::Linearizable).await.expect("read");
+        assert_eq!(got.as_deref(), Some(value.as_bytes()), "acknowledged write {key} lost in the crash");
     }
 }
 

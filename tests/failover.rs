@@ -17,8 +17,7 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
 
     phase("steady write load through every node");
     let load = WriteLoad::start(&cluster.endpoints(), 6, "failover");
-    load.wait_acked_beyond(0, 200, Duration::from_secs(30))
-        .await;
+    load.wait_acked_beyond(0, 200, Duration::from_secs(30)).await;
 
     phase("kill -9 the leader");
     cluster.node(old_leader).kill9();
@@ -27,8 +26,7 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
     phase("the survivors elect a new leader and accept writes again");
     let new_leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
     assert_ne!(new_leader, old_leader);
-    load.wait_acked_beyond(at_kill, 200, Duration::from_secs(30))
-        .await;
+    load.wait_acked_beyond(at_kill, 200, Duration::from_secs(30)).await;
     let log = load.stop().await;
     eprintln!(
         "acked {}, refused {}, unknown {}; errors: {:?}",
@@ -41,13 +39,7 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
     phase("the old leader restarts, rejoins as a follower and catches up");
     cluster.node(old_leader).start();
     let leader_status = cluster.status(new_leader).await.expect("leader status");
-    cluster
-        .wait_applied(
-            old_leader,
-            leader_status.commit_index,
-            Duration::from_secs(30),
-        )
-        .await;
+    cluster.wait_applied(old_leader, leader_status.commit_index, Duration::from_secs(30)).await;
     let rejoined = cluster.status(old_leader).await.expect("old leader status");
     assert_eq!(rejoined.role, Role::Follower);
     assert_eq!(rejoined.leader, Some(new_leader));
@@ -56,33 +48,16 @@ async fn leader_killed_under_load_loses_no_acknowledged_write() {
     let client = cluster.client();
     let rejoined_client = cluster.client_of(old_leader);
     for (key, value) in &log.acked {
-        let got = client
-            .get(key, Consistency::Linearizable)
-            .await
-            .expect("read");
-        assert_eq!(
-            got.as_deref(),
-            Some(value.as_bytes()),
-            "acknowledged write {key} lost"
-        );
-        let local = rejoined_client
-            .get(key, Consistency::Stale)
-            .await
-            .expect("stale read");
-        assert_eq!(
-            local.as_deref(),
-            Some(value.as_bytes()),
-            "rejoined node misses {key}"
-        );
+        let got = client.get(key, Consistency::Linearizable).await.expect("read");
+        assert_eq!(got.as_deref(), Some(value.as_bytes()), "acknowledged write {key} lost");
+        let local = rejoined_client.get(key, Consistency::Stale).await.expect("stale read");
+        assert_eq!(local.as_deref(), Some(value.as_bytes()), "rejoined node misses {key}");
     }
 
     phase("writes refused during the election did not happen");
     for key in &log.refused {
         assert_eq!(
-            client
-                .get(key, Consistency::Linearizable)
-                .await
-                .expect("read"),
+            client.get(key, Consistency::Linearizable).await.expect("read"),
             None,
             "refused write {key} applied"
         );

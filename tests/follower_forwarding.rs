@@ -11,17 +11,9 @@ use support::{Cluster, ClusterOptions, phase};
 async fn follower_forwards_writes_and_linearizable_reads() {
     let cluster = Cluster::start(ClusterOptions::default()).await;
     let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
-    let follower = cluster
-        .nodes
-        .iter()
-        .map(|n| n.id)
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let follower = cluster.nodes.iter().map(|n| n.id).find(|id| *id != leader).expect("a follower");
     let client = cluster.client_of(follower);
-    assert_eq!(
-        cluster.status(follower).await.expect("status").role,
-        Role::Follower
-    );
+    assert_eq!(cluster.status(follower).await.expect("status").role, Role::Follower);
 
     phase("writes through a follower");
     let put = client.put("fwd/a b", "1").await.expect("put via follower");
@@ -31,11 +23,7 @@ async fn follower_forwards_writes_and_linearizable_reads() {
 
     phase("reads at every level through the follower see the write");
     for level in [Consistency::Linearizable, Consistency::Lease] {
-        assert_eq!(
-            client.get("fwd/a b", level).await.expect("read"),
-            Some(b"1".to_vec()),
-            "{level}"
-        );
+        assert_eq!(client.get("fwd/a b", level).await.expect("read"), Some(b"1".to_vec()), "{level}");
     }
     // A stale read is served locally; it catches up quickly.
     support::wait_for(Duration::from_secs(5), "stale read to catch up", || async {
@@ -50,37 +38,22 @@ async fn follower_forwards_writes_and_linearizable_reads() {
     let refused = client.cas("fwd/c", Some("2"), "4").await.expect("cas");
     assert!(!refused.succeeded);
     assert_eq!(refused.current.as_deref(), Some("3"));
-    let created = client
-        .cas("fwd/new", None, "x")
-        .await
-        .expect("cas on absent key");
+    let created = client.cas("fwd/new", None, "x").await.expect("cas on absent key");
     assert!(created.succeeded);
     let deleted = client.delete("fwd/a b").await.expect("delete");
     assert!(deleted.deleted);
     let again = client.delete("fwd/a b").await.expect("delete");
     assert!(!again.deleted);
-    assert_eq!(
-        client
-            .get("fwd/a b", Consistency::Linearizable)
-            .await
-            .expect("read"),
-        None
-    );
+    assert_eq!(client.get("fwd/a b", Consistency::Linearizable).await.expect("read"), None);
 
     phase("scan through the follower, paged");
     for i in 0..25 {
-        client
-            .put(&format!("page/{i:02}"), i.to_string())
-            .await
-            .expect("put");
+        client.put(&format!("page/{i:02}"), i.to_string()).await.expect("put");
     }
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = client
-            .scan("page/", 10, after.as_deref(), Consistency::Linearizable)
-            .await
-            .expect("scan");
+        let page = client.scan("page/", 10, after.as_deref(), Consistency::Linearizable).await.expect("scan");
         seen.extend(page.entries.iter().map(|e| e.key.clone()));
         if !page.more {
             break;
@@ -94,10 +67,6 @@ async fn follower_forwards_writes_and_linearizable_reads() {
     let status = cluster.client_of(leader).status().await.expect("status");
     assert_eq!(status.members.len(), 3);
     for m in status.members.values() {
-        assert!(
-            m.matched_index.is_some(),
-            "leader reports matched index of {}",
-            m.id
-        );
+        assert!(m.matched_index.is_some(), "leader reports matched index of {}", m.id);
     }
 }

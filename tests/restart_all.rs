@@ -13,16 +13,10 @@ async fn whole_cluster_restart_keeps_all_data() {
     let mut cluster = Cluster::start(ClusterOptions::default()).await;
     let client = cluster.client();
     for i in 0..100 {
-        client
-            .put(&format!("key-{i}"), format!("value-{i}"))
-            .await
-            .expect("put");
+        client.put(&format!("key-{i}"), format!("value-{i}")).await.expect("put");
     }
     client.delete("key-7").await.expect("delete");
-    let cas = client
-        .cas("key-8", Some("value-8"), "swapped")
-        .await
-        .expect("cas");
+    let cas = client.cas("key-8", Some("value-8"), "swapped").await.expect("cas");
     assert!(cas.succeeded);
 
     phase("stop all three cleanly (SIGTERM)");
@@ -39,10 +33,7 @@ async fn whole_cluster_restart_keeps_all_data() {
 
     phase("all data is there");
     for i in 0..100 {
-        let got = client
-            .get(&format!("key-{i}"), Consistency::Linearizable)
-            .await
-            .expect("get");
+        let got = client.get(&format!("key-{i}"), Consistency::Linearizable).await.expect("get");
         let want = match i {
             7 => None,
             8 => Some("swapped".to_string()),
@@ -50,13 +41,7 @@ async fn whole_cluster_restart_keeps_all_data() {
         };
         assert_eq!(got, want.map(String::into_bytes), "key-{i}");
     }
-    let page = client
-        .scan("key-", 1000, None, Consistency::Linearizable)
-        .await
-        .expect("scan");
+    let page = client.scan("key-", 1000, None, Consistency::Linearizable).await.expect("scan");
     assert_eq!(page.entries.len(), 99);
-    client
-        .put("after-restart", "ok")
-        .await
-        .expect("write after restart");
+    client.put("after-restart", "ok").await.expect("write after restart");
 }

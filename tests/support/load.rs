@@ -69,12 +69,7 @@ impl WriteLoad {
                 }
             }));
         }
-        WriteLoad {
-            stop,
-            acked,
-            log,
-            tasks,
-        }
+        WriteLoad { stop, acked, log, tasks }
     }
 
     /// Acknowledged writes so far.
@@ -84,11 +79,9 @@ impl WriteLoad {
 
     /// Waits until at least `n` more writes are acknowledged than `from`, up to `timeout`.
     pub async fn wait_acked_beyond(&self, from: usize, n: usize, timeout: Duration) {
-        super::wait_for(
-            timeout,
-            &format!("{n} more acknowledged writes"),
-            || async { (self.acked() >= from + n).then_some(()) },
-        )
+        super::wait_for(timeout, &format!("{n} more acknowledged writes"), || async {
+            (self.acked() >= from + n).then_some(())
+        })
         .await
     }
 

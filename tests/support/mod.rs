@@ -22,25 +22,15 @@ pub fn raftkv_bin() -> PathBuf {
         return PathBuf::from(bin);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
+    let dir = exe.parent().and_then(Path::parent).expect("target profile directory");
     let bin = dir.join("raftkv");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build --bins` first (or set RAFTKV_BIN)",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} not found: run `cargo build --bins` first (or set RAFTKV_BIN)", bin.display());
     bin
 }
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind port 0")
-        .port()
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind port 0").port()
 }
 
 /// One `raftkv serve` process.
@@ -67,17 +57,10 @@ impl ProcNode {
     /// Starts the process (again), with its original arguments.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} is already running", self.id);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("open node log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open node log");
         let child = Command::new(raftkv_bin())
             .args(&self.args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RAFTKV_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()),
-            )
+            .env("RUST_LOG", std::env::var("RAFTKV_TEST_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone log handle"))
             .stderr(log)
@@ -101,11 +84,7 @@ impl ProcNode {
             let deadline = Instant::now() + Duration::from_secs(15);
             loop {
                 if let Some(status) = child.try_wait().expect("wait for node") {
-                    assert!(
-                        status.success(),
-                        "node {} exited with {status} after SIGTERM",
-                        self.id
-                    );
+                    assert!(status.success(), "node {} exited with {status} after SIGTERM", self.id);
                     return;
                 }
                 if Instant::now() > deadline {
@@ -129,10 +108,7 @@ pub struct ClusterOptions {
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions {
-            nodes: 3,
-            extra_args: Vec::new(),
-        }
+        ClusterOptions { nodes: 3, extra_args: Vec::new() }
     }
 }
 
@@ -146,18 +122,9 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `opts.nodes` nodes and waits for a leader.
     pub async fn start(opts: ClusterOptions) -> Cluster {
-        let dir = tempfile::Builder::new()
-            .prefix("raftkv-test-")
-            .tempdir()
-            .expect("temp dir");
-        let addrs: Vec<String> = (0..opts.nodes)
-            .map(|_| format!("127.0.0.1:{}", free_port()))
-            .collect();
-        let initial: Vec<String> = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{}={a}", i + 1))
-            .collect();
+        let dir = tempfile::Builder::new().prefix("raftkv-test-").tempdir().expect("temp dir");
+        let addrs: Vec<String> = (0..opts.nodes).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+        let initial: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
         let initial = initial.join(",");
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
@@ -176,22 +143,12 @@ impl Cluster {
             ];
             args.extend(opts.extra_args.iter().cloned());
             let log = dir.path().join(format!("node-{id}.log"));
-            nodes.push(ProcNode {
-                id,
-                addr: addr.clone(),
-                data_dir,
-                log,
-                args,
-                child: None,
-            });
+            nodes.push(ProcNode { id, addr: addr.clone(), data_dir, log, args, child: None });
         }
         for node in &mut nodes {
             node.start();
         }
-        let cluster = Cluster {
-            nodes,
-            dir: Some(dir),
-        };
+        let cluster = Cluster { nodes, dir: Some(dir) };
         cluster.wait_for_leader(Duration::from_secs(20)).await;
         cluster
     }
@@ -226,12 +183,7 @@ impl Cluster {
 
     /// Waits until a running node reports itself leader and a majority of running nodes agree.
     pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
-        let running: Vec<u64> = self
-            .nodes
-            .iter()
-            .filter(|n| n.is_running())
-            .map(|n| n.id)
-            .collect();
+        let running: Vec<u64> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect();
         wait_for(timeout, "a leader", || async {
             let mut statuses = Vec::new();
             for id in &running {
@@ -239,14 +191,8 @@ impl Cluster {
                     statuses.push(s);
                 }
             }
-            let leader = statuses
-                .iter()
-                .filter(|s| s.role == Role::Leader)
-                .max_by_key(|s| s.term)?;
-            let agree = statuses
-                .iter()
-                .filter(|s| s.leader == Some(leader.id))
-                .count();
+            let leader = statuses.iter().filter(|s| s.role == Role::Leader).max_by_key(|s| s.term)?;
+            let agree = statuses.iter().filter(|s| s.leader == Some(leader.id)).count();
             (agree * 2 > self.nodes.len()).then_some(leader.id)
         })
         .await
@@ -254,16 +200,9 @@ impl Cluster {
 
     /// Waits until node `id` has applied at least `index`.
     pub async fn wait_applied(&self, id: u64, index: u64, timeout: Duration) {
-        wait_for(
-            timeout,
-            &format!("node {id} to apply index {index}"),
-            || async {
-                self.status(id)
-                    .await
-                    .filter(|s| s.applied_index >= index)
-                    .map(|_| ())
-            },
-        )
+        wait_for(timeout, &format!("node {id} to apply index {index}"), || async {
+            self.status(id).await.filter(|s| s.applied_index >= index).map(|_| ())
+        })
         .await
     }
 
@@ -282,10 +221,7 @@ impl Drop for Cluster {
             && let Some(dir) = self.dir.take()
         {
             let kept = dir.keep();
-            eprintln!(
-                "test failed: cluster data and node logs kept in {}",
-                kept.display()
-            );
+            eprintln!("test failed: cluster data and node logs kept in {}", kept.display());
             for node in &self.nodes {
                 if let Ok(log) = std::fs::read_to_string(&node.log) {
                     let tail: Vec<&str> = log.lines().rev().take(15).collect();
@@ -310,10 +246,7 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

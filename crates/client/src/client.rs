@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use raftkv_types::api::{
-    CasRequest, CasResponse, Consistency, DeleteResponse, ErrorBody, NodeStatus, PutResponse,
-    ScanResponse,
+    CasRequest, CasResponse, Consistency, DeleteResponse, ErrorBody, NodeStatus, PutResponse, ScanResponse,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -15,11 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{ClientError, Result};
 
 /// Characters left as they are in a key's URL path segment: RFC 3986's unreserved set.
-const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// A client of a raftkv cluster, given the base URLs of some of its nodes.
 ///
@@ -56,13 +51,7 @@ impl Client {
             .into_iter()
             .map(|e| e.as_ref().trim().trim_end_matches('/').to_string())
             .filter(|e| !e.is_empty())
-            .map(|e| {
-                if e.contains("://") {
-                    e
-                } else {
-                    format!("http://{e}")
-                }
-            })
+            .map(|e| if e.contains("://") { e } else { format!("http://{e}") })
             .collect();
         if endpoints.is_empty() {
             return Err(ClientError::Config("no endpoints given".into()));
@@ -73,11 +62,7 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClientError::Config(format!("http client: {e}")))?;
-        Ok(Client {
-            endpoints: Arc::new(endpoints),
-            current: Arc::new(AtomicUsize::new(0)),
-            http,
-        })
+        Ok(Client { endpoints: Arc::new(endpoints), current: Arc::new(AtomicUsize::new(0)), http })
     }
 
     /// The endpoints this client knows.
@@ -87,9 +72,7 @@ impl Client {
 
     /// Writes `value` under `key`.
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
-        let resp = self
-            .send(Method::PUT, &key_path(key, ""), Payload::Raw(value.into()))
-            .await?;
+        let resp = self.send(Method::PUT, &key_path(key, ""), Payload::Raw(value.into())).await?;
         json(resp).await
     }
 
@@ -105,26 +88,14 @@ impl Client {
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
-        json(
-            self.send(Method::DELETE, &key_path(key, ""), Payload::Empty)
-                .await?,
-        )
-        .await
+        json(self.send(Method::DELETE, &key_path(key, ""), Payload::Empty).await?).await
     }
 
     /// Sets `key` to `value` if it holds `expected` (`None`: if it is absent).
     pub async fn cas(&self, key: &str, expected: Option<&str>, value: &str) -> Result<CasResponse> {
-        let req = CasRequest {
-            expected: expected.map(str::to_string),
-            value: value.to_string(),
-        };
-        let body = serde_json::to_vec(&req)
-            .map_err(|e| ClientError::Config(format!("encode cas body: {e}")))?;
-        json(
-            self.send(Method::POST, &key_path(key, "/cas"), Payload::Json(body))
-                .await?,
-        )
-        .await
+        let req = CasRequest { expected: expected.map(str::to_string), value: value.to_string() };
+        let body = serde_json::to_vec(&req).map_err(|e| ClientError::Config(format!("encode cas body: {e}")))?;
+        json(self.send(Method::POST, &key_path(key, "/cas"), Payload::Json(body)).await?).await
     }
 
     /// Lists up to `limit` keys under `prefix` after `start_after`.
@@ -136,10 +107,7 @@ impl Client {
         consistency: Consistency,
     ) -> Result<ScanResponse> {
         let enc = |s: &str| utf8_percent_encode(s, KEY_SEGMENT).to_string();
-        let mut path = format!(
-            "/v1/kv?prefix={}&limit={limit}&consistency={consistency}",
-            enc(prefix)
-        );
+        let mut path = format!("/v1/kv?prefix={}&limit={limit}&consistency={consistency}", enc(prefix));
         if let Some(after) = start_after {
             path.push_str(&format!("&start_after={}", enc(after)));
         }
@@ -153,38 +121,23 @@ impl Client {
 
     /// The status of the node at `endpoint`, without moving to another node.
     pub async fn status_of(&self, endpoint: &str) -> Result<NodeStatus> {
-        let resp = self
-            .http
-            .get(format!("{endpoint}/v1/status"))
-            .send()
-            .await
-            .map_err(|e| transport_error(endpoint, e))?;
+        let resp =
+            self.http.get(format!("{endpoint}/v1/status")).send().await.map_err(|e| transport_error(endpoint, e))?;
         json((endpoint.to_string(), check(endpoint, resp).await?)).await
     }
 
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        payload: Payload,
-    ) -> Result<(String, reqwest::Response)> {
+    async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(String, reqwest::Response)> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
         let mut last = String::new();
         for i in 0..n {
             let idx = (start + i) % n;
             let endpoint = &self.endpoints[idx];
-            let mut req = self
-                .http
-                .request(method.clone(), format!("{endpoint}{path}"));
+            let mut req = self.http.request(method.clone(), format!("{endpoint}{path}"));
             match &payload {
                 Payload::Empty => {}
                 Payload::Raw(bytes) => req = req.body(bytes.clone()),
-                Payload::Json(bytes) => {
-                    req = req
-                        .header("content-type", "application/json")
-                        .body(bytes.clone())
-                }
+                Payload::Json(bytes) => req = req.header("content-type", "application/json").body(bytes.clone()),
             }
             match req.send().await {
                 Ok(resp) => {
@@ -195,10 +148,7 @@ impl Client {
                 Err(e) => return Err(transport_error(endpoint, e)),
             }
         }
-        Err(ClientError::Unreachable {
-            tried: self.endpoints.join(","),
-            last,
-        })
+        Err(ClientError::Unreachable { tried: self.endpoints.join(","), last })
     }
 }
 
@@ -215,15 +165,9 @@ fn key_path(key: &str, suffix: &str) -> String {
 
 fn transport_error(endpoint: &str, e: reqwest::Error) -> ClientError {
     if e.is_connect() {
-        ClientError::Unreachable {
-            tried: endpoint.to_string(),
-            last: e.to_string(),
-        }
+        ClientError::Unreachable { tried: endpoint.to_string(), last: e.to_string() }
     } else {
-        ClientError::NoAnswer {
-            endpoint: endpoint.to_string(),
-            reason: e.to_string(),
-        }
+        ClientError::NoAnswer { endpoint: endpoint.to_string(), reason: e.to_string() }
     }
 }
 
@@ -232,40 +176,25 @@ async fn check(endpoint: &str, resp: reqwest::Response) -> Result<reqwest::Respo
     if status.is_success() {
         return Ok(resp);
     }
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| transport_error(endpoint, e))?;
+    let bytes = resp.bytes().await.map_err(|e| transport_error(endpoint, e))?;
     match serde_json::from_slice::<ErrorBody>(&bytes) {
-        Ok(body) => Err(ClientError::Api {
-            status: status.as_u16(),
-            code: body.error.code,
-            message: body.error.message,
-        }),
+        Ok(body) => {
+            Err(ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message })
+        }
         Err(_) => Err(ClientError::Api {
             status: status.as_u16(),
-            code: if status == StatusCode::GATEWAY_TIMEOUT {
-                "outcome_unknown"
-            } else {
-                "http_error"
-            }
-            .into(),
+            code: if status == StatusCode::GATEWAY_TIMEOUT { "outcome_unknown" } else { "http_error" }.into(),
             message: String::from_utf8_lossy(&bytes).into_owned(),
         }),
     }
 }
 
 async fn body((endpoint, resp): (String, reqwest::Response)) -> Result<bytes::Bytes> {
-    resp.bytes()
-        .await
-        .map_err(|e| transport_error(&endpoint, e))
+    resp.bytes().await.map_err(|e| transport_error(&endpoint, e))
 }
 
 async fn json<T: DeserializeOwned>(sent: (String, reqwest::Response)) -> Result<T> {
     let endpoint = sent.0.clone();
     let bytes = body(sent).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer {
-        endpoint,
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer { endpoint, reason: e.to_string() })
 }

@@ -21,6 +21,5 @@ mod error;
 pub use client::Client;
 pub use error::{ClientError, Result};
 pub use raftkv_types::api::{
-    CasResponse, Consistency, DeleteResponse, MemberStatus, NodeStatus, PutResponse, Role,
-    ScanEntry, ScanResponse,
+    CasResponse, Consistency, DeleteResponse, MemberStatus, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
 };

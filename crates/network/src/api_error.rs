@@ -66,10 +66,7 @@ fn leader_hint(leader: &Option<NodeId>) -> String {
 impl ApiError {
     /// A 400 with `code`.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::BadRequest {
-            code,
-            message: message.into(),
-        }
+        ApiError::BadRequest { code, message: message.into() }
     }
 
     /// The HTTP status of this error.
@@ -78,9 +75,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::KeyNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotLeader { .. } | ApiError::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotLeader { .. } | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -93,12 +88,8 @@ impl ApiError {
             ApiError::KeyNotFound(_) => "key_not_found",
             ApiError::NoRoute(_) => "not_found",
             ApiError::ValueTooLarge { .. } => "value_too_large",
-            ApiError::NotLeader {
-                leader_id: Some(_), ..
-            } => "not_leader",
-            ApiError::NotLeader {
-                leader_id: None, ..
-            } => "no_leader",
+            ApiError::NotLeader { leader_id: Some(_), .. } => "not_leader",
+            ApiError::NotLeader { leader_id: None, .. } => "no_leader",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Internal(_) => "internal",
@@ -108,12 +99,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code().to_string(),
-                message: self.to_string(),
-            },
-        };
+        let body = ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string() } };
         (self.status(), Json(body)).into_response()
     }
 }

@@ -9,9 +9,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use raftkv_types::Command;
 use raftkv_types::Outcome;
-use raftkv_types::api::{
-    CasRequest, CasResponse, Consistency, DeleteResponse, PutResponse, ScanEntry, ScanResponse,
-};
+use raftkv_types::api::{CasRequest, CasResponse, Consistency, DeleteResponse, PutResponse, ScanEntry, ScanResponse};
 use serde::Deserialize;
 
 use crate::api_error::ApiError;
@@ -37,10 +35,7 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
     Router::new()
         .route("/v1/kv", get(scan::<S>))
         .route("/v1/kv/", get(empty_key).put(empty_key).delete(empty_key))
-        .route(
-            "/v1/kv/{key}",
-            get(read::<S>).put(put::<S>).delete(delete::<S>),
-        )
+        .route("/v1/kv/{key}", get(read::<S>).put(put::<S>).delete(delete::<S>))
         .route("/v1/kv/{key}/cas", post(cas::<S>))
         .route("/v1/status", get(status::<S>))
         .fallback(no_route)
@@ -65,13 +60,8 @@ impl<S: KvService> ApiState<S> {
     async fn finish(&self, result: Result<Response, ApiError>, req: ReceivedRequest) -> Response {
         match result {
             Ok(response) => response,
-            Err(ApiError::NotLeader {
-                leader: Some(leader),
-                ..
-            }) if !req.forwarded => {
-                self.proxy
-                    .forward(&leader, req, self.service.limits().forward_timeout)
-                    .await
+            Err(ApiError::NotLeader { leader: Some(leader), .. }) if !req.forwarded => {
+                self.proxy.forward(&leader, req, self.service.limits().forward_timeout).await
             }
             Err(err) => err.into_response(),
         }
@@ -81,17 +71,14 @@ impl<S: KvService> ApiState<S> {
 fn received(method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> ReceivedRequest {
     ReceivedRequest {
         method,
-        path_and_query: uri
-            .path_and_query()
-            .map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
+        path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
         body,
         forwarded: headers.contains_key(FORWARDED_HEADER),
     }
 }
 
 fn key_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    let Path(key) =
-        path.map_err(|e| ApiError::bad_request("invalid_key", format!("invalid key: {e}")))?;
+    let Path(key) = path.map_err(|e| ApiError::bad_request("invalid_key", format!("invalid key: {e}")))?;
     validate_key(&key)?;
     Ok(key)
 }
@@ -99,10 +86,7 @@ fn key_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError>
 /// Checks the key rules: 1 byte to [`MAX_KEY_BYTES`] of UTF-8.
 pub fn validate_key(key: &str) -> Result<(), ApiError> {
     if key.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_key",
-            "key must not be empty",
-        ));
+        return Err(ApiError::bad_request("invalid_key", "key must not be empty"));
     }
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::bad_request(
@@ -115,28 +99,21 @@ pub fn validate_key(key: &str) -> Result<(), ApiError> {
 
 fn consistency_of(raw: Option<&str>) -> Result<Consistency, ApiError> {
     raw.map_or(Ok(Consistency::default()), |s| {
-        s.parse()
-            .map_err(|e: String| ApiError::bad_request("invalid_consistency", e))
+        s.parse().map_err(|e: String| ApiError::bad_request("invalid_consistency", e))
     })
 }
 
 fn query_of<T: Default>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query
-        .map(|Query(q)| q)
-        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    query.map(|Query(q)| q).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
 
 /// Reads the whole body, refusing one over `limit` bytes with a 413.
 async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // `to_bytes` fails either because the limit was hit or because the connection broke.
-        let source_is_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let source_is_limit = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if source_is_limit || e.to_string().contains("length limit") {
-            ApiError::ValueTooLarge {
-                size: limit + 1,
-                limit,
-            }
+            ApiError::ValueTooLarge { size: limit + 1, limit }
         } else {
             ApiError::bad_request("invalid_body", format!("could not read request body: {e}"))
         }
@@ -144,9 +121,7 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
 }
 
 fn utf8_lossy(bytes: Option<Vec<u8>>) -> Option<String> {
-    bytes.map(|b| {
-        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-    })
+    bytes.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 async fn put<S: KvService>(
@@ -165,17 +140,8 @@ async fn put<S: KvService>(
     let req = received(method, &uri, &headers, body.clone());
     let result = async {
         let key = key_of(path)?;
-        let result = s
-            .service
-            .write(Command::Put {
-                key,
-                value: body.to_vec(),
-            })
-            .await?;
-        Ok(Json(PutResponse {
-            revision: result.revision,
-        })
-        .into_response())
+        let result = s.service.write(Command::Put { key, value: body.to_vec() }).await?;
+        Ok(Json(PutResponse { revision: result.revision }).into_response())
     }
     .await;
     s.finish(result, req).await
@@ -193,11 +159,7 @@ async fn delete<S: KvService>(
         let key = key_of(path)?;
         let result = s.service.write(Command::Delete { key }).await?;
         let deleted = matches!(result.outcome, Outcome::Delete { deleted: true });
-        Ok(Json(DeleteResponse {
-            revision: result.revision,
-            deleted,
-        })
-        .into_response())
+        Ok(Json(DeleteResponse { revision: result.revision, deleted }).into_response())
     }
     .await;
     s.finish(result, req).await
@@ -224,29 +186,16 @@ async fn cas<S: KvService>(
             .map_err(|e| ApiError::bad_request("invalid_json", format!("cas body: {e}")))?;
         for v in std::iter::once(&cas.value).chain(cas.expected.as_ref()) {
             if v.len() > limit {
-                return Err(ApiError::ValueTooLarge {
-                    size: v.len(),
-                    limit,
-                });
+                return Err(ApiError::ValueTooLarge { size: v.len(), limit });
             }
         }
-        let command = Command::Cas {
-            key,
-            expected: cas.expected.map(String::into_bytes),
-            value: cas.value.into_bytes(),
-        };
+        let command =
+            Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() };
         let result = s.service.write(command).await?;
         let Outcome::Cas { succeeded, current } = result.outcome else {
-            return Err(ApiError::Internal(
-                "cas applied without a cas outcome".into(),
-            ));
+            return Err(ApiError::Internal("cas applied without a cas outcome".into()));
         };
-        Ok(Json(CasResponse {
-            succeeded,
-            current: utf8_lossy(current),
-            revision: result.revision,
-        })
-        .into_response())
+        Ok(Json(CasResponse { succeeded, current: utf8_lossy(current), revision: result.revision }).into_response())
     }
     .await;
     s.finish(result, req).await
@@ -287,41 +236,22 @@ async fn scan<S: KvService>(
         let consistency = consistency_of(params.consistency.as_deref())?;
         let limit = match params.limit.as_deref() {
             None => DEFAULT_SCAN_LIMIT,
-            Some(raw) => raw
-                .parse::<usize>()
-                .ok()
-                .filter(|l| (1..=MAX_SCAN_LIMIT).contains(l))
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_limit",
-                        format!("limit must be a number from 1 to {MAX_SCAN_LIMIT}, got {raw:?}"),
-                    )
-                })?,
+            Some(raw) => raw.parse::<usize>().ok().filter(|l| (1..=MAX_SCAN_LIMIT).contains(l)).ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_limit",
+                    format!("limit must be a number from 1 to {MAX_SCAN_LIMIT}, got {raw:?}"),
+                )
+            })?,
         };
         let prefix = params.prefix.unwrap_or_default();
-        let page = s
-            .service
-            .scan(prefix, params.start_after, limit, consistency)
-            .await?;
-        let next = if page.more {
-            page.entries.last().map(|(k, _)| k.clone())
-        } else {
-            None
-        };
+        let page = s.service.scan(prefix, params.start_after, limit, consistency).await?;
+        let next = if page.more { page.entries.last().map(|(k, _)| k.clone()) } else { None };
         let entries = page
             .entries
             .into_iter()
-            .map(|(key, value)| ScanEntry {
-                key,
-                value: utf8_lossy(Some(value)).unwrap_or_default(),
-            })
+            .map(|(key, value)| ScanEntry { key, value: utf8_lossy(Some(value)).unwrap_or_default() })
             .collect();
-        Ok(Json(ScanResponse {
-            entries,
-            more: page.more,
-            next,
-        })
-        .into_response())
+        Ok(Json(ScanResponse { entries, more: page.more, next }).into_response())
     }
     .await;
     s.finish(result, req).await

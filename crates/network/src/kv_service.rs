@@ -20,10 +20,7 @@ pub struct ApiLimits {
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        ApiLimits {
-            max_value_bytes: 1 << 20,
-            forward_timeout: Duration::from_secs(10),
-        }
+        ApiLimits { max_value_bytes: 1 << 20, forward_timeout: Duration::from_secs(10) }
     }
 }
 
@@ -36,10 +33,7 @@ pub trait KvService: Clone + Send + Sync + 'static {
     fn limits(&self) -> ApiLimits;
 
     /// Proposes `command` and waits until it is committed and applied on this (leader) node.
-    fn write(
-        &self,
-        command: Command,
-    ) -> impl Future<Output = Result<CommandResult, ApiError>> + Send;
+    fn write(&self, command: Command) -> impl Future<Output = Result<CommandResult, ApiError>> + Send;
 
     /// Reads `key` at `consistency`.
     fn read(

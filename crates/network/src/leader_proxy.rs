@@ -49,12 +49,7 @@ impl LeaderProxy {
     /// Sends `req` to `leader` and returns its answer. If the leader cannot be reached, the
     /// request certainly did nothing (503); if the answer is lost after sending a write, its
     /// outcome is unknown (504).
-    pub async fn forward(
-        &self,
-        leader: &PeerNode,
-        req: ReceivedRequest,
-        timeout: Duration,
-    ) -> Response {
+    pub async fn forward(&self, leader: &PeerNode, req: ReceivedRequest, timeout: Duration) -> Response {
         let url = format!("{}{}", leader.url(), req.path_and_query);
         let sent = self
             .http
@@ -74,8 +69,9 @@ impl LeaderProxy {
         };
         match result {
             Ok((status, content_type, body)) => {
-                let mut response = (StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), Body::from(body))
-                    .into_response();
+                let mut response =
+                    (StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY), Body::from(body))
+                        .into_response();
                 if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
                     response.headers_mut().insert(header::CONTENT_TYPE, ct);
                 }
@@ -85,7 +81,8 @@ impl LeaderProxy {
                 ApiError::Unavailable(format!("leader at {} is unreachable: {e}", leader.addr)).into_response()
             }
             Err(e) if req.method == Method::GET => {
-                ApiError::Unavailable(format!("read forwarded to leader at {} failed: {e}", leader.addr)).into_response()
+                ApiError::Unavailable(format!("read forwarded to leader at {} failed: {e}", leader.addr))
+                    .into_response()
             }
             Err(e) => ApiError::OutcomeUnknown(format!(
                 "write forwarded to leader at {} got no answer ({e}); it may or may not have been applied",

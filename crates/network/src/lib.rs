@@ -4,8 +4,8 @@
 //! # Layout
 //! - [`peer_client`]: [`PeerNetwork`] and [`PeerClient`], openraft's `RaftNetworkFactory` and
 //!   `RaftNetworkV2` over HTTP with bincode bodies.
-//! - [`peer_router`]: the `/raft/v1/*` routes that deliver those RPCs to the local Raft.
-//! - [`client_router`]: the `/v1/*` client API; [`kv_service`] is what it needs from the node.
+//! - [`peer_router`](mod@peer_router): the `/raft/v1/*` routes that deliver those RPCs to the local Raft.
+//! - [`client_router`](mod@client_router): the `/v1/*` client API; [`kv_service`] is what it needs from the node.
 //! - [`leader_proxy`]: forwarding client requests from a follower to the leader.
 //! - [`api_error`]: [`ApiError`], the JSON error answers.
 //!

@@ -7,13 +7,12 @@ use bytes::Bytes;
 use futures::StreamExt;
 use openraft::RaftNetworkFactory;
 use openraft::error::{
-    NetworkError as RaftNetworkError, RPCError, ReplicationClosed, StreamingError, Timeout,
-    Unreachable,
+    NetworkError as RaftNetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use raftkv_storage::SnapshotFile;
 use raftkv_types::{NodeId, PeerNode, TypeConfig, Vote};
@@ -22,9 +21,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::io::ReaderStream;
 
 use crate::error::{NetworkError, Result};
-use crate::peer_router::{
-    PATH_APPEND, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, RemoteResult,
-};
+use crate::peer_router::{PATH_APPEND, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, RemoteResult};
 use crate::wire;
 
 type RaftSnapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
@@ -55,12 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerClient {
-        PeerClient {
-            id: self.id,
-            target,
-            base: node.url(),
-            http: self.http.clone(),
-        }
+        PeerClient { id: self.id, target, base: node.url(), http: self.http.clone() }
     }
 }
 
@@ -99,37 +91,21 @@ impl PeerClient {
             .send()
             .await
             .map_err(|e| self.transport_error(action, timeout, e))?;
-        let bytes = self
-            .read_response(response)
-            .await
-            .map_err(|e| self.transport_error(action, timeout, e))?;
-        let result: RemoteResult<Resp> = wire::decode("rpc response", &bytes)
-            .map_err(|e| RPCError::Network(RaftNetworkError::new(&e)))?;
+        let bytes = self.read_response(response).await.map_err(|e| self.transport_error(action, timeout, e))?;
+        let result: RemoteResult<Resp> =
+            wire::decode("rpc response", &bytes).map_err(|e| RPCError::Network(RaftNetworkError::new(&e)))?;
         // The peer's Raft is stopping or stopped: as good as unreachable.
         result.map_err(|failure| RPCError::Unreachable(Unreachable::new(&failure)))
     }
 
-    async fn read_response(
-        &self,
-        response: reqwest::Response,
-    ) -> std::result::Result<Bytes, reqwest::Error> {
+    async fn read_response(&self, response: reqwest::Response) -> std::result::Result<Bytes, reqwest::Error> {
         let response = response.error_for_status()?;
         response.bytes().await
     }
 
-    fn transport_error(
-        &self,
-        action: RPCTypes,
-        timeout: Duration,
-        err: reqwest::Error,
-    ) -> RPCError<TypeConfig> {
+    fn transport_error(&self, action: RPCTypes, timeout: Duration, err: reqwest::Error) -> RPCError<TypeConfig> {
         if err.is_timeout() {
-            RPCError::Timeout(Timeout {
-                action,
-                id: self.id,
-                target: self.target,
-                timeout,
-            })
+            RPCError::Timeout(Timeout { action, id: self.id, target: self.target, timeout })
         } else if err.is_connect() {
             RPCError::Unreachable(Unreachable::new(&err))
         } else {
@@ -150,18 +126,15 @@ impl PeerClient {
             RPCError::Network(n) => StreamingError::Network(n),
             RPCError::RemoteError(r) => StreamingError::Network(RaftNetworkError::new(&r)),
         };
-        let vote =
-            wire::encode(&vote).map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
+        let vote = wire::encode(&vote).map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
         let file = tokio::fs::File::open(snapshot.snapshot.path())
             .await
             .map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
         // Body: vote length (u32 LE), vote, then the snapshot file as it is on disk, streamed.
         let mut prefix = (vote.len() as u32).to_le_bytes().to_vec();
         prefix.extend_from_slice(&vote);
-        let head =
-            futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(prefix)) });
-        let body =
-            reqwest::Body::wrap_stream(head.chain(ReaderStream::with_capacity(file, 256 << 10)));
+        let head = futures::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(prefix)) });
+        let body = reqwest::Body::wrap_stream(head.chain(ReaderStream::with_capacity(file, 256 << 10)));
         let response = self
             .http
             .post(format!("{}{PATH_SNAPSHOT}", self.base))
@@ -174,9 +147,8 @@ impl PeerClient {
             .read_response(response)
             .await
             .map_err(|e| as_rpc(self.transport_error(RPCTypes::InstallSnapshot, timeout, e)))?;
-        let result: RemoteResult<SnapshotResponse<TypeConfig>> =
-            wire::decode("snapshot response", &bytes)
-                .map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
+        let result: RemoteResult<SnapshotResponse<TypeConfig>> = wire::decode("snapshot response", &bytes)
+            .map_err(|e| StreamingError::Network(RaftNetworkError::new(&e)))?;
         result.map_err(|failure| StreamingError::Unreachable(Unreachable::new(&failure)))
     }
 }
@@ -189,8 +161,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(PATH_APPEND, RPCTypes::AppendEntries, &rpc, &option)
-            .await
+        self.call(PATH_APPEND, RPCTypes::AppendEntries, &rpc, &option).await
     }
 
     async fn vote(
@@ -206,8 +177,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(PATH_PRE_VOTE, RPCTypes::Vote, &rpc, &option)
-            .await
+        self.call(PATH_PRE_VOTE, RPCTypes::Vote, &rpc, &option).await
     }
 
     async fn full_snapshot(
@@ -228,12 +198,6 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         req: TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(
-            PATH_TRANSFER_LEADER,
-            RPCTypes::TransferLeader,
-            &req,
-            &option,
-        )
-        .await
+        self.call(PATH_TRANSFER_LEADER, RPCTypes::TransferLeader, &req, &option).await
     }
 }

@@ -57,10 +57,7 @@ struct PeerState {
 /// Routes for peer RPC under `/raft/v1/`. Bodies are bincode; a body that does not decode gets a
 /// 400 with a JSON error and changes nothing.
 pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine) -> Router {
-    let state = PeerState {
-        raft,
-        state_machine,
-    };
+    let state = PeerState { raft, state_machine };
     Router::new()
         .route(PATH_APPEND, post(append))
         .route(PATH_VOTE, post(vote))
@@ -68,17 +65,12 @@ pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine) -> Router {
         .route(PATH_TRANSFER_LEADER, post(transfer_leader))
         .layer(DefaultBodyLimit::max(MAX_PEER_REQUEST_BYTES))
         // Snapshots are streamed to disk, never buffered: no body limit.
-        .route(
-            PATH_SNAPSHOT,
-            post(snapshot).layer(DefaultBodyLimit::disable()),
-        )
+        .route(PATH_SNAPSHOT, post(snapshot).layer(DefaultBodyLimit::disable()))
         .with_state(state)
 }
 
 fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Response {
-    let result: RemoteResult<T> = result.map_err(|e| RemoteFailure {
-        message: e.to_string(),
-    });
+    let result: RemoteResult<T> = result.map_err(|e| RemoteFailure { message: e.to_string() });
     match wire::encode(&result) {
         Ok(bytes) => (StatusCode::OK, bytes).into_response(),
         Err(e) => ApiError::Internal(e.to_string()).into_response(),
@@ -133,34 +125,20 @@ async fn snapshot(State(s): State<PeerState>, body: Body) -> Result<Response, Ap
         }
     };
     tracing::info!(last_log_id = ?meta.last_log_id, "received snapshot; installing");
-    let result = s
-        .raft
-        .install_full_snapshot(
-            vote,
-            Snapshot {
-                meta,
-                snapshot: file,
-            },
-        )
-        .await;
+    let result = s.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: file }).await;
     // Installed snapshots are moved away; anything left here was refused or failed.
     let _ = tokio::fs::remove_file(&path).await;
     Ok(reply(result))
 }
 
-async fn receive_snapshot(
-    body: Body,
-    path: &std::path::Path,
-) -> Result<(Vote, SnapshotFile), ApiError> {
+async fn receive_snapshot(body: Body, path: &std::path::Path) -> Result<(Vote, SnapshotFile), ApiError> {
     let io_err = |e: io::Error| ApiError::Internal(format!("write incoming snapshot: {e}"));
     let mut stream = body.into_data_stream();
     let mut head = Vec::new();
     let mut file = tokio::fs::File::create(path).await.map_err(io_err)?;
     let mut vote: Option<Vote> = None;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("invalid_snapshot", format!("snapshot body: {e}"))
-        })?;
+        let chunk = chunk.map_err(|e| ApiError::bad_request("invalid_snapshot", format!("snapshot body: {e}")))?;
         if vote.is_some() {
             file.write_all(&chunk).await.map_err(io_err)?;
             continue;
@@ -171,10 +149,7 @@ async fn receive_snapshot(
         }
         let len = u32::from_le_bytes(head[..4].try_into().expect("4 bytes")) as usize;
         if len > MAX_VOTE_BYTES {
-            return Err(ApiError::bad_request(
-                "invalid_snapshot",
-                "vote header too long",
-            ));
+            return Err(ApiError::bad_request("invalid_snapshot", "vote header too long"));
         }
         if head.len() < 4 + len {
             continue;
@@ -182,9 +157,7 @@ async fn receive_snapshot(
         vote = Some(decode("snapshot vote", &head[4..4 + len])?);
         file.write_all(&head[4 + len..]).await.map_err(io_err)?;
     }
-    let vote = vote.ok_or_else(|| {
-        ApiError::bad_request("invalid_snapshot", "snapshot body ended before the vote")
-    })?;
+    let vote = vote.ok_or_else(|| ApiError::bad_request("invalid_snapshot", "snapshot body ended before the vote"))?;
     file.sync_all().await.map_err(io_err)?;
     Ok((vote, SnapshotFile::new(path)))
 }

@@ -11,24 +11,16 @@ fn config() -> bincode::config::Configuration {
 
 /// Encodes an RPC message.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| NetworkError::Codec {
-        what: "rpc message",
-        reason: e.to_string(),
-    })
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| NetworkError::Codec { what: "rpc message", reason: e.to_string() })
 }
 
 /// Decodes an RPC message; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
-    let (value, used) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| NetworkError::Codec {
-            what,
-            reason: e.to_string(),
-        })?;
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| NetworkError::Codec { what, reason: e.to_string() })?;
     if used != bytes.len() {
-        return Err(NetworkError::Codec {
-            what,
-            reason: format!("{} trailing bytes", bytes.len() - used),
-        });
+        return Err(NetworkError::Codec { what, reason: format!("{} trailing bytes", bytes.len() - used) });
     }
     Ok(value)
 }

@@ -31,6 +31,10 @@ pub struct NodeConfig {
     pub write_timeout: Duration,
     /// How long a linearizable read may wait for leadership confirmation and apply. By default, 5 s.
     pub read_timeout: Duration,
+    /// How long a request that finds no leader (an election is running, or the leader lost its
+    /// quorum) waits for one before answering 503. Such a request was not proposed, so waiting
+    /// and retrying it is safe. By default, 3 s.
+    pub leader_wait: Duration,
 }
 
 /// Raft timing and log compaction. The defaults suit a LAN: an election starts 300-600 ms after
@@ -74,6 +78,7 @@ impl NodeConfig {
             max_value_bytes: 1 << 20,
             write_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
+            leader_wait: Duration::from_secs(3),
         }
     }
 
@@ -87,10 +92,7 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(NodeError::Config(msg));
         if !self.initial_cluster.is_empty() && !self.initial_cluster.contains_key(&self.id) {
-            return bad(format!(
-                "--initial-cluster does not include this node's id {}",
-                self.id
-            ));
+            return bad(format!("--initial-cluster does not include this node's id {}", self.id));
         }
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.heartbeat_ms >= t.election_timeout_min_ms {
@@ -119,22 +121,14 @@ impl NodeConfig {
 pub fn parse_members(s: &str) -> Result<BTreeMap<NodeId, String>> {
     let mut members = BTreeMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, addr) = part.split_once('=').ok_or_else(|| {
-            NodeError::Config(format!("member {part:?} is not of the form ID=HOST:PORT"))
-        })?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .map_err(|_| NodeError::Config(format!("member id {id:?} is not a number")))?;
+        let (id, addr) = part
+            .split_once('=')
+            .ok_or_else(|| NodeError::Config(format!("member {part:?} is not of the form ID=HOST:PORT")))?;
+        let id: NodeId =
+            id.trim().parse().map_err(|_| NodeError::Config(format!("member id {id:?} is not a number")))?;
         let addr = addr.trim();
-        if addr
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse::<u16>().ok())
-            .is_none()
-        {
-            return Err(NodeError::Config(format!(
-                "member {id} address {addr:?} is not HOST:PORT"
-            )));
+        if addr.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok()).is_none() {
+            return Err(NodeError::Config(format!("member {id} address {addr:?} is not HOST:PORT")));
         }
         if members.insert(id, addr.to_string()).is_some() {
             return Err(NodeError::Config(format!("member id {id} appears twice")));
@@ -162,8 +156,7 @@ mod tests {
 
     #[test]
     fn validation_catches_inconsistent_settings() {
-        let mut c = NodeConfig::new(4, "127.0.0.1:0", "/tmp/x")
-            .with_initial_cluster(parse_members("1=a:1").unwrap());
+        let mut c = NodeConfig::new(4, "127.0.0.1:0", "/tmp/x").with_initial_cluster(parse_members("1=a:1").unwrap());
         assert!(c.validate().is_err());
         c.initial_cluster.clear();
         assert!(c.validate().is_ok());

@@ -1,14 +1,14 @@
 //! The request logic of a node: writes through Raft, reads at each consistency level.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::ReadPolicy;
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::error::{ClientWriteError, ForwardReason, ForwardToLeader, LinearizableReadError, RaftError};
 use raftkv_network::{ApiError, ApiLimits, KvRaft, KvService};
 use raftkv_storage::{KvStateMachine, ScanPage};
 use raftkv_types::api::{Consistency, NodeStatus};
-use raftkv_types::{Command, CommandResult, NodeId};
+use raftkv_types::{Command, CommandResult, NodeId, TypeConfig};
 
 use crate::status::node_status;
 
@@ -22,6 +22,8 @@ pub struct KvHandle {
     pub(crate) limits: ApiLimits,
     pub(crate) write_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    /// How long a request refused for want of a leader waits for one before answering 503.
+    pub(crate) leader_wait: Duration,
 }
 
 impl KvHandle {
@@ -33,6 +35,18 @@ impl KvHandle {
     /// - `lease`: the same without the quorum round while the leader's lease holds; once it has
     ///   lapsed, falls back to ReadIndex.
     async fn ready_to_read(&self, consistency: Consistency) -> Result<(), ApiError> {
+        let deadline = Instant::now() + self.leader_wait;
+        loop {
+            match self.confirm_read(consistency).await {
+                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(deadline).await,
+                Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+    }
+
+    /// One attempt of [`Self::ready_to_read`].
+    async fn confirm_read(&self, consistency: Consistency) -> Result<(), Refusal> {
         let policy = match consistency {
             Consistency::Stale => return Ok(()),
             Consistency::Linearizable => ReadPolicy::ReadIndex,
@@ -47,28 +61,77 @@ impl KvHandle {
             }
         };
         match tokio::time::timeout(self.read_timeout, confirm).await {
-            Err(_) => Err(ApiError::Unavailable(format!(
+            Err(_) => Err(Refusal::Final(ApiError::Unavailable(format!(
                 "could not confirm leadership within {:?}; no quorum?",
                 self.read_timeout
-            ))),
+            )))),
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
-                Err(ApiError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader: f.leader_node,
-                })
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => Err(not_leader(f)),
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e)))) => {
+                Err(Refusal::Final(ApiError::Unavailable(format!("no quorum to confirm leadership: {e}"))))
             }
-            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e)))) => Err(
-                ApiError::Unavailable(format!("no quorum to confirm leadership: {e}")),
-            ),
             Ok(Err(RaftError::Fatal(f))) => {
-                Err(ApiError::Unavailable(format!("node is stopping: {f}")))
+                Err(Refusal::Final(ApiError::Unavailable(format!("node is stopping: {f}"))))
             }
         }
     }
 
+    /// One attempt of [`KvService::write`].
+    async fn propose(&self, command: Command) -> Result<CommandResult, Refusal> {
+        let proposed = tokio::time::timeout(self.write_timeout, self.raft.client_write(command)).await;
+        let unknown = |msg: String| Err(Refusal::Final(ApiError::OutcomeUnknown(msg)));
+        match proposed {
+            Ok(Ok(response)) => Ok(response.data),
+            Err(_) => unknown(format!(
+                "write not confirmed within {:?}; it may or may not have been applied",
+                self.write_timeout
+            )),
+            // Refused before it was proposed: certainly not applied.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(not_leader(f)),
+            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)))) => unknown(format!(
+                "leadership changed after the write was proposed; it may or may not have been applied ({f})"
+            )),
+            Ok(Err(RaftError::APIError(e))) => Err(Refusal::Final(ApiError::Internal(e.to_string()))),
+            Ok(Err(RaftError::Fatal(f))) => unknown(format!(
+                "node stopped while the write was in flight; it may or may not have been applied ({f})"
+            )),
+        }
+    }
+
+    /// Waits until some node is known as leader (or `deadline`), then a little more, so that a
+    /// request refused for want of a leader is retried after the election rather than in a loop.
+    async fn await_leader(&self, deadline: Instant) {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let _ = self.raft.wait(Some(remaining)).metrics(|m| m.current_leader.is_some(), "a leader").await;
+        tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+
     fn storage_error(e: raftkv_storage::StorageError) -> ApiError {
         ApiError::Internal(format!("storage: {e}"))
+    }
+}
+
+/// Pause between two attempts of a request refused for want of a leader.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Why one attempt at a request failed.
+enum Refusal {
+    /// No usable leader right now (election in progress, or the leader lost its quorum): nothing
+    /// was proposed, and the same request may succeed once a leader is established.
+    Leaderless(ApiError),
+    /// Any other answer, to be returned as it is.
+    Final(ApiError),
+}
+
+/// The answer to a request that this node refused to start because it is not a leader that may
+/// serve it. Nothing was proposed.
+fn not_leader(f: ForwardToLeader<TypeConfig>) -> Refusal {
+    match (f.reason, f.leader_id) {
+        (ForwardReason::LeaseExpired, _) => Refusal::Leaderless(ApiError::Unavailable(
+            "this node leads but has not heard from a quorum within its lease (no quorum?); retry".into(),
+        )),
+        (_, None) => Refusal::Leaderless(ApiError::NotLeader { leader_id: None, leader: None }),
+        (_, Some(id)) => Refusal::Final(ApiError::NotLeader { leader_id: Some(id), leader: f.leader_node }),
     }
 }
 
@@ -78,38 +141,19 @@ impl KvService for KvHandle {
     }
 
     async fn write(&self, command: Command) -> Result<CommandResult, ApiError> {
-        let proposed =
-            tokio::time::timeout(self.write_timeout, self.raft.client_write(command)).await;
-        match proposed {
-            Ok(Ok(response)) => Ok(response.data),
-            Err(_) => Err(ApiError::OutcomeUnknown(format!(
-                "write not confirmed within {:?}; it may or may not have been applied",
-                self.write_timeout
-            ))),
-            // Refused before it was proposed: certainly not applied.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(ApiError::NotLeader {
-                    leader_id: f.leader_id,
-                    leader: f.leader_node,
-                })
+        // While no leader is established the write is refused before being proposed, so trying
+        // again after the election is safe; the client sees one answer, not the election.
+        let deadline = Instant::now() + self.leader_wait;
+        loop {
+            match self.propose(command.clone()).await {
+                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(deadline).await,
+                Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
+                Ok(result) => return Ok(result),
             }
-            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)))) => {
-                Err(ApiError::OutcomeUnknown(format!(
-                    "leadership changed after the write was proposed; it may or may not have been applied ({f})"
-                )))
-            }
-            Ok(Err(RaftError::APIError(e))) => Err(ApiError::Internal(e.to_string())),
-            Ok(Err(RaftError::Fatal(f))) => Err(ApiError::OutcomeUnknown(format!(
-                "node stopped while the write was in flight; it may or may not have been applied ({f})"
-            ))),
         }
     }
 
-    async fn read(
-        &self,
-        key: String,
-        consistency: Consistency,
-    ) -> Result<Option<Vec<u8>>, ApiError> {
+    async fn read(&self, key: String, consistency: Consistency) -> Result<Option<Vec<u8>>, ApiError> {
         self.ready_to_read(consistency).await?;
         self.state_machine.get(&key).map_err(Self::storage_error)
     }
@@ -122,17 +166,11 @@ impl KvService for KvHandle {
         consistency: Consistency,
     ) -> Result<ScanPage, ApiError> {
         self.ready_to_read(consistency).await?;
-        self.state_machine
-            .scan(&prefix, start_after.as_deref(), limit)
-            .map_err(Self::storage_error)
+        self.state_machine.scan(&prefix, start_after.as_deref(), limit).map_err(Self::storage_error)
     }
 
     async fn status(&self) -> Result<NodeStatus, ApiError> {
         let metrics = self.raft.metrics().borrow_watched().clone();
-        Ok(node_status(
-            self.id,
-            &metrics,
-            self.state_machine.applied_index(),
-        ))
+        Ok(node_status(self.id, &metrics, self.state_machine.applied_index()))
     }
 }

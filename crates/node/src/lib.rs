@@ -34,6 +34,4 @@ pub use error::{NodeError, Result};
 pub use kv_handle::KvHandle;
 pub use node::Node;
 pub use raftkv_storage::ScanPage;
-pub use raftkv_types::api::{
-    CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse, Role,
-};
+pub use raftkv_types::api::{CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse, Role};

@@ -8,9 +8,7 @@ use std::time::Duration;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use raftkv_client::Client;
-use raftkv_network::{
-    ApiError, ApiLimits, KvService, LeaderProxy, PeerNetwork, client_router, peer_router,
-};
+use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, PeerNetwork, client_router, peer_router};
 use raftkv_storage::{ScanPage, Store};
 use raftkv_types::api::{CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse};
 use raftkv_types::{Command, NodeId, Outcome, PeerNode};
@@ -46,17 +44,10 @@ impl Node {
     /// existing state rejoins with what it has.
     pub async fn start(config: NodeConfig) -> Result<Node> {
         config.validate()?;
-        let listener =
-            TcpListener::bind(&config.listen)
-                .await
-                .map_err(|source| NodeError::Bind {
-                    addr: config.listen.clone(),
-                    source,
-                })?;
-        let addr = listener.local_addr().map_err(|source| NodeError::Bind {
-            addr: config.listen.clone(),
-            source,
-        })?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
+        let addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
 
         let store = {
             let dir = config.data_dir.clone();
@@ -67,38 +58,24 @@ impl Node {
         let state_machine = store.state_machine.clone();
         let raft_config = raft_config(&config)?;
         let network = PeerNetwork::new(config.id)?;
-        let raft = openraft::Raft::new(
-            config.id,
-            raft_config,
-            network,
-            store.log,
-            store.state_machine,
-        )
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let raft = openraft::Raft::new(config.id, raft_config, network, store.log, store.state_machine)
+            .await
+            .map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let handle = KvHandle {
             id: config.id,
             raft: raft.clone(),
             state_machine: state_machine.clone(),
-            limits: ApiLimits {
-                max_value_bytes: config.max_value_bytes,
-                ..ApiLimits::default()
-            },
+            limits: ApiLimits { max_value_bytes: config.max_value_bytes, ..ApiLimits::default() },
             write_timeout: config.write_timeout,
             read_timeout: config.read_timeout,
+            leader_wait: config.leader_wait,
         };
         if !config.initial_cluster.is_empty()
-            && !raft
-                .is_initialized()
-                .await
-                .map_err(|e| NodeError::Raft(e.to_string()))?
+            && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
         {
-            let members: BTreeMap<NodeId, PeerNode> = config
-                .initial_cluster
-                .iter()
-                .map(|(id, a)| (*id, PeerNode::new(a.clone())))
-                .collect();
+            let members: BTreeMap<NodeId, PeerNode> =
+                config.initial_cluster.iter().map(|(id, a)| (*id, PeerNode::new(a.clone()))).collect();
             tracing::info!(?members, "empty data directory: initialising the cluster");
             // Every founding member does this with the same membership; the entries are identical,
             // so whichever is elected first, the others agree. It happens before the server
@@ -112,29 +89,19 @@ impl Node {
                 Err(e) => return Err(NodeError::Raft(format!("initialize: {e}"))),
             }
         }
-        let router = peer_router(raft.clone(), state_machine)
-            .merge(client_router(handle.clone(), LeaderProxy::new()?));
+        let router = peer_router(raft.clone(), state_machine).merge(client_router(handle.clone(), LeaderProxy::new()?));
         let (stop_server, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(err) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
                 tracing::error!(%err, "http server failed");
             }
         });
 
         tracing::info!(id = config.id, %addr, data_dir = %config.data_dir.display(), "node started");
-        Ok(Node {
-            handle,
-            addr,
-            stop_server,
-            server,
-            forwarder: Arc::default(),
-        })
+        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default() })
     }
 
     /// This node's id.
@@ -156,16 +123,8 @@ impl Node {
     /// leader it forwarded to) has applied it.
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
         let value = value.into();
-        match self
-            .write(Command::Put {
-                key: key.to_string(),
-                value: value.clone(),
-            })
-            .await
-        {
-            Ok(r) => Ok(PutResponse {
-                revision: r.revision,
-            }),
+        match self.write(Command::Put { key: key.to_string(), value: value.clone() }).await {
+            Ok(r) => Ok(PutResponse { revision: r.revision }),
             Err(Fwd(leader, client)) => forwarded(leader, client.put(key, value).await),
             Err(Fail(e)) => Err(e),
         }
@@ -175,20 +134,16 @@ impl Node {
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
         match self.handle.read(key.to_string(), consistency).await {
             Ok(v) => Ok(v),
-            Err(e) => match self.forward_target(e).await? {
-                (leader, client) => forwarded(leader, client.get(key, consistency).await),
-            },
+            Err(e) => {
+                let (leader, client) = self.forward_target(e).await?;
+                forwarded(leader, client.get(key, consistency).await)
+            }
         }
     }
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
-        match self
-            .write(Command::Delete {
-                key: key.to_string(),
-            })
-            .await
-        {
+        match self.write(Command::Delete { key: key.to_string() }).await {
             Ok(r) => Ok(DeleteResponse {
                 revision: r.revision,
                 deleted: matches!(r.outcome, Outcome::Delete { deleted: true }),
@@ -212,9 +167,7 @@ impl Node {
                     current: current.map(|c| String::from_utf8_lossy(&c).into_owned()),
                     revision: r.revision,
                 }),
-                _ => Err(NodeError::Api(ApiError::Internal(
-                    "cas applied without a cas outcome".into(),
-                ))),
+                _ => Err(NodeError::Api(ApiError::Internal("cas applied without a cas outcome".into()))),
             },
             Err(Fwd(leader, client)) => forwarded(leader, client.cas(key, expected, value).await),
             Err(Fail(e)) => Err(e),
@@ -230,29 +183,14 @@ impl Node {
         limit: usize,
         consistency: Consistency,
     ) -> Result<ScanPage> {
-        let local = self
-            .handle
-            .scan(
-                prefix.to_string(),
-                start_after.map(str::to_string),
-                limit,
-                consistency,
-            )
-            .await;
+        let local = self.handle.scan(prefix.to_string(), start_after.map(str::to_string), limit, consistency).await;
         match local {
             Ok(page) => Ok(page),
             Err(e) => {
                 let (leader, client) = self.forward_target(e).await?;
-                let resp = forwarded(
-                    leader,
-                    client.scan(prefix, limit, start_after, consistency).await,
-                )?;
+                let resp = forwarded(leader, client.scan(prefix, limit, start_after, consistency).await)?;
                 Ok(ScanPage {
-                    entries: resp
-                        .entries
-                        .into_iter()
-                        .map(|e| (e.key, e.value.into_bytes()))
-                        .collect(),
+                    entries: resp.entries.into_iter().map(|e| (e.key, e.value.into_bytes())).collect(),
                     more: resp.more,
                 })
             }
@@ -266,19 +204,11 @@ impl Node {
 
     /// Waits until some node is known as leader, up to `timeout`; returns its id.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId> {
-        let waited = self
-            .handle
-            .raft
-            .wait(Some(timeout))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await;
+        let waited = self.handle.raft.wait(Some(timeout)).metrics(|m| m.current_leader.is_some(), "a leader").await;
         match waited {
             Ok(m) => Ok(m.current_leader.expect("waited for a leader")),
             Err(openraft::metrics::WaitError::Timeout(..)) => {
-                Err(NodeError::Api(ApiError::NotLeader {
-                    leader_id: None,
-                    leader: None,
-                }))
+                Err(NodeError::Api(ApiError::NotLeader { leader_id: None, leader: None }))
             }
             Err(e) => Err(NodeError::Raft(e.to_string())),
         }
@@ -288,27 +218,15 @@ impl Node {
     /// stops Raft. Everything acknowledged is on disk already.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.stop_server.send(true);
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.server)
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "http requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway"
-            );
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.server).await.is_err() {
+            tracing::warn!("http requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         }
-        self.handle
-            .raft
-            .shutdown()
-            .await
-            .map_err(|e| NodeError::Raft(format!("shutdown: {e}")))?;
+        self.handle.raft.shutdown().await.map_err(|e| NodeError::Raft(format!("shutdown: {e}")))?;
         tracing::info!(id = self.handle.id, "node stopped");
         Ok(())
     }
 
-    async fn write(
-        &self,
-        command: Command,
-    ) -> std::result::Result<raftkv_types::CommandResult, WriteFailure> {
+    async fn write(&self, command: Command) -> std::result::Result<raftkv_types::CommandResult, WriteFailure> {
         match self.handle.write(command).await {
             Ok(r) => Ok(r),
             Err(e) => match self.forward_target(e).await {
@@ -321,11 +239,7 @@ impl Node {
     /// For a `NotLeader` error with a known leader, a client of that leader; any other error is
     /// returned as it is.
     async fn forward_target(&self, err: ApiError) -> Result<(NodeId, Client)> {
-        let ApiError::NotLeader {
-            leader_id: Some(id),
-            leader: Some(node),
-        } = err
-        else {
+        let ApiError::NotLeader { leader_id: Some(id), leader: Some(node) } = err else {
             return Err(NodeError::Api(err));
         };
         let mut cached = self.forwarder.lock().await;
@@ -335,10 +249,7 @@ impl Node {
             return Ok((id, client.clone()));
         }
         let client = Client::with_timeout([node.url()], self.handle.limits.forward_timeout)
-            .map_err(|source| NodeError::Forward {
-                leader: Some(id),
-                source,
-            })?;
+            .map_err(|source| NodeError::Forward { leader: Some(id), source })?;
         *cached = Some((id, client.clone()));
         Ok((id, client))
     }
@@ -351,10 +262,7 @@ enum WriteFailure {
 use WriteFailure::{Fail, Fwd};
 
 fn forwarded<T>(leader: NodeId, result: raftkv_client::Result<T>) -> Result<T> {
-    result.map_err(|source| NodeError::Forward {
-        leader: Some(leader),
-        source,
-    })
+    result.map_err(|source| NodeError::Forward { leader: Some(leader), source })
 }
 
 fn raft_config(config: &NodeConfig) -> Result<Arc<Config>> {
@@ -369,8 +277,5 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<Config>> {
         enable_pre_vote: Some(true),
         ..Default::default()
     };
-    Ok(Arc::new(
-        raft.validate()
-            .map_err(|e| NodeError::Config(e.to_string()))?,
-    ))
+    Ok(Arc::new(raft.validate().map_err(|e| NodeError::Config(e.to_string()))?))
 }

@@ -22,11 +22,7 @@ pub fn node_status(id: NodeId, m: &RaftMetrics<TypeConfig>, applied_index: u64) 
         .nodes()
         .map(|(nid, node)| {
             let matched_index = m.replication.as_ref().map(|r| {
-                if *nid == id {
-                    last_log_index
-                } else {
-                    r.get(nid).cloned().flatten().map_or(0, |l| l.index)
-                }
+                if *nid == id { last_log_index } else { r.get(nid).cloned().flatten().map_or(0, |l| l.index) }
             });
             let status = MemberStatus {
                 id: *nid,

@@ -7,11 +7,7 @@ use std::time::Duration;
 use raftkv_node::{Consistency, Node, NodeConfig, Role};
 
 fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     format!("127.0.0.1:{port}")
 }
 
@@ -19,35 +15,20 @@ fn free_addr() -> String {
 async fn single_node_round_trip_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     let addr = free_addr();
-    let config = NodeConfig::new(1, addr.clone(), dir.path())
-        .with_initial_cluster(BTreeMap::from([(1, addr.clone())]));
+    let config = NodeConfig::new(1, addr.clone(), dir.path()).with_initial_cluster(BTreeMap::from([(1, addr.clone())]));
     let node = Node::start(config.clone()).await.unwrap();
-    assert_eq!(
-        node.wait_for_leader(Duration::from_secs(10)).await.unwrap(),
-        1
-    );
+    assert_eq!(node.wait_for_leader(Duration::from_secs(10)).await.unwrap(), 1);
 
     let put = node.put("a", "1").await.unwrap();
-    for level in [
-        Consistency::Linearizable,
-        Consistency::Lease,
-        Consistency::Stale,
-    ] {
-        assert_eq!(
-            node.get("a", level).await.unwrap(),
-            Some(b"1".to_vec()),
-            "{level}"
-        );
+    for level in [Consistency::Linearizable, Consistency::Lease, Consistency::Stale] {
+        assert_eq!(node.get("a", level).await.unwrap(), Some(b"1".to_vec()), "{level}");
     }
     let cas = node.cas("a", Some("1"), "2").await.unwrap();
     assert!(cas.succeeded && cas.revision > put.revision);
     assert!(!node.cas("a", Some("1"), "3").await.unwrap().succeeded);
     node.put("b", "x").await.unwrap();
     assert!(node.delete("b").await.unwrap().deleted);
-    let page = node
-        .scan("", None, 10, Consistency::Linearizable)
-        .await
-        .unwrap();
+    let page = node.scan("", None, 10, Consistency::Linearizable).await.unwrap();
     assert_eq!(page.entries, vec![("a".to_string(), b"2".to_vec())]);
     let status = node.status().await.unwrap();
     assert_eq!(status.role, Role::Leader);
@@ -57,10 +38,7 @@ async fn single_node_round_trip_and_restart() {
     // Same data directory: rejoins without re-initialising, state intact.
     let node = Node::start(config).await.unwrap();
     node.wait_for_leader(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(
-        node.get("a", Consistency::Linearizable).await.unwrap(),
-        Some(b"2".to_vec())
-    );
+    assert_eq!(node.get("a", Consistency::Linearizable).await.unwrap(), Some(b"2".to_vec()));
     node.shutdown().await.unwrap();
 }
 
@@ -70,29 +48,17 @@ async fn three_in_process_nodes_forward_to_the_leader() {
     let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
     let mut nodes = Vec::new();
     for (id, addr) in &members {
-        let config = NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path())
-            .with_initial_cluster(members.clone());
+        let config =
+            NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
         nodes.push(Node::start(config).await.unwrap());
     }
-    let leader = nodes[0]
-        .wait_for_leader(Duration::from_secs(10))
-        .await
-        .unwrap();
+    let leader = nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
     let follower = nodes.iter().find(|n| n.id() != leader).unwrap();
 
-    follower
-        .put("k", "v")
-        .await
-        .expect("write forwarded to the leader");
-    assert_eq!(
-        follower.get("k", Consistency::Linearizable).await.unwrap(),
-        Some(b"v".to_vec())
-    );
+    follower.put("k", "v").await.expect("write forwarded to the leader");
+    assert_eq!(follower.get("k", Consistency::Linearizable).await.unwrap(), Some(b"v".to_vec()));
     assert!(follower.cas("k", Some("v"), "w").await.unwrap().succeeded);
-    let page = follower
-        .scan("k", None, 10, Consistency::Lease)
-        .await
-        .unwrap();
+    let page = follower.scan("k", None, 10, Consistency::Lease).await.unwrap();
     assert_eq!(page.entries, vec![("k".to_string(), b"w".to_vec())]);
 
     for node in nodes {

@@ -27,14 +27,11 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 pub fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T> {
     match bytes.split_first() {
         Some((&FORMAT_V1, body)) => {
-            let (value, _) = bincode::serde::decode_from_slice(body, config())
-                .map_err(|e| StorageError::corrupt(what, e))?;
+            let (value, _) =
+                bincode::serde::decode_from_slice(body, config()).map_err(|e| StorageError::corrupt(what, e))?;
             Ok(value)
         }
-        Some((version, _)) => Err(StorageError::corrupt(
-            what,
-            format!("unknown format version {version}"),
-        )),
+        Some((version, _)) => Err(StorageError::corrupt(what, format!("unknown format version {version}"))),
         None => Err(StorageError::corrupt(what, "empty record")),
     }
 }

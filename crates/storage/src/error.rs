@@ -51,19 +51,13 @@ impl StorageError {
         move |source| StorageError::Rocks { op, source }
     }
 
-    pub(crate) fn io(
-        op: &'static str,
-        path: impl AsRef<std::path::Path>,
-    ) -> impl FnOnce(io::Error) -> StorageError {
+    pub(crate) fn io(op: &'static str, path: impl AsRef<std::path::Path>) -> impl FnOnce(io::Error) -> StorageError {
         let path = path.as_ref().display().to_string();
         move |source| StorageError::Io { op, path, source }
     }
 
     pub(crate) fn corrupt(what: &'static str, reason: impl ToString) -> StorageError {
-        StorageError::Corrupt {
-            what,
-            reason: reason.to_string(),
-        }
+        StorageError::Corrupt { what, reason: reason.to_string() }
     }
 }
 

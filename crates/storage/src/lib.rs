@@ -42,4 +42,4 @@ pub use snapshot::{SnapshotFile, SnapshotReader, SnapshotWriter};
 pub use snapshot_builder::KvSnapshotBuilder;
 pub use state_machine::{KvStateMachine, ScanPage};
 pub use store::Store;
-pub use wal_flusher::WalFlusher;
+pub use wal_flusher::{WalFlusher, WalStats};

@@ -14,10 +14,8 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{decode, encode};
 use crate::error::{Result, StorageError};
-use crate::keys::{
-    CF_LOG, CF_RAFT_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, log_index, log_key,
-};
-use crate::wal_flusher::WalFlusher;
+use crate::keys::{CF_LOG, CF_RAFT_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, log_index, log_key};
+use crate::wal_flusher::{WalFlusher, WalStats};
 
 /// The Raft log store: entries in the `log` column family, vote and log pointers in `raft_meta`.
 ///
@@ -39,33 +37,26 @@ pub struct RocksLogStore {
 
 impl RocksLogStore {
     pub(crate) fn new(db: Arc<DB>) -> Result<RocksLogStore> {
-        let flusher = WalFlusher::start(db.clone())
-            .map_err(StorageError::io("start wal flush thread", "-"))?;
-        Ok(RocksLogStore {
-            db,
-            flusher: Arc::new(flusher),
-        })
+        let flusher = WalFlusher::start(db.clone()).map_err(StorageError::io("start wal flush thread", "-"))?;
+        Ok(RocksLogStore { db, flusher: Arc::new(flusher) })
+    }
+
+    /// Group-commit counters of this store's WAL flush thread.
+    pub fn wal_stats(&self) -> WalStats {
+        self.flusher.stats()
     }
 
     fn log_cf(&self) -> &ColumnFamily {
-        self.db
-            .cf_handle(CF_LOG)
-            .expect("log column family is created at open")
+        self.db.cf_handle(CF_LOG).expect("log column family is created at open")
     }
 
     fn meta_cf(&self) -> &ColumnFamily {
-        self.db
-            .cf_handle(CF_RAFT_META)
-            .expect("raft_meta column family is created at open")
+        self.db.cf_handle(CF_RAFT_META).expect("raft_meta column family is created at open")
     }
 
     fn get_meta<T: DeserializeOwned>(&self, key: &'static [u8]) -> Result<Option<T>> {
         let what = "raft metadata";
-        match self
-            .db
-            .get_pinned_cf(self.meta_cf(), key)
-            .map_err(StorageError::rocks("read raft metadata"))?
-        {
+        match self.db.get_pinned_cf(self.meta_cf(), key).map_err(StorageError::rocks("read raft metadata"))? {
             Some(bytes) => Ok(Some(decode(what, &bytes)?)),
             None => Ok(None),
         }
@@ -98,14 +89,10 @@ impl RocksLogStore {
             Bound::Unbounded => 0,
         };
         let mut entries = Vec::new();
-        let iter = self.db.iterator_cf(
-            self.log_cf(),
-            IteratorMode::From(&log_key(start), Direction::Forward),
-        );
+        let iter = self.db.iterator_cf(self.log_cf(), IteratorMode::From(&log_key(start), Direction::Forward));
         for item in iter {
             let (key, value) = item.map_err(StorageError::rocks("read log entries"))?;
-            let index =
-                log_index(&key).ok_or_else(|| StorageError::corrupt("log key", "not 8 bytes"))?;
+            let index = log_index(&key).ok_or_else(|| StorageError::corrupt("log key", "not 8 bytes"))?;
             if !range.contains(&index) {
                 break;
             }
@@ -117,9 +104,7 @@ impl RocksLogStore {
     fn write(&self, batch: WriteBatch, op: &'static str) -> Result<()> {
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.db
-            .write_opt(batch, &opts)
-            .map_err(StorageError::rocks(op))
+        self.db.write_opt(batch, &opts).map_err(StorageError::rocks(op))
     }
 }
 
@@ -141,13 +126,8 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
         let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
-        let last_log_id = self
-            .last_entry_log_id()?
-            .or_else(|| last_purged_log_id.clone());
-        Ok(LogState {
-            last_purged_log_id,
-            last_log_id,
-        })
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
+        Ok(LogState { last_purged_log_id, last_log_id })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {

@@ -63,11 +63,7 @@ impl SnapshotWriter {
     pub fn create(path: impl Into<PathBuf>, meta: &SnapshotMeta) -> Result<SnapshotWriter> {
         let path = path.into();
         let file = File::create(&path).map_err(StorageError::io("create snapshot", &path))?;
-        let mut writer = SnapshotWriter {
-            out: BufWriter::with_capacity(1 << 20, file),
-            path,
-            count: 0,
-        };
+        let mut writer = SnapshotWriter { out: BufWriter::with_capacity(1 << 20, file), path, count: 0 };
         let header = encode(meta)?;
         writer.write_all(MAGIC)?;
         writer.write_len(header.len())?;
@@ -94,8 +90,7 @@ impl SnapshotWriter {
             path: self.path.display().to_string(),
             source: e.into_error(),
         })?;
-        file.sync_all()
-            .map_err(StorageError::io("fsync snapshot", &self.path))?;
+        file.sync_all().map_err(StorageError::io("fsync snapshot", &self.path))?;
         Ok(SnapshotFile { path: self.path })
     }
 
@@ -108,9 +103,7 @@ impl SnapshotWriter {
     }
 
     fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out
-            .write_all(bytes)
-            .map_err(StorageError::io("write snapshot", &self.path))
+        self.out.write_all(bytes).map_err(StorageError::io("write snapshot", &self.path))
     }
 }
 
@@ -130,10 +123,7 @@ impl SnapshotReader {
         let mut magic = [0u8; 8];
         read_exact(&mut input, &mut magic)?;
         if &magic != MAGIC {
-            return Err(StorageError::corrupt(
-                "snapshot",
-                "not a raftkv snapshot file",
-            ));
+            return Err(StorageError::corrupt("snapshot", "not a raftkv snapshot file"));
         }
         let len = read_u32(&mut input)?;
         if len >= MAX_FIELD_LEN {
@@ -142,12 +132,7 @@ impl SnapshotReader {
         let mut header = vec![0u8; len as usize];
         read_exact(&mut input, &mut header)?;
         let meta = decode("snapshot header", &header)?;
-        Ok(SnapshotReader {
-            input,
-            meta,
-            count: 0,
-            done: false,
-        })
+        Ok(SnapshotReader { input, meta, count: 0, done: false })
     }
 
     /// The snapshot's metadata.
@@ -165,10 +150,7 @@ impl SnapshotReader {
             let mut count = [0u8; 8];
             read_exact(&mut self.input, &mut count)?;
             if u64::from_le_bytes(count) != self.count {
-                return Err(StorageError::corrupt(
-                    "snapshot",
-                    "record count does not match trailer",
-                ));
+                return Err(StorageError::corrupt("snapshot", "record count does not match trailer"));
             }
             self.done = true;
             return Ok(None);
@@ -199,11 +181,7 @@ fn read_u32(input: &mut impl Read) -> Result<u32> {
 fn read_exact(input: &mut impl Read, buf: &mut [u8]) -> Result<()> {
     input.read_exact(buf).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => StorageError::corrupt("snapshot", "file is truncated"),
-        _ => StorageError::Io {
-            op: "read snapshot",
-            path: String::new(),
-            source: e,
-        },
+        _ => StorageError::Io { op: "read snapshot", path: String::new(), source: e },
     })
 }
 
@@ -213,10 +191,7 @@ mod tests {
     use raftkv_types::StoredMembership;
 
     fn meta() -> SnapshotMeta {
-        SnapshotMeta {
-            last_log_id: None,
-            last_membership: StoredMembership::default(),
-        }
+        SnapshotMeta { last_log_id: None, last_membership: StoredMembership::default() }
     }
 
     #[test]
@@ -227,10 +202,7 @@ mod tests {
         w.push(b"b", b"").unwrap();
         let file = w.finish().unwrap();
         let mut r = SnapshotReader::open(file.path()).unwrap();
-        assert_eq!(
-            r.next_record().unwrap(),
-            Some((b"a".to_vec(), b"1".to_vec()))
-        );
+        assert_eq!(r.next_record().unwrap(), Some((b"a".to_vec(), b"1".to_vec())));
         assert_eq!(r.next_record().unwrap(), Some((b"b".to_vec(), vec![])));
         assert_eq!(r.next_record().unwrap(), None);
         assert_eq!(file.verify().unwrap(), meta());

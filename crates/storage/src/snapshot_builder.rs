@@ -11,8 +11,7 @@ use rocksdb::{DB, Direction, IteratorMode, ReadOptions};
 use crate::codec::decode;
 use crate::error::{Result, StorageError};
 use crate::keys::{
-    ALL_CFS, CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP,
-    generation_start,
+    ALL_CFS, CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP, generation_start,
 };
 use crate::snapshot::{SnapshotFile, SnapshotWriter};
 use crate::state_machine::KvStateMachine;
@@ -41,51 +40,28 @@ impl KvSnapshotBuilder {
 
     /// A builder that reports `reason` when run.
     pub(crate) fn failed(sm: KvStateMachine, reason: String) -> KvSnapshotBuilder {
-        KvSnapshotBuilder {
-            sm,
-            checkpoint: Err(reason),
-        }
+        KvSnapshotBuilder { sm, checkpoint: Err(reason) }
     }
 
-    fn build_blocking(
-        sm: &KvStateMachine,
-        checkpoint: &PathBuf,
-    ) -> Result<(SnapshotMeta, SnapshotFile)> {
+    fn build_blocking(sm: &KvStateMachine, checkpoint: &PathBuf) -> Result<(SnapshotMeta, SnapshotFile)> {
         let db = DB::open_cf_for_read_only(&db_options(), checkpoint, ALL_CFS, false)
             .map_err(StorageError::rocks("open checkpoint"))?;
         let meta_cf = db.cf_handle(CF_SM_META).expect("checkpoint has sm_meta");
         let data_cf = db.cf_handle(CF_SM_DATA).expect("checkpoint has sm_data");
-        let get = |key: &[u8]| {
-            db.get_cf(meta_cf, key)
-                .map_err(StorageError::rocks("read checkpoint metadata"))
-        };
-        let generation: u64 = get(KEY_GENERATION)?
-            .map(|b| decode("generation", &b))
-            .transpose()?
-            .unwrap_or(0);
-        let last_log_id: Option<LogId> = get(KEY_LAST_APPLIED)?
-            .map(|b| decode("last applied", &b))
-            .transpose()?
-            .flatten();
-        let last_membership: StoredMembership = get(KEY_MEMBERSHIP)?
-            .map(|b| decode("membership", &b))
-            .transpose()?
-            .unwrap_or_default();
-        let meta = SnapshotMeta {
-            last_log_id,
-            last_membership,
-        };
+        let get = |key: &[u8]| db.get_cf(meta_cf, key).map_err(StorageError::rocks("read checkpoint metadata"));
+        let generation: u64 = get(KEY_GENERATION)?.map(|b| decode("generation", &b)).transpose()?.unwrap_or(0);
+        let last_log_id: Option<LogId> =
+            get(KEY_LAST_APPLIED)?.map(|b| decode("last applied", &b)).transpose()?.flatten();
+        let last_membership: StoredMembership =
+            get(KEY_MEMBERSHIP)?.map(|b| decode("membership", &b)).transpose()?.unwrap_or_default();
+        let meta = SnapshotMeta { last_log_id, last_membership };
 
         let part = sm.scratch_path("building-", ".part");
         let mut writer = SnapshotWriter::create(&part, &meta)?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(generation_start(generation + 1).to_vec());
         let start = generation_start(generation);
-        for item in db.iterator_cf_opt(
-            data_cf,
-            opts,
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
+        for item in db.iterator_cf_opt(data_cf, opts, IteratorMode::From(&start, Direction::Forward)) {
             let (key, value) = item.map_err(StorageError::rocks("read checkpoint data"))?;
             writer.push(&key[8..], &value)?;
         }

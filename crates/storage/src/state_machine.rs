@@ -10,16 +10,13 @@ use futures::{Stream, StreamExt};
 use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::SnapshotOf;
 use openraft::{EntryPayload, OptionalSend, Snapshot};
-use raftkv_types::{
-    Command, CommandResult, LogId, Outcome, SnapshotMeta, StoredMembership, TypeConfig,
-};
+use raftkv_types::{Command, CommandResult, LogId, Outcome, SnapshotMeta, StoredMembership, TypeConfig};
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use crate::codec::{decode, encode};
 use crate::error::{Result, StorageError};
 use crate::keys::{
-    CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP, data_key,
-    generation_start,
+    CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP, data_key, generation_start,
 };
 use crate::snapshot::{SnapshotFile, SnapshotReader};
 use crate::snapshot_builder::KvSnapshotBuilder;
@@ -76,24 +73,14 @@ pub struct ScanPage {
 impl KvStateMachine {
     pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<KvStateMachine> {
         let read_meta = |key: &'static [u8]| -> Result<Option<Vec<u8>>> {
-            let cf = db
-                .cf_handle(CF_SM_META)
-                .expect("sm_meta column family is created at open");
-            db.get_cf(cf, key)
-                .map_err(StorageError::rocks("read state machine metadata"))
+            let cf = db.cf_handle(CF_SM_META).expect("sm_meta column family is created at open");
+            db.get_cf(cf, key).map_err(StorageError::rocks("read state machine metadata"))
         };
-        let generation: u64 = read_meta(KEY_GENERATION)?
-            .map(|b| decode("generation", &b))
-            .transpose()?
-            .unwrap_or(0);
-        let last_applied: Option<LogId> = read_meta(KEY_LAST_APPLIED)?
-            .map(|b| decode("last applied", &b))
-            .transpose()?
-            .flatten();
-        let membership: StoredMembership = read_meta(KEY_MEMBERSHIP)?
-            .map(|b| decode("membership", &b))
-            .transpose()?
-            .unwrap_or_default();
+        let generation: u64 = read_meta(KEY_GENERATION)?.map(|b| decode("generation", &b)).transpose()?.unwrap_or(0);
+        let last_applied: Option<LogId> =
+            read_meta(KEY_LAST_APPLIED)?.map(|b| decode("last applied", &b)).transpose()?.flatten();
+        let membership: StoredMembership =
+            read_meta(KEY_MEMBERSHIP)?.map(|b| decode("membership", &b)).transpose()?.unwrap_or_default();
 
         let sm = KvStateMachine {
             inner: Arc::new(Inner {
@@ -116,53 +103,32 @@ impl KvStateMachine {
         let cf = self.data_cf();
         db.delete_range_cf(cf, generation_start(0), generation_start(generation))
             .map_err(StorageError::rocks("remove stale generations"))?;
-        db.delete_range_cf(
-            cf,
-            generation_start(generation + 1),
-            generation_start(u64::MAX),
-        )
-        .map_err(StorageError::rocks("remove stale generations"))?;
+        db.delete_range_cf(cf, generation_start(generation + 1), generation_start(u64::MAX))
+            .map_err(StorageError::rocks("remove stale generations"))?;
         let dir = &self.inner.snapshot_dir;
         for entry in std::fs::read_dir(dir).map_err(StorageError::io("list snapshots", dir))? {
-            let path = entry
-                .map_err(StorageError::io("list snapshots", dir))?
-                .path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
+            let path = entry.map_err(StorageError::io("list snapshots", dir))?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             if name.starts_with("checkpoint-") {
-                std::fs::remove_dir_all(&path)
-                    .map_err(StorageError::io("remove checkpoint", &path))?;
+                std::fs::remove_dir_all(&path).map_err(StorageError::io("remove checkpoint", &path))?;
             } else if name.ends_with(".part") {
-                std::fs::remove_file(&path)
-                    .map_err(StorageError::io("remove partial snapshot", &path))?;
+                std::fs::remove_file(&path).map_err(StorageError::io("remove partial snapshot", &path))?;
             }
         }
         Ok(())
     }
 
     fn data_cf(&self) -> &ColumnFamily {
-        self.inner
-            .db
-            .cf_handle(CF_SM_DATA)
-            .expect("sm_data column family is created at open")
+        self.inner.db.cf_handle(CF_SM_DATA).expect("sm_data column family is created at open")
     }
 
     fn meta_cf(&self) -> &ColumnFamily {
-        self.inner
-            .db
-            .cf_handle(CF_SM_META)
-            .expect("sm_meta column family is created at open")
+        self.inner.db.cf_handle(CF_SM_META).expect("sm_meta column family is created at open")
     }
 
     /// The value of `key` in the applied state, read from this node alone.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let generation = self
-            .inner
-            .generation
-            .read()
-            .expect("generation lock poisoned");
+        let generation = self.inner.generation.read().expect("generation lock poisoned");
         self.inner
             .db
             .get_cf(self.data_cf(), data_key(*generation, key.as_bytes()))
@@ -172,11 +138,7 @@ impl KvStateMachine {
     /// Up to `limit` keys starting with `prefix` and greater than `start_after`, in key order, from
     /// one consistent view of the applied state.
     pub fn scan(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<ScanPage> {
-        let generation = *self
-            .inner
-            .generation
-            .read()
-            .expect("generation lock poisoned");
+        let generation = *self.inner.generation.read().expect("generation lock poisoned");
         let lower = match start_after {
             Some(after) if after >= prefix => {
                 let mut k = data_key(generation, after.as_bytes());
@@ -188,11 +150,7 @@ impl KvStateMachine {
         let snapshot = self.inner.db.snapshot();
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(generation_start(generation + 1).to_vec());
-        let iter = snapshot.iterator_cf_opt(
-            self.data_cf(),
-            opts,
-            IteratorMode::From(&lower, Direction::Forward),
-        );
+        let iter = snapshot.iterator_cf_opt(self.data_cf(), opts, IteratorMode::From(&lower, Direction::Forward));
         let mut page = ScanPage::default();
         for item in iter {
             let (key, value) = item.map_err(StorageError::rocks("scan keys"))?;
@@ -212,11 +170,7 @@ impl KvStateMachine {
 
     /// The last applied log id and membership.
     pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
-        self.inner
-            .applied
-            .lock()
-            .expect("applied lock poisoned")
-            .clone()
+        self.inner.applied.lock().expect("applied lock poisoned").clone()
     }
 
     /// Index of the last applied log entry, 0 before any.
@@ -231,9 +185,7 @@ impl KvStateMachine {
     /// A unique path in the snapshot directory for a new file or checkpoint.
     pub(crate) fn scratch_path(&self, prefix: &str, suffix: &str) -> PathBuf {
         let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .snapshot_dir
-            .join(format!("{prefix}{}-{seq}{suffix}", std::process::id()))
+        self.inner.snapshot_dir.join(format!("{prefix}{}-{seq}{suffix}", std::process::id()))
     }
 
     /// A fresh path in the snapshot directory for a snapshot being received from the leader.
@@ -243,17 +195,10 @@ impl KvStateMachine {
     }
 
     /// Moves a complete snapshot file into place as the newest snapshot and drops older ones.
-    pub(crate) fn publish_snapshot(
-        &self,
-        file: &SnapshotFile,
-        meta: &SnapshotMeta,
-    ) -> Result<SnapshotFile> {
+    pub(crate) fn publish_snapshot(&self, file: &SnapshotFile, meta: &SnapshotMeta) -> Result<SnapshotFile> {
         let index = meta.last_log_id.as_ref().map_or(0, |l| l.index);
         let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
-        let dest = self
-            .inner
-            .snapshot_dir
-            .join(format!("snap-{index:020}-{:020}-{seq}.snap", now_nanos()));
+        let dest = self.inner.snapshot_dir.join(format!("snap-{index:020}-{:020}-{seq}.snap", now_nanos()));
         std::fs::rename(file.path(), &dest).map_err(StorageError::io("publish snapshot", &dest))?;
         sync_dir(&self.inner.snapshot_dir)?;
         let mut all = self.snapshot_files()?;
@@ -274,9 +219,7 @@ impl KvStateMachine {
             .map_err(StorageError::io("list snapshots", dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("snap-") && n.ends_with(".snap"))
+                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap-") && n.ends_with(".snap"))
             })
             .collect();
         files.sort();
@@ -290,17 +233,16 @@ impl KvStateMachine {
         overlay: &mut HashMap<String, Option<Vec<u8>>>,
         command: Command,
     ) -> Result<Outcome> {
-        let current =
-            |key: &str, overlay: &HashMap<String, Option<Vec<u8>>>| -> Result<Option<Vec<u8>>> {
-                match overlay.get(key) {
-                    Some(v) => Ok(v.clone()),
-                    None => self
-                        .inner
-                        .db
-                        .get_cf(self.data_cf(), data_key(generation, key.as_bytes()))
-                        .map_err(StorageError::rocks("read key")),
-                }
-            };
+        let current = |key: &str, overlay: &HashMap<String, Option<Vec<u8>>>| -> Result<Option<Vec<u8>>> {
+            match overlay.get(key) {
+                Some(v) => Ok(v.clone()),
+                None => self
+                    .inner
+                    .db
+                    .get_cf(self.data_cf(), data_key(generation, key.as_bytes()))
+                    .map_err(StorageError::rocks("read key")),
+            }
+        };
         let outcome = match command {
             Command::Put { key, value } => {
                 batch.put_cf(self.data_cf(), data_key(generation, key.as_bytes()), &value);
@@ -313,21 +255,14 @@ impl KvStateMachine {
                 overlay.insert(key, None);
                 Outcome::Delete { deleted }
             }
-            Command::Cas {
-                key,
-                expected,
-                value,
-            } => {
+            Command::Cas { key, expected, value } => {
                 let now = current(&key, overlay)?;
                 let succeeded = now == expected;
                 if succeeded {
                     batch.put_cf(self.data_cf(), data_key(generation, key.as_bytes()), &value);
                     overlay.insert(key, Some(value));
                 }
-                Outcome::Cas {
-                    succeeded,
-                    current: now,
-                }
+                Outcome::Cas { succeeded, current: now }
             }
         };
         Ok(outcome)
@@ -342,25 +277,16 @@ impl KvStateMachine {
         responses: &mut Vec<(ApplyResponder<TypeConfig>, CommandResult)>,
     ) -> Result<()> {
         let Some(last) = last else { return Ok(()) };
-        batch.put_cf(
-            self.meta_cf(),
-            KEY_LAST_APPLIED,
-            encode(&Some(last.clone()))?,
-        );
+        batch.put_cf(self.meta_cf(), KEY_LAST_APPLIED, encode(&Some(last))?);
         if let Some(m) = &membership {
             batch.put_cf(self.meta_cf(), KEY_MEMBERSHIP, encode(m)?);
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        self.inner
-            .db
-            .write_opt(batch, &opts)
-            .map_err(StorageError::rocks("apply entries"))?;
+        self.inner.db.write_opt(batch, &opts).map_err(StorageError::rocks("apply entries"))?;
         {
             let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
-            self.inner
-                .applied_index
-                .store(last.index, Ordering::Release);
+            self.inner.applied_index.store(last.index, Ordering::Release);
             applied.0 = Some(last);
             if let Some(m) = membership {
                 applied.1 = m;
@@ -374,19 +300,11 @@ impl KvStateMachine {
 
     fn install_blocking(&self, meta: &SnapshotMeta, file: &SnapshotFile) -> Result<()> {
         let db = &self.inner.db;
-        let old_generation = *self
-            .inner
-            .generation
-            .read()
-            .expect("generation lock poisoned");
+        let old_generation = *self.inner.generation.read().expect("generation lock poisoned");
         let new_generation = old_generation + 1;
         // Anything left in the target generation by an earlier interrupted install goes first.
-        db.delete_range_cf(
-            self.data_cf(),
-            generation_start(new_generation),
-            generation_start(new_generation + 1),
-        )
-        .map_err(StorageError::rocks("clear snapshot generation"))?;
+        db.delete_range_cf(self.data_cf(), generation_start(new_generation), generation_start(new_generation + 1))
+            .map_err(StorageError::rocks("clear snapshot generation"))?;
 
         let mut reader = SnapshotReader::open(file.path())?;
         let mut unsynced = WriteOptions::default();
@@ -403,35 +321,19 @@ impl KvStateMachine {
         // the data batches above durable, as they share the WAL).
         batch.put_cf(self.meta_cf(), KEY_GENERATION, encode(&new_generation)?);
         batch.put_cf(self.meta_cf(), KEY_LAST_APPLIED, encode(&meta.last_log_id)?);
-        batch.put_cf(
-            self.meta_cf(),
-            KEY_MEMBERSHIP,
-            encode(&meta.last_membership)?,
-        );
+        batch.put_cf(self.meta_cf(), KEY_MEMBERSHIP, encode(&meta.last_membership)?);
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
         {
-            let mut generation = self
-                .inner
-                .generation
-                .write()
-                .expect("generation lock poisoned");
-            db.write_opt(batch, &synced)
-                .map_err(StorageError::rocks("switch to snapshot"))?;
+            let mut generation = self.inner.generation.write().expect("generation lock poisoned");
+            db.write_opt(batch, &synced).map_err(StorageError::rocks("switch to snapshot"))?;
             *generation = new_generation;
             let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
-            *applied = (meta.last_log_id.clone(), meta.last_membership.clone());
-            self.inner.applied_index.store(
-                meta.last_log_id.as_ref().map_or(0, |l| l.index),
-                Ordering::Release,
-            );
+            *applied = (meta.last_log_id, meta.last_membership.clone());
+            self.inner.applied_index.store(meta.last_log_id.as_ref().map_or(0, |l| l.index), Ordering::Release);
         }
-        db.delete_range_cf(
-            self.data_cf(),
-            generation_start(0),
-            generation_start(new_generation),
-        )
-        .map_err(StorageError::rocks("drop replaced generation"))?;
+        db.delete_range_cf(self.data_cf(), generation_start(0), generation_start(new_generation))
+            .map_err(StorageError::rocks("drop replaced generation"))?;
         Ok(())
     }
 }
@@ -450,11 +352,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
     {
         // Applies and installs both run on openraft's state-machine task, one at a time, so the
         // generation cannot change during this call.
-        let generation = *self
-            .inner
-            .generation
-            .read()
-            .expect("generation lock poisoned");
+        let generation = *self.inner.generation.read().expect("generation lock poisoned");
         let mut batch = WriteBatch::default();
         // Values written earlier in this batch but not yet in RocksDB: later commands must see them.
         let mut overlay = HashMap::new();
@@ -467,11 +365,9 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
             let revision = entry.log_id.index;
             let outcome = match entry.payload {
                 EntryPayload::Blank => Outcome::None,
-                EntryPayload::Normal(command) => {
-                    self.apply_command(generation, &mut batch, &mut overlay, command)?
-                }
+                EntryPayload::Normal(command) => self.apply_command(generation, &mut batch, &mut overlay, command)?,
                 EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id.clone()), m));
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     Outcome::None
                 }
             };
@@ -481,12 +377,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
             }
             pending += 1;
             if pending == APPLY_CHUNK {
-                self.commit_batch(
-                    std::mem::take(&mut batch),
-                    last.clone(),
-                    membership.take(),
-                    &mut responses,
-                )?;
+                self.commit_batch(std::mem::take(&mut batch), last, membership.take(), &mut responses)?;
                 overlay.clear();
                 pending = 0;
             }
@@ -502,17 +393,11 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         let result = tokio::task::spawn_blocking(move || KvSnapshotBuilder::checkpoint(sm)).await;
         match result {
             Ok(builder) => builder,
-            Err(join) => {
-                KvSnapshotBuilder::failed(self.clone(), format!("checkpoint task failed: {join}"))
-            }
+            Err(join) => KvSnapshotBuilder::failed(self.clone(), format!("checkpoint task failed: {join}")),
         }
     }
 
-    async fn install_snapshot(
-        &mut self,
-        meta: &SnapshotMeta,
-        snapshot: SnapshotFile,
-    ) -> io::Result<()> {
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
         let sm = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -525,9 +410,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         Ok(())
     }
 
-    async fn get_current_snapshot(
-        &mut self,
-    ) -> io::Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>> {
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<SnapshotOf<TypeConfig, SnapshotFile>>> {
         let sm = self.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<_> {
             for path in sm.snapshot_files()?.into_iter().rev() {
@@ -549,7 +432,5 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
 }
 
 fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }

@@ -28,8 +28,7 @@ impl Store {
         let dir = dir.as_ref();
         let db_dir = dir.join("db");
         let snapshot_dir = dir.join("snapshots");
-        std::fs::create_dir_all(&snapshot_dir)
-            .map_err(StorageError::io("create directory", &snapshot_dir))?;
+        std::fs::create_dir_all(&snapshot_dir).map_err(StorageError::io("create directory", &snapshot_dir))?;
 
         let db = Arc::new(open_db(&db_dir)?);
         let log = RocksLogStore::new(db.clone())?;
@@ -52,15 +51,11 @@ pub(crate) fn db_options() -> Options {
 
 fn open_db(path: &PathBuf) -> Result<DB> {
     let opts = db_options();
-    let cfs = ALL_CFS
-        .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
+    let cfs = ALL_CFS.iter().map(|name| ColumnFamilyDescriptor::new(*name, Options::default()));
     DB::open_cf_descriptors(&opts, path, cfs).map_err(StorageError::rocks("open"))
 }
 
 /// Fsyncs the directory `dir`, so that a file created or renamed in it survives a power loss.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(StorageError::io("fsync directory", dir))
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io("fsync directory", dir))
 }

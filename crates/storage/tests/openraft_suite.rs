@@ -9,9 +9,7 @@ use tempfile::TempDir;
 struct RocksStoreBuilder;
 
 impl StoreBuilder<TypeConfig, RocksLogStore, KvStateMachine, TempDir> for RocksStoreBuilder {
-    async fn build(
-        &self,
-    ) -> Result<(TempDir, RocksLogStore, KvStateMachine), StorageError<TypeConfig>> {
+    async fn build(&self) -> Result<(TempDir, RocksLogStore, KvStateMachine), StorageError<TypeConfig>> {
         let dir = TempDir::new().expect("create temp dir");
         let store = Store::open(dir.path()).expect("open store");
         Ok((dir, store.log, store.state_machine))

@@ -33,9 +33,7 @@ impl FromStr for Consistency {
             "linearizable" => Ok(Consistency::Linearizable),
             "lease" => Ok(Consistency::Lease),
             "stale" => Ok(Consistency::Stale),
-            other => Err(format!(
-                "unknown consistency level {other:?}; expected linearizable, lease or stale"
-            )),
+            other => Err(format!("unknown consistency level {other:?}; expected linearizable, lease or stale")),
         }
     }
 }

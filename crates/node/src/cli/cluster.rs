@@ -39,20 +39,13 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         anyhow::bail!("--nodes must be between 1 and 99");
     }
     if u64::from(args.base_port) + args.nodes > 65_536 {
-        anyhow::bail!(
-            "--base-port {} leaves no room for {} nodes",
-            args.base_port,
-            args.nodes
-        );
+        anyhow::bail!("--base-port {} leaves no room for {} nodes", args.base_port, args.nodes);
     }
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("create {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("create {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
     let exe = std::env::current_exe().context("locate the raftkv binary")?;
     let addr = |id: u64| format!("127.0.0.1:{}", u64::from(args.base_port) + id - 1);
-    let initial: Vec<String> = (1..=args.nodes)
-        .map(|id| format!("{id}={}", addr(id)))
-        .collect();
+    let initial: Vec<String> = (1..=args.nodes).map(|id| format!("{id}={}", addr(id))).collect();
     let initial = initial.join(",");
 
     let mut members = Vec::new();
@@ -68,29 +61,17 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             "--initial-cluster".into(),
             initial.clone(),
         ];
-        members.push(Member {
-            id,
-            url: format!("http://{}", addr(id)),
-            args: node_args,
-            child: None,
-        });
+        members.push(Member { id, url: format!("http://{}", addr(id)), args: node_args, child: None });
     }
     for m in &mut members {
         let log_path = data_dir.join(format!("node-{}.log", m.id));
         m.child = Some(spawn(&exe, &m.args, &log_path)?);
         let pid = m.child.as_ref().and_then(Child::id).unwrap_or(0);
-        println!(
-            "node {} -> {}  (pid {pid}, log {})",
-            m.id,
-            m.url,
-            log_path.display()
-        );
+        println!("node {} -> {}  (pid {pid}, log {})", m.id, m.url, log_path.display());
     }
     let endpoints: Vec<String> = members.iter().map(|m| m.url.clone()).collect();
     println!("endpoints: {}", endpoints.join(","));
-    println!(
-        "try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)"
-    );
+    println!("try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
 
     let client = Client::with_timeout(&endpoints, Duration::from_secs(2))?;
     let mut term = signal(SignalKind::terminate())?;
@@ -107,22 +88,16 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             if let Some(child) = &mut m.child
                 && let Ok(Some(status)) = child.try_wait()
             {
-                println!(
-                    "node {} exited ({status}); restart it with:\n  {} {}",
-                    m.id,
-                    exe.display(),
-                    m.args.join(" ")
-                );
+                println!("node {} exited ({status}); restart it with:\n  {} {}", m.id, exe.display(), m.args.join(" "));
                 m.child = None;
             }
         }
         let leader = client.status().await.ok().and_then(|s| s.leader);
         if leader != last_leader {
             match leader {
-                Some(l) => println!(
-                    "leader: node {l} ({})",
-                    members.iter().find(|m| m.id == l).map_or("?", |m| &m.url)
-                ),
+                Some(l) => {
+                    println!("leader: node {l} ({})", members.iter().find(|m| m.id == l).map_or("?", |m| &m.url))
+                }
                 None => println!("leader: none (election in progress)"),
             }
             last_leader = leader;
@@ -137,9 +112,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
     for m in &mut members {
         if let Some(child) = &mut m.child
-            && tokio::time::timeout(Duration::from_secs(10), child.wait())
-                .await
-                .is_err()
+            && tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err()
         {
             eprintln!("node {} did not stop within 10 s; killing it", m.id);
             let _ = child.kill().await;

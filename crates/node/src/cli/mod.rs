@@ -110,34 +110,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
-        Command::Put {
-            endpoints,
-            key,
-            value,
-            file,
-        } => client_cmds::put(&endpoints.endpoints, &key, value, file).await,
-        Command::Get {
-            endpoints,
-            key,
-            consistency,
-        } => client_cmds::get(&endpoints.endpoints, &key, consistency).await,
+        Command::Put { endpoints, key, value, file } => client_cmds::put(&endpoints.endpoints, &key, value, file).await,
+        Command::Get { endpoints, key, consistency } => client_cmds::get(&endpoints.endpoints, &key, consistency).await,
         Command::Delete { endpoints, key } => client_cmds::delete(&endpoints.endpoints, &key).await,
-        Command::Cas {
-            endpoints,
-            key,
-            value,
-            expected,
-            absent: _,
-        } => client_cmds::cas(&endpoints.endpoints, &key, expected.as_deref(), &value).await,
-        Command::Scan {
-            endpoints,
-            prefix,
-            limit,
-            consistency,
-        } => client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await,
-        Command::Status { endpoints, json } => {
-            client_cmds::status(&endpoints.endpoints, json).await
+        Command::Cas { endpoints, key, value, expected, absent: _ } => {
+            client_cmds::cas(&endpoints.endpoints, &key, expected.as_deref(), &value).await
         }
+        Command::Scan { endpoints, prefix, limit, consistency } => {
+            client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await
+        }
+        Command::Status { endpoints, json } => client_cmds::status(&endpoints.endpoints, json).await,
     }
 }
 
@@ -145,9 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
