@@ -214,6 +214,26 @@ impl Node {
         }
     }
 
+    /// Hands leadership from this node, which must be the leader, to voter `to`, and waits up to
+    /// `timeout` until `to` leads. Writes in flight on this node finish or fail as during any
+    /// leader change; nothing acknowledged is lost.
+    pub async fn transfer_leader(&self, to: NodeId, timeout: Duration) -> Result<()> {
+        let raft = &self.handle.raft;
+        if !raft.is_leader() {
+            let leader = raft.current_leader().await;
+            return Err(NodeError::Api(ApiError::NotLeader { leader_id: leader, leader: None }));
+        }
+        if !raft.voter_ids().any(|id| id == to) {
+            return Err(NodeError::Config(format!("node {to} is not a voter of this cluster")));
+        }
+        raft.trigger().transfer_leader(to).await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        raft.wait(Some(timeout))
+            .metrics(|m| m.current_leader == Some(to), "leadership transferred")
+            .await
+            .map_err(|e| NodeError::Raft(format!("leadership did not move to node {to}: {e}")))?;
+        Ok(())
+    }
+
     /// Stops the node: stops accepting requests, lets in-flight ones finish (up to 3 s), then
     /// stops Raft. Everything acknowledged is on disk already.
     pub async fn shutdown(self) -> Result<()> {

@@ -61,6 +61,15 @@ async fn three_in_process_nodes_forward_to_the_leader() {
     let page = follower.scan("k", None, 10, Consistency::Lease).await.unwrap();
     assert_eq!(page.entries, vec![("k".to_string(), b"w".to_vec())]);
 
+    // Leadership moves over the transfer-leader RPC, and writes go on through the new leader.
+    let leader_node = nodes.iter().find(|n| n.id() == leader).unwrap();
+    let target = follower.id();
+    leader_node.transfer_leader(target, Duration::from_secs(10)).await.expect("leader transfer");
+    assert_eq!(leader_node.wait_for_leader(Duration::from_secs(5)).await.unwrap(), target);
+    leader_node.put("after-transfer", "1").await.expect("write after transfer");
+    assert_eq!(follower.status().await.unwrap().role, Role::Leader);
+    assert!(leader_node.transfer_leader(leader, Duration::from_secs(1)).await.is_err(), "only the leader transfers");
+
     for node in nodes {
         node.shutdown().await.unwrap();
     }

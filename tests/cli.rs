@@ -1,0 +1,154 @@
+//! The `raftkv` command line: help, one-line errors with a non-zero exit, the client
+//! subcommands, and `raftkv cluster` started and stopped like a user would.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use support::{Cluster, ClusterOptions, free_port, phase, raftkv_bin};
+
+fn raftkv(args: &[&str]) -> Output {
+    Command::new(raftkv_bin()).args(args).env("RUST_LOG", "warn").output().expect("run raftkv")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a failure with exactly one line on stderr starting with "error:" (clap's usage errors
+/// add a usage hint, so they are checked separately).
+fn assert_one_line_error(out: &Output, contains: &str) {
+    assert!(!out.status.success(), "expected failure, got {:?}", out.status);
+    let err = stderr(out);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(contains), "got: {err}");
+}
+
+#[test]
+fn help_and_bad_invocations() {
+    let help = raftkv(&["--help"]);
+    assert!(help.status.success());
+    for cmd in ["serve", "cluster", "put", "get", "delete", "cas", "scan", "status"] {
+        assert!(stdout(&help).contains(cmd), "--help lists {cmd}");
+        assert!(raftkv(&[cmd, "--help"]).status.success(), "{cmd} --help");
+    }
+
+    let missing = raftkv(&["serve"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(stderr(&missing).contains("--id"), "{}", stderr(&missing));
+    let unknown = raftkv(&["get", "k", "--bogus"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    let level = raftkv(&["get", "k", "--consistency", "eventual"]);
+    assert_eq!(level.status.code(), Some(2));
+    assert!(stderr(&level).contains("unknown consistency level"), "{}", stderr(&level));
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().display().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    assert_one_line_error(&raftkv(&["serve", "--id", "0", "--listen", &listen, "--data-dir", &data]), "--id");
+    assert_one_line_error(
+        &raftkv(&["serve", "--id", "1", "--listen", &listen, "--data-dir", &data, "--initial-cluster", "2=a:1"]),
+        "does not include this node",
+    );
+    assert_one_line_error(
+        &raftkv(&["serve", "--id", "1", "--listen", &listen, "--data-dir", &data, "--initial-cluster", "1=nope"]),
+        "HOST:PORT",
+    );
+    assert_one_line_error(
+        &raftkv(&["serve", "--id", "1", "--listen", "not-an-address", "--data-dir", &data]),
+        "cannot listen on not-an-address",
+    );
+    assert_one_line_error(&raftkv(&["get", "k", "--endpoints", "http://127.0.0.1:1"]), "no endpoint reachable");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_subcommands_against_a_cluster() {
+    let cluster = Cluster::start(ClusterOptions::default()).await;
+    let endpoints = cluster.endpoints().join(",");
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--endpoints", &endpoints]);
+        raftkv(&all)
+    };
+
+    phase("put, get, cas, scan, delete");
+    let put = run(&["put", "cli/key", "hello world"]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    assert!(stdout(&put).starts_with("OK revision="));
+    let get = run(&["get", "cli/key"]);
+    assert_eq!(stdout(&get), "hello world");
+    let stale = run(&["get", "cli/key", "--consistency", "stale"]);
+    assert!(stale.status.success());
+    assert!(run(&["cas", "cli/key", "bonjour", "--expected", "hello world"]).status.success());
+    assert_one_line_error(&run(&["cas", "cli/key", "x", "--expected", "hello world"]), "not swapped");
+    assert!(run(&["cas", "cli/new", "1", "--absent"]).status.success());
+    let scan = run(&["scan", "--prefix", "cli/"]);
+    assert_eq!(stdout(&scan), "cli/key\tbonjour\ncli/new\t1\n");
+    assert!(stdout(&run(&["delete", "cli/key"])).starts_with("DELETED"));
+    assert_one_line_error(&run(&["get", "cli/key"]), "not found");
+
+    phase("status table");
+    let status = run(&["status"]);
+    let table = stdout(&status);
+    assert!(status.status.success(), "{}", stderr(&status));
+    assert!(table.contains("leader") && table.contains("follower") && table.contains("LAG"), "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains("127.0.0.1:")).count(), 3, "{table}");
+
+    phase("serve on an address already in use");
+    let data = cluster.dir().join("extra").display().to_string();
+    let taken = &cluster.nodes[0].addr;
+    assert_one_line_error(&raftkv(&["serve", "--id", "9", "--listen", taken, "--data-dir", &data]), "in use");
+}
+
+#[test]
+fn cluster_command_runs_and_stops_on_ctrl_c() {
+    // Three consecutive free ports.
+    let base = loop {
+        let base = free_port();
+        if base < 65_000 && (1..3).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            break base;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(raftkv_bin())
+        .args(["cluster", "--data-dir", &dir.path().display().to_string(), "--base-port", &base.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start raftkv cluster");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut printed = Vec::new();
+    while Instant::now() < deadline {
+        let line = lines.next().expect("cluster output").expect("utf-8");
+        printed.push(line.clone());
+        if line.starts_with("leader: node") {
+            break;
+        }
+    }
+    assert!(printed.iter().any(|l| l.starts_with("leader: node")), "no leader reported: {printed:?}");
+    assert_eq!(printed.iter().filter(|l| l.contains(" -> http://127.0.0.1:")).count(), 3, "{printed:?}");
+
+    let endpoints = (0..3).map(|i| format!("http://127.0.0.1:{}", base + i)).collect::<Vec<_>>().join(",");
+    let put = raftkv(&["put", "k", "v", "--endpoints", &endpoints]);
+    assert!(put.status.success(), "{}", stderr(&put));
+
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "cluster exited with {status}: {rest:?}");
+    assert_eq!(rest.last().map(String::as_str), Some("stopped"), "{rest:?}");
+    for i in 0..3 {
+        assert!(std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok(), "node port {} still in use", base + i);
+    }
+}
