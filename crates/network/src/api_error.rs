@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 404: no such route.
     #[error("no route for {0}")]
     NoRoute(String),
+    /// 405: the route exists but not with this method.
+    #[error("{0} is not allowed here")]
+    MethodNotAllowed(String),
     /// 413: the value exceeds the configured limit.
     #[error("value of {size} bytes exceeds the limit of {limit} bytes")]
     ValueTooLarge {
@@ -74,6 +77,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::KeyNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotLeader { .. } | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -87,6 +91,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::KeyNotFound(_) => "key_not_found",
             ApiError::NoRoute(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::ValueTooLarge { .. } => "value_too_large",
             ApiError::NotLeader { leader_id: Some(_), .. } => "not_leader",
             ApiError::NotLeader { leader_id: None, .. } => "no_leader",

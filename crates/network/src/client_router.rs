@@ -39,6 +39,7 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/kv/{key}/cas", post(cas::<S>))
         .route("/v1/status", get(status::<S>))
         .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .with_state(ApiState { service, proxy })
 }
 
@@ -266,6 +267,10 @@ async fn status<S: KvService>(State(s): State<ApiState<S>>) -> Response {
 
 async fn empty_key() -> ApiError {
     ApiError::bad_request("invalid_key", "key must not be empty")
+}
+
+async fn wrong_method(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} {}", uri.path()))
 }
 
 async fn no_route(method: Method, uri: Uri) -> ApiError {

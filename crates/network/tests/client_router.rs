@@ -1,0 +1,174 @@
+//! The client API router on its own, with an in-memory service: request parsing, limits and
+//! error mapping, driven with `tower::ServiceExt::oneshot`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use raftkv_network::leader_proxy::FORWARDED_HEADER;
+use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, client_router};
+use raftkv_storage::ScanPage;
+use raftkv_types::api::{Consistency, NodeStatus, Role};
+use raftkv_types::{Command, CommandResult, Outcome};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A single-replica map; `leader: false` makes every request answer "not leader, no leader known".
+#[derive(Clone, Default)]
+struct MapService {
+    map: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    revision: Arc<Mutex<u64>>,
+    follower: bool,
+}
+
+impl KvService for MapService {
+    fn limits(&self) -> ApiLimits {
+        ApiLimits { max_value_bytes: 16, ..ApiLimits::default() }
+    }
+
+    async fn write(&self, command: Command) -> Result<CommandResult, ApiError> {
+        if self.follower {
+            return Err(ApiError::NotLeader {
+                leader_id: Some(2),
+                leader: Some(raftkv_types::PeerNode::new("127.0.0.1:1")),
+            });
+        }
+        let mut map = self.map.lock().unwrap();
+        let mut rev = self.revision.lock().unwrap();
+        *rev += 1;
+        let outcome = match command {
+            Command::Put { key, value } => {
+                map.insert(key, value);
+                Outcome::Put
+            }
+            Command::Delete { key } => Outcome::Delete { deleted: map.remove(&key).is_some() },
+            Command::Cas { key, expected, value } => {
+                let current = map.get(&key).cloned();
+                let succeeded = current == expected;
+                if succeeded {
+                    map.insert(key, value);
+                }
+                Outcome::Cas { succeeded, current }
+            }
+        };
+        Ok(CommandResult { revision: *rev, outcome })
+    }
+
+    async fn read(&self, key: String, _: Consistency) -> Result<Option<Vec<u8>>, ApiError> {
+        Ok(self.map.lock().unwrap().get(&key).cloned())
+    }
+
+    async fn scan(
+        &self,
+        prefix: String,
+        after: Option<String>,
+        limit: usize,
+        _: Consistency,
+    ) -> Result<ScanPage, ApiError> {
+        let map = self.map.lock().unwrap();
+        let mut entries: Vec<(String, Vec<u8>)> = map
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix) && after.as_ref().is_none_or(|a| *k > a))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let more = entries.len() > limit;
+        entries.truncate(limit);
+        Ok(ScanPage { entries, more })
+    }
+
+    async fn status(&self) -> Result<NodeStatus, ApiError> {
+        Ok(NodeStatus {
+            id: 1,
+            role: Role::Leader,
+            term: 1,
+            leader: Some(1),
+            commit_index: 0,
+            applied_index: 0,
+            last_log_index: 0,
+            snapshot_index: 0,
+            members: BTreeMap::new(),
+        })
+    }
+}
+
+async fn call(service: &MapService, req: Request<Body>) -> (StatusCode, Vec<u8>) {
+    let router = client_router(service.clone(), LeaderProxy::new().unwrap());
+    let resp = router.oneshot(req).await.unwrap();
+    let status = resp.status();
+    (status, to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec())
+}
+
+fn req(method: &str, uri: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder().method(method).uri(uri).body(body.into()).unwrap()
+}
+
+fn code(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).expect("JSON error body");
+    v["error"]["code"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn round_trip_through_the_router() {
+    let s = MapService::default();
+    let (st, body) = call(&s, req("PUT", "/v1/kv/a%2Fb", "1")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["revision"], 1);
+    assert_eq!(call(&s, req("GET", "/v1/kv/a%2Fb", Body::empty())).await, (StatusCode::OK, b"1".to_vec()));
+    let (st, body) = call(&s, req("POST", "/v1/kv/a%2Fb/cas", r#"{"expected":"1","value":"2"}"#)).await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((v["succeeded"].clone(), v["current"].clone()), (Value::Bool(true), Value::from("1")));
+    let (_, body) = call(&s, req("GET", "/v1/kv?prefix=a&limit=1", Body::empty())).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["entries"][0]["key"], "a/b");
+    let (st, body) = call(&s, req("DELETE", "/v1/kv/a%2Fb", Body::empty())).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["deleted"], true);
+}
+
+#[tokio::test]
+async fn bad_requests_map_to_documented_errors() {
+    let s = MapService::default();
+    let cases = [
+        (req("PUT", "/v1/kv/", "x"), StatusCode::BAD_REQUEST, "invalid_key"),
+        (req("GET", "/v1/kv/k?consistency=strong", Body::empty()), StatusCode::BAD_REQUEST, "invalid_consistency"),
+        (req("PUT", "/v1/kv/k", vec![0u8; 17]), StatusCode::PAYLOAD_TOO_LARGE, "value_too_large"),
+        (req("POST", "/v1/kv/k/cas", "[]"), StatusCode::BAD_REQUEST, "invalid_json"),
+        (
+            req("POST", "/v1/kv/k/cas", r#"{"expected":null,"value":"xxxxxxxxxxxxxxxxx"}"#),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "value_too_large",
+        ),
+        (req("POST", "/v1/kv/k/cas", r#"{"value":"x","extra":1}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("GET", "/v1/kv/missing", Body::empty()), StatusCode::NOT_FOUND, "key_not_found"),
+        (req("GET", "/v1/kv?limit=100000", Body::empty()), StatusCode::BAD_REQUEST, "invalid_limit"),
+        (req("PATCH", "/v1/kv/k", Body::empty()), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        (req("GET", "/elsewhere", Body::empty()), StatusCode::NOT_FOUND, "not_found"),
+    ];
+    for (request, status, want) in cases {
+        let uri = request.uri().clone();
+        let (st, body) = call(&s, request).await;
+        assert_eq!(st, status, "{uri}");
+        if !want.is_empty() {
+            assert_eq!(code(&body), want, "{uri}");
+        }
+    }
+    assert!(s.map.lock().unwrap().is_empty(), "bad requests wrote nothing");
+}
+
+#[tokio::test]
+async fn a_forwarded_request_is_not_forwarded_again() {
+    let s = MapService { follower: true, ..MapService::default() };
+    let request =
+        Request::builder().method("PUT").uri("/v1/kv/k").header(FORWARDED_HEADER, "1").body(Body::from("v")).unwrap();
+    let (st, body) = call(&s, request).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&body), "not_leader");
+
+    // Without the header the follower forwards; the leader it names (port 1) is unreachable,
+    // which certainly did nothing: 503, not 504.
+    let (st, body) = call(&s, req("PUT", "/v1/kv/k", "v")).await;
+    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(code(&body), "unavailable");
+}
