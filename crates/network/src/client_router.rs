@@ -1,5 +1,8 @@
 //! The client HTTP API under `/v1/` (the contract is `docs/api.md`).
 
+use std::future::Future;
+use std::time::Instant;
+
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -14,7 +17,7 @@ use serde::Deserialize;
 
 use crate::api_error::ApiError;
 use crate::kv_service::KvService;
-use crate::leader_proxy::{FORWARDED_HEADER, LeaderProxy, ReceivedRequest};
+use crate::leader_proxy::{FORWARDED_HEADER, ForwardError, LeaderProxy, ReceivedRequest};
 
 /// Longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -57,16 +60,41 @@ struct ScanParams {
 }
 
 impl<S: KvService> ApiState<S> {
-    /// Turns a handler's result into the response, forwarding to the leader when that is the answer.
-    async fn finish(&self, result: Result<Response, ApiError>, req: ReceivedRequest) -> Response {
-        match result {
-            Ok(response) => response,
-            Err(ApiError::NotLeader { leader: Some(leader), .. }) if !req.forwarded => {
-                self.proxy.forward(&leader, req, self.service.limits().forward_timeout).await
+    /// Runs `attempt` and answers with its result, forwarding the request to the leader when that
+    /// is the answer. When the known leader cannot be connected to (it has just died: nothing was
+    /// sent), waits for the next leader and tries again, within the service's leader wait.
+    async fn serve<F, Fut>(&self, req: ReceivedRequest, attempt: F) -> Response
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<Response, ApiError>>,
+    {
+        let limits = self.service.limits();
+        let deadline = Instant::now() + limits.leader_wait;
+        loop {
+            let (leader_id, leader) = match attempt().await {
+                Ok(response) => return response,
+                Err(ApiError::NotLeader { leader_id, leader: Some(leader) }) if !req.forwarded => (leader_id, leader),
+                Err(err) => return err.into_response(),
+            };
+            match self.proxy.forward(&leader, &req, limits.forward_timeout).await {
+                Ok(response) => return response,
+                Err(ForwardError::Unreachable(_)) if Instant::now() < deadline => {
+                    self.service.await_new_leader(leader_id, deadline).await;
+                }
+                Err(ForwardError::Unreachable(err) | ForwardError::Failed(err)) => return err.into_response(),
             }
-            Err(err) => err.into_response(),
         }
     }
+}
+
+/// Answers `err` if `parsed` failed.
+macro_rules! parsed {
+    ($parsed:expr) => {
+        match $parsed {
+            Ok(v) => v,
+            Err(err) => return ApiError::into_response(err),
+        }
+    };
 }
 
 fn received(method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> ReceivedRequest {
@@ -133,19 +161,15 @@ async fn put<S: KvService>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let limit = s.service.limits().max_value_bytes;
-    let body = match read_body(body, limit).await {
-        Ok(body) => body,
-        Err(err) => return err.into_response(),
-    };
+    let body = parsed!(read_body(body, s.service.limits().max_value_bytes).await);
+    let key = parsed!(key_of(path));
     let req = received(method, &uri, &headers, body.clone());
-    let result = async {
-        let key = key_of(path)?;
-        let result = s.service.write(Command::Put { key, value: body.to_vec() }).await?;
+    let command = Command::Put { key, value: body.to_vec() };
+    s.serve(req, || async {
+        let result = s.service.write(command.clone()).await?;
         Ok(Json(PutResponse { revision: result.revision }).into_response())
-    }
-    .await;
-    s.finish(result, req).await
+    })
+    .await
 }
 
 async fn delete<S: KvService>(
@@ -155,15 +179,14 @@ async fn delete<S: KvService>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let key = parsed!(key_of(path));
     let req = received(method, &uri, &headers, Bytes::new());
-    let result = async {
-        let key = key_of(path)?;
-        let result = s.service.write(Command::Delete { key }).await?;
+    s.serve(req, || async {
+        let result = s.service.write(Command::Delete { key: key.clone() }).await?;
         let deleted = matches!(result.outcome, Outcome::Delete { deleted: true });
         Ok(Json(DeleteResponse { revision: result.revision, deleted }).into_response())
-    }
-    .await;
-    s.finish(result, req).await
+    })
+    .await
 }
 
 async fn cas<S: KvService>(
@@ -176,30 +199,24 @@ async fn cas<S: KvService>(
 ) -> Response {
     let limit = s.service.limits().max_value_bytes;
     // JSON escaping can at most sextuple a value; expected and new value both count.
-    let body = match read_body(body, 2 * 6 * limit + 1024).await {
-        Ok(body) => body,
-        Err(err) => return err.into_response(),
-    };
+    let body = parsed!(read_body(body, 2 * 6 * limit + 1024).await);
+    let key = parsed!(key_of(path));
+    let cas: CasRequest = parsed!(
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", format!("cas body: {e}")))
+    );
+    if let Some(v) = std::iter::once(&cas.value).chain(cas.expected.as_ref()).find(|v| v.len() > limit) {
+        return ApiError::ValueTooLarge { size: v.len(), limit }.into_response();
+    }
     let req = received(method, &uri, &headers, body.clone());
-    let result = async {
-        let key = key_of(path)?;
-        let cas: CasRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("cas body: {e}")))?;
-        for v in std::iter::once(&cas.value).chain(cas.expected.as_ref()) {
-            if v.len() > limit {
-                return Err(ApiError::ValueTooLarge { size: v.len(), limit });
-            }
-        }
-        let command =
-            Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() };
-        let result = s.service.write(command).await?;
+    let command = Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() };
+    s.serve(req, || async {
+        let result = s.service.write(command.clone()).await?;
         let Outcome::Cas { succeeded, current } = result.outcome else {
             return Err(ApiError::Internal("cas applied without a cas outcome".into()));
         };
         Ok(Json(CasResponse { succeeded, current: utf8_lossy(current), revision: result.revision }).into_response())
-    }
-    .await;
-    s.finish(result, req).await
+    })
+    .await
 }
 
 async fn read<S: KvService>(
@@ -210,18 +227,17 @@ async fn read<S: KvService>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let key = parsed!(key_of(path));
+    let params = parsed!(query_of(query));
+    let consistency = parsed!(consistency_of(params.consistency.as_deref()));
     let req = received(method, &uri, &headers, Bytes::new());
-    let result = async {
-        let key = key_of(path)?;
-        let params = query_of(query)?;
-        let consistency = consistency_of(params.consistency.as_deref())?;
+    s.serve(req, || async {
         match s.service.read(key.clone(), consistency).await? {
             Some(value) => Ok(value.into_response()),
-            None => Err(ApiError::KeyNotFound(key)),
+            None => Err(ApiError::KeyNotFound(key.clone())),
         }
-    }
-    .await;
-    s.finish(result, req).await
+    })
+    .await
 }
 
 async fn scan<S: KvService>(
@@ -231,21 +247,21 @@ async fn scan<S: KvService>(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    let params = parsed!(query_of(query));
+    let consistency = parsed!(consistency_of(params.consistency.as_deref()));
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_SCAN_LIMIT,
+        Some(raw) => parsed!(raw.parse::<usize>().ok().filter(|l| (1..=MAX_SCAN_LIMIT).contains(l)).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_limit",
+                format!("limit must be a number from 1 to {MAX_SCAN_LIMIT}, got {raw:?}"),
+            )
+        })),
+    };
+    let prefix = params.prefix.unwrap_or_default();
     let req = received(method, &uri, &headers, Bytes::new());
-    let result = async {
-        let params = query_of(query)?;
-        let consistency = consistency_of(params.consistency.as_deref())?;
-        let limit = match params.limit.as_deref() {
-            None => DEFAULT_SCAN_LIMIT,
-            Some(raw) => raw.parse::<usize>().ok().filter(|l| (1..=MAX_SCAN_LIMIT).contains(l)).ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_limit",
-                    format!("limit must be a number from 1 to {MAX_SCAN_LIMIT}, got {raw:?}"),
-                )
-            })?,
-        };
-        let prefix = params.prefix.unwrap_or_default();
-        let page = s.service.scan(prefix, params.start_after, limit, consistency).await?;
+    s.serve(req, || async {
+        let page = s.service.scan(prefix.clone(), params.start_after.clone(), limit, consistency).await?;
         let next = if page.more { page.entries.last().map(|(k, _)| k.clone()) } else { None };
         let entries = page
             .entries
@@ -253,9 +269,8 @@ async fn scan<S: KvService>(
             .map(|(key, value)| ScanEntry { key, value: utf8_lossy(Some(value)).unwrap_or_default() })
             .collect();
         Ok(Json(ScanResponse { entries, more: page.more, next }).into_response())
-    }
-    .await;
-    s.finish(result, req).await
+    })
+    .await
 }
 
 async fn status<S: KvService>(State(s): State<ApiState<S>>) -> Response {

@@ -1,11 +1,11 @@
 //! What the client API needs from a node.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raftkv_storage::ScanPage;
 use raftkv_types::api::{Consistency, NodeStatus};
-use raftkv_types::{Command, CommandResult};
+use raftkv_types::{Command, CommandResult, NodeId};
 
 use crate::api_error::ApiError;
 
@@ -16,11 +16,18 @@ pub struct ApiLimits {
     pub max_value_bytes: usize,
     /// How long a request forwarded to the leader may take. By default, 10 s.
     pub forward_timeout: Duration,
+    /// How long to keep looking for a reachable leader when the one known cannot be connected
+    /// to (it just died; an election follows). By default, 3 s.
+    pub leader_wait: Duration,
 }
 
 impl Default for ApiLimits {
     fn default() -> Self {
-        ApiLimits { max_value_bytes: 1 << 20, forward_timeout: Duration::from_secs(10) }
+        ApiLimits {
+            max_value_bytes: 1 << 20,
+            forward_timeout: Duration::from_secs(10),
+            leader_wait: Duration::from_secs(3),
+        }
     }
 }
 
@@ -53,4 +60,8 @@ pub trait KvService: Clone + Send + Sync + 'static {
 
     /// This node's view of the cluster.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, ApiError>> + Send;
+
+    /// Waits until a leader other than `not` is known, or until `deadline`. Called when the
+    /// leader a request was forwarded to could not be reached, before trying again.
+    fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) -> impl Future<Output = ()> + Send;
 }

@@ -46,17 +46,22 @@ impl LeaderProxy {
         Ok(LeaderProxy { http })
     }
 
-    /// Sends `req` to `leader` and returns its answer. If the leader cannot be reached, the
-    /// request certainly did nothing (503); if the answer is lost after sending a write, its
-    /// outcome is unknown (504).
-    pub async fn forward(&self, leader: &PeerNode, req: ReceivedRequest, timeout: Duration) -> Response {
+    /// Sends `req` to `leader` and returns its answer. A leader that cannot be connected to is
+    /// [`ForwardError::Unreachable`]: the request certainly did nothing. If the answer is lost
+    /// after sending a write, its outcome is unknown (504).
+    pub async fn forward(
+        &self,
+        leader: &PeerNode,
+        req: &ReceivedRequest,
+        timeout: Duration,
+    ) -> Result<Response, ForwardError> {
         let url = format!("{}{}", leader.url(), req.path_and_query);
         let sent = self
             .http
             .request(req.method.clone(), &url)
             .header(FORWARDED_HEADER, "1")
             .timeout(timeout)
-            .body(req.body)
+            .body(req.body.clone())
             .send()
             .await;
         let result = match sent {
@@ -75,20 +80,30 @@ impl LeaderProxy {
                 if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
                     response.headers_mut().insert(header::CONTENT_TYPE, ct);
                 }
-                response
+                Ok(response)
             }
-            Err(e) if e.is_connect() => {
-                ApiError::Unavailable(format!("leader at {} is unreachable: {e}", leader.addr)).into_response()
-            }
-            Err(e) if req.method == Method::GET => {
-                ApiError::Unavailable(format!("read forwarded to leader at {} failed: {e}", leader.addr))
-                    .into_response()
-            }
-            Err(e) => ApiError::OutcomeUnknown(format!(
+            Err(e) if e.is_connect() => Err(ForwardError::Unreachable(ApiError::Unavailable(format!(
+                "leader at {} is unreachable: {e}",
+                leader.addr
+            )))),
+            Err(e) if req.method == Method::GET => Err(ForwardError::Failed(ApiError::Unavailable(format!(
+                "read forwarded to leader at {} failed: {e}",
+                leader.addr
+            )))),
+            Err(e) => Err(ForwardError::Failed(ApiError::OutcomeUnknown(format!(
                 "write forwarded to leader at {} got no answer ({e}); it may or may not have been applied",
                 leader.addr
-            ))
-            .into_response(),
+            )))),
         }
     }
+}
+
+/// Why a forward produced no answer from the leader.
+#[derive(Debug)]
+pub enum ForwardError {
+    /// The leader could not be connected to: nothing was sent, and the request may be retried
+    /// with the next leader.
+    Unreachable(ApiError),
+    /// The request was sent but the answer was lost.
+    Failed(ApiError),
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
@@ -10,7 +11,7 @@ use raftkv_network::leader_proxy::FORWARDED_HEADER;
 use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, client_router};
 use raftkv_storage::ScanPage;
 use raftkv_types::api::{Consistency, NodeStatus, Role};
-use raftkv_types::{Command, CommandResult, Outcome};
+use raftkv_types::{Command, CommandResult, NodeId, Outcome};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -24,7 +25,11 @@ struct MapService {
 
 impl KvService for MapService {
     fn limits(&self) -> ApiLimits {
-        ApiLimits { max_value_bytes: 16, ..ApiLimits::default() }
+        ApiLimits { max_value_bytes: 16, leader_wait: Duration::from_millis(200), ..ApiLimits::default() }
+    }
+
+    async fn await_new_leader(&self, _: Option<NodeId>, deadline: Instant) {
+        tokio::time::sleep_until(deadline.into()).await
     }
 
     async fn write(&self, command: Command) -> Result<CommandResult, ApiError> {
@@ -166,8 +171,8 @@ async fn a_forwarded_request_is_not_forwarded_again() {
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(code(&body), "not_leader");
 
-    // Without the header the follower forwards; the leader it names (port 1) is unreachable,
-    // which certainly did nothing: 503, not 504.
+    // Without the header the follower forwards; the leader it names (port 1) stays unreachable
+    // through the leader wait, which certainly did nothing: 503, not 504.
     let (st, body) = call(&s, req("PUT", "/v1/kv/k", "v")).await;
     assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(code(&body), "unavailable");

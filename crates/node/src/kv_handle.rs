@@ -22,8 +22,6 @@ pub struct KvHandle {
     pub(crate) limits: ApiLimits,
     pub(crate) write_timeout: Duration,
     pub(crate) read_timeout: Duration,
-    /// How long a request refused for want of a leader waits for one before answering 503.
-    pub(crate) leader_wait: Duration,
 }
 
 impl KvHandle {
@@ -35,10 +33,10 @@ impl KvHandle {
     /// - `lease`: the same without the quorum round while the leader's lease holds; once it has
     ///   lapsed, falls back to ReadIndex.
     async fn ready_to_read(&self, consistency: Consistency) -> Result<(), ApiError> {
-        let deadline = Instant::now() + self.leader_wait;
+        let deadline = Instant::now() + self.limits.leader_wait;
         loop {
             match self.confirm_read(consistency).await {
-                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(deadline).await,
+                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(None, deadline).await,
                 Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
                 Ok(()) => return Ok(()),
             }
@@ -98,11 +96,15 @@ impl KvHandle {
         }
     }
 
-    /// Waits until some node is known as leader (or `deadline`), then a little more, so that a
-    /// request refused for want of a leader is retried after the election rather than in a loop.
-    async fn await_leader(&self, deadline: Instant) {
+    /// Waits until a leader other than `not` is known (or `deadline`), then a little more, so that
+    /// a request refused for want of a leader is retried after the election rather than in a loop.
+    async fn await_leader(&self, not: Option<NodeId>, deadline: Instant) {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let _ = self.raft.wait(Some(remaining)).metrics(|m| m.current_leader.is_some(), "a leader").await;
+        let _ = self
+            .raft
+            .wait(Some(remaining))
+            .metrics(|m| m.current_leader.is_some() && m.current_leader != not, "a new leader")
+            .await;
         tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()))).await;
     }
 
@@ -143,10 +145,10 @@ impl KvService for KvHandle {
     async fn write(&self, command: Command) -> Result<CommandResult, ApiError> {
         // While no leader is established the write is refused before being proposed, so trying
         // again after the election is safe; the client sees one answer, not the election.
-        let deadline = Instant::now() + self.leader_wait;
+        let deadline = Instant::now() + self.limits.leader_wait;
         loop {
             match self.propose(command.clone()).await {
-                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(deadline).await,
+                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(None, deadline).await,
                 Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
                 Ok(result) => return Ok(result),
             }
@@ -167,6 +169,10 @@ impl KvService for KvHandle {
     ) -> Result<ScanPage, ApiError> {
         self.ready_to_read(consistency).await?;
         self.state_machine.scan(&prefix, start_after.as_deref(), limit).map_err(Self::storage_error)
+    }
+
+    async fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) {
+        self.await_leader(not, deadline).await
     }
 
     async fn status(&self) -> Result<NodeStatus, ApiError> {

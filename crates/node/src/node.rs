@@ -1,13 +1,14 @@
 //! [`Node`]: one running raftkv member.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
-use raftkv_client::Client;
+use raftkv_client::{Client, ClientError};
 use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, PeerNetwork, client_router, peer_router};
 use raftkv_storage::{ScanPage, Store};
 use raftkv_types::api::{CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse};
@@ -66,10 +67,13 @@ impl Node {
             id: config.id,
             raft: raft.clone(),
             state_machine: state_machine.clone(),
-            limits: ApiLimits { max_value_bytes: config.max_value_bytes, ..ApiLimits::default() },
+            limits: ApiLimits {
+                max_value_bytes: config.max_value_bytes,
+                leader_wait: config.leader_wait,
+                ..ApiLimits::default()
+            },
             write_timeout: config.write_timeout,
             read_timeout: config.read_timeout,
-            leader_wait: config.leader_wait,
         };
         if !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
@@ -123,34 +127,40 @@ impl Node {
     /// leader it forwarded to) has applied it.
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
         let value = value.into();
-        match self.write(Command::Put { key: key.to_string(), value: value.clone() }).await {
-            Ok(r) => Ok(PutResponse { revision: r.revision }),
-            Err(Fwd(leader, client)) => forwarded(leader, client.put(key, value).await),
-            Err(Fail(e)) => Err(e),
-        }
+        let command = Command::Put { key: key.to_string(), value: value.clone() };
+        self.with_leader(
+            || async { Ok(PutResponse { revision: self.handle.write(command.clone()).await?.revision }) },
+            |client| {
+                let value = value.clone();
+                async move { client.put(key, value).await }
+            },
+        )
+        .await
     }
 
     /// Reads `key` at `consistency`; `None` when absent.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
-        match self.handle.read(key.to_string(), consistency).await {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let (leader, client) = self.forward_target(e).await?;
-                forwarded(leader, client.get(key, consistency).await)
-            }
-        }
+        self.with_leader(
+            || self.handle.read(key.to_string(), consistency),
+            |client| async move { client.get(key, consistency).await },
+        )
+        .await
     }
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
-        match self.write(Command::Delete { key: key.to_string() }).await {
-            Ok(r) => Ok(DeleteResponse {
-                revision: r.revision,
-                deleted: matches!(r.outcome, Outcome::Delete { deleted: true }),
-            }),
-            Err(Fwd(leader, client)) => forwarded(leader, client.delete(key).await),
-            Err(Fail(e)) => Err(e),
-        }
+        let command = Command::Delete { key: key.to_string() };
+        self.with_leader(
+            || async {
+                let r = self.handle.write(command.clone()).await?;
+                Ok(DeleteResponse {
+                    revision: r.revision,
+                    deleted: matches!(r.outcome, Outcome::Delete { deleted: true }),
+                })
+            },
+            |client| async move { client.delete(key).await },
+        )
+        .await
     }
 
     /// Sets `key` to `value` if it holds `expected` (`None`: if absent).
@@ -160,18 +170,18 @@ impl Node {
             expected: expected.map(|e| e.as_bytes().to_vec()),
             value: value.as_bytes().to_vec(),
         };
-        match self.write(command).await {
-            Ok(r) => match r.outcome {
-                Outcome::Cas { succeeded, current } => Ok(CasResponse {
-                    succeeded,
-                    current: current.map(|c| String::from_utf8_lossy(&c).into_owned()),
-                    revision: r.revision,
-                }),
-                _ => Err(NodeError::Api(ApiError::Internal("cas applied without a cas outcome".into()))),
+        self.with_leader(
+            || async {
+                let r = self.handle.write(command.clone()).await?;
+                let Outcome::Cas { succeeded, current } = r.outcome else {
+                    return Err(ApiError::Internal("cas applied without a cas outcome".into()));
+                };
+                let current = current.map(|c| String::from_utf8_lossy(&c).into_owned());
+                Ok(CasResponse { succeeded, current, revision: r.revision })
             },
-            Err(Fwd(leader, client)) => forwarded(leader, client.cas(key, expected, value).await),
-            Err(Fail(e)) => Err(e),
-        }
+            |client| async move { client.cas(key, expected, value).await },
+        )
+        .await
     }
 
     /// Lists up to `limit` keys under `prefix` after `start_after`, read from this node at
@@ -183,18 +193,15 @@ impl Node {
         limit: usize,
         consistency: Consistency,
     ) -> Result<ScanPage> {
-        let local = self.handle.scan(prefix.to_string(), start_after.map(str::to_string), limit, consistency).await;
-        match local {
-            Ok(page) => Ok(page),
-            Err(e) => {
-                let (leader, client) = self.forward_target(e).await?;
-                let resp = forwarded(leader, client.scan(prefix, limit, start_after, consistency).await)?;
-                Ok(ScanPage {
-                    entries: resp.entries.into_iter().map(|e| (e.key, e.value.into_bytes())).collect(),
-                    more: resp.more,
-                })
-            }
-        }
+        self.with_leader(
+            || self.handle.scan(prefix.to_string(), start_after.map(str::to_string), limit, consistency),
+            |client| async move {
+                let resp = client.scan(prefix, limit, start_after, consistency).await?;
+                let entries = resp.entries.into_iter().map(|e| (e.key, e.value.into_bytes())).collect();
+                Ok(ScanPage { entries, more: resp.more })
+            },
+        )
+        .await
     }
 
     /// This node's view of the cluster.
@@ -246,43 +253,45 @@ impl Node {
         Ok(())
     }
 
-    async fn write(&self, command: Command) -> std::result::Result<raftkv_types::CommandResult, WriteFailure> {
-        match self.handle.write(command).await {
-            Ok(r) => Ok(r),
-            Err(e) => match self.forward_target(e).await {
-                Ok((leader, client)) => Err(Fwd(leader, client)),
-                Err(e) => Err(Fail(e)),
-            },
+    /// Runs `local` on this node; when only the leader can serve it, runs `remote` against the
+    /// leader over HTTP instead. A leader that cannot be connected to (nothing was sent) is
+    /// waited out: the request is tried again once a new leader is known, within the leader wait.
+    async fn with_leader<T, L, LF, R, RF>(&self, local: L, remote: R) -> Result<T>
+    where
+        L: Fn() -> LF,
+        LF: Future<Output = std::result::Result<T, ApiError>>,
+        R: Fn(Client) -> RF,
+        RF: Future<Output = raftkv_client::Result<T>>,
+    {
+        let deadline = Instant::now() + self.handle.limits.leader_wait;
+        loop {
+            let (id, node) = match local().await {
+                Ok(v) => return Ok(v),
+                Err(ApiError::NotLeader { leader_id: Some(id), leader: Some(node) }) => (id, node),
+                Err(e) => return Err(NodeError::Api(e)),
+            };
+            match remote(self.leader_client(id, &node).await?).await {
+                Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {
+                    self.handle.await_new_leader(Some(id), deadline).await
+                }
+                result => return result.map_err(|source| NodeError::Forward { leader: Some(id), source }),
+            }
         }
     }
 
-    /// For a `NotLeader` error with a known leader, a client of that leader; any other error is
-    /// returned as it is.
-    async fn forward_target(&self, err: ApiError) -> Result<(NodeId, Client)> {
-        let ApiError::NotLeader { leader_id: Some(id), leader: Some(node) } = err else {
-            return Err(NodeError::Api(err));
-        };
+    /// A client of leader `id` at `node`, reused while the leader stays the same.
+    async fn leader_client(&self, id: NodeId, node: &PeerNode) -> Result<Client> {
         let mut cached = self.forwarder.lock().await;
         if let Some((cached_id, client)) = cached.as_ref()
             && *cached_id == id
         {
-            return Ok((id, client.clone()));
+            return Ok(client.clone());
         }
         let client = Client::with_timeout([node.url()], self.handle.limits.forward_timeout)
             .map_err(|source| NodeError::Forward { leader: Some(id), source })?;
         *cached = Some((id, client.clone()));
-        Ok((id, client))
+        Ok(client)
     }
-}
-
-enum WriteFailure {
-    Fwd(NodeId, Client),
-    Fail(NodeError),
-}
-use WriteFailure::{Fail, Fwd};
-
-fn forwarded<T>(leader: NodeId, result: raftkv_client::Result<T>) -> Result<T> {
-    result.map_err(|source| NodeError::Forward { leader: Some(leader), source })
 }
 
 fn raft_config(config: &NodeConfig) -> Result<Arc<Config>> {
