@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
 
     for level in [Consistency::Linearizable, Consistency::Lease, Consistency::Stale] {
         let value = node.get("greeting", level).await?;
-        println!("get greeting ({level}) -> {:?}", value.map(String::from_utf8));
+        println!("get greeting ({level}) -> {:?}", value.map(|v| String::from_utf8_lossy(&v).into_owned()));
     }
 
     let cas = node.cas("greeting", Some("hello"), "bonjour").await?;

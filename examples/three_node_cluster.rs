@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "node {} reads {:?}",
             node.id(),
-            node.get("color", Consistency::Linearizable).await?.map(String::from_utf8)
+            node.get("color", Consistency::Linearizable).await?.map(|v| String::from_utf8_lossy(&v).into_owned())
         );
     }
 
@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     nodes[0].put("color", "blue").await?;
     println!(
         "after failover color = {:?}",
-        nodes[1].get("color", Consistency::Linearizable).await?.map(String::from_utf8)
+        nodes[1].get("color", Consistency::Linearizable).await?.map(|v| String::from_utf8_lossy(&v).into_owned())
     );
 
     for node in nodes {
