@@ -1,0 +1,30 @@
+//! Jepsen-style testing of raftkv: run real nodes under faults, record what clients saw, and check
+//! that the history is linearizable.
+//!
+//! # Layout
+//! - [`history`]: the JSONL history format (Jepsen's: invoke / ok / fail / info).
+//! - [`operation`]: pairing invocations with completions, per key.
+//! - [`checker`]: the linearizability checker for registers.
+//!
+//! # Example
+//! ```
+//! use raftkv_jepsen::checker::{Verdict, check};
+//! use raftkv_jepsen::history::read_history;
+//!
+//! let jsonl = r#"
+//! {"type":"invoke","process":0,"f":"write","key":"k","value":1,"time":0}
+//! {"type":"ok","process":0,"f":"write","key":"k","value":1,"time":10}
+//! {"type":"invoke","process":1,"f":"read","key":"k","value":null,"time":20}
+//! {"type":"ok","process":1,"f":"read","key":"k","value":1,"time":30}
+//! "#;
+//! let history = read_history(jsonl.as_bytes()).unwrap();
+//! let report = check(&history, std::time::Duration::from_secs(5)).unwrap();
+//! assert_eq!(report.verdict, Verdict::Linearizable);
+//! ```
+
+pub mod checker;
+mod error;
+pub mod history;
+pub mod operation;
+
+pub use error::{JepsenError, Result};
