@@ -127,15 +127,14 @@ pub fn check(events: &[Event], budget: Duration) -> Result<CheckReport> {
 pub fn check_register(ops: &[Operation], deadline: Instant) -> Verdict {
     let mut search = Search::new(ops, deadline);
     // The recursion is as deep as the key's history is long: give it room.
-    let result = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         std::thread::Builder::new()
             .stack_size(256 << 20)
             .spawn_scoped(s, || search.run())
             .expect("spawn checker thread")
             .join()
             .expect("checker thread")
-    });
-    result
+    })
 }
 
 /// Shrinks a non-linearizable history to a 1-minimal one: removing any single remaining
