@@ -29,8 +29,7 @@ impl H {
         p: u64,
         f: &str,
         value: Value,
-        start: u64,
-        end: u64,
+        (start, end): (u64, u64),
         outcome: EventType,
         result: Value,
     ) -> &mut Self {
@@ -47,15 +46,15 @@ impl H {
     }
 
     fn write(&mut self, p: u64, v: i64, start: u64, end: u64) -> &mut Self {
-        self.op(p, "write", json!(v), start, end, EventType::Ok, Value::Null)
+        self.op(p, "write", json!(v), (start, end), EventType::Ok, Value::Null)
     }
 
     fn read(&mut self, p: u64, v: Value, start: u64, end: u64) -> &mut Self {
-        self.op(p, "read", Value::Null, start, end, EventType::Ok, v)
+        self.op(p, "read", Value::Null, (start, end), EventType::Ok, v)
     }
 
     fn cas(&mut self, p: u64, from: i64, to: i64, start: u64, end: u64, outcome: EventType) -> &mut Self {
-        self.op(p, "cas", json!([from, to]), start, end, outcome, Value::Null)
+        self.op(p, "cas", json!([from, to]), (start, end), outcome, Value::Null)
     }
 
     fn verdict(&self) -> Verdict {
@@ -105,7 +104,7 @@ fn an_unknown_write_may_take_effect_late_or_never() {
     // The client gave up at 10; the write shows up after a read that did not see it. An `info`
     // operation does not complete when its client gives up.
     let mut late = H::default();
-    late.op(0, "write", json!(1), 0, 10, EventType::Info, Value::Null).read(1, Value::Null, 20, 30).read(
+    late.op(0, "write", json!(1), (0, 10), EventType::Info, Value::Null).read(1, Value::Null, 20, 30).read(
         2,
         json!(1),
         40,
@@ -113,7 +112,7 @@ fn an_unknown_write_may_take_effect_late_or_never() {
     );
     assert_eq!(late.verdict(), Verdict::Linearizable);
     let mut never = H::default();
-    never.op(0, "write", json!(1), 0, 10, EventType::Info, Value::Null).read(1, Value::Null, 20, 30).read(
+    never.op(0, "write", json!(1), (0, 10), EventType::Info, Value::Null).read(1, Value::Null, 20, 30).read(
         2,
         Value::Null,
         40,
@@ -122,7 +121,7 @@ fn an_unknown_write_may_take_effect_late_or_never() {
     assert_eq!(never.verdict(), Verdict::Linearizable);
     // An unknown cas, likewise.
     let mut cas = H::default();
-    cas.write(0, 1, 0, 10).op(1, "cas", json!([1, 2]), 20, 30, EventType::Info, Value::Null).read(
+    cas.write(0, 1, 0, 10).op(1, "cas", json!([1, 2]), (20, 30), EventType::Info, Value::Null).read(
         2,
         json!(2),
         100,
@@ -131,7 +130,7 @@ fn an_unknown_write_may_take_effect_late_or_never() {
     assert_eq!(cas.verdict(), Verdict::Linearizable);
     // But it cannot take effect before it was invoked.
     let mut early = H::default();
-    early.read(1, json!(1), 0, 10).op(0, "write", json!(1), 20, 30, EventType::Info, Value::Null);
+    early.read(1, json!(1), 0, 10).op(0, "write", json!(1), (20, 30), EventType::Info, Value::Null);
     assert_eq!(early.verdict(), Verdict::NotLinearizable);
 }
 
@@ -172,10 +171,10 @@ fn a_cas_mismatch_is_an_observation() {
 #[test]
 fn failed_operations_took_no_effect() {
     let mut h = H::default();
-    h.op(0, "write", json!(5), 0, 10, EventType::Fail, Value::Null).read(1, json!(5), 20, 30);
+    h.op(0, "write", json!(5), (0, 10), EventType::Fail, Value::Null).read(1, json!(5), 20, 30);
     assert_eq!(h.verdict(), Verdict::NotLinearizable);
     let mut read_failed = H::default();
-    read_failed.write(0, 1, 0, 10).op(1, "read", Value::Null, 20, 30, EventType::Fail, Value::Null);
+    read_failed.write(0, 1, 0, 10).op(1, "read", Value::Null, (20, 30), EventType::Fail, Value::Null);
     assert_eq!(read_failed.verdict(), Verdict::Linearizable);
 }
 
