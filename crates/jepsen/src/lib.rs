@@ -5,6 +5,8 @@
 //! - [`history`]: the JSONL history format (Jepsen's: invoke / ok / fail / info).
 //! - [`operation`]: pairing invocations with completions, per key.
 //! - [`checker`]: the linearizability checker for registers.
+//! - [`run`]: one test run; [`cluster`] (the nodes), [`testnet`] (namespaces and nftables),
+//!   [`workload`] (the clients), [`nemesis`] (the faults), [`report`] (report.html).
 //!
 //! # Example
 //! ```
@@ -23,8 +25,14 @@
 //! ```
 
 pub mod checker;
+pub mod cluster;
 mod error;
 pub mod history;
+pub mod nemesis;
 pub mod operation;
+pub mod report;
+pub mod run;
+pub mod testnet;
+pub mod workload;
 
 pub use error::{JepsenError, Result};

@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use raftkv_jepsen::checker::check;
 use raftkv_jepsen::history::read_history;
+use raftkv_jepsen::nemesis::parse_faults;
+use raftkv_jepsen::run::{RunOptions, run};
 
 /// Jepsen-style linearizability testing of raftkv.
 #[derive(Debug, Parser)]
@@ -20,6 +22,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a test: a real cluster under faults, then check the history. Writes history.jsonl,
+    /// results.json and report.html to --out; exits like `check` (3 when the run itself failed).
+    Run(RunArgs),
     /// Check a JSONL history: exit 0 linearizable, 1 not linearizable, 2 unknown.
     Check {
         /// The history file.
@@ -33,9 +38,107 @@ enum Command {
     },
 }
 
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Seconds of workload.
+    #[arg(long, default_value_t = 60)]
+    time_limit: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// Faults: a comma list of kill, pause, partition, partition-leader; or all, or none.
+    #[arg(long, default_value = "all")]
+    nemesis: String,
+    /// Seconds between faults, and the length of each.
+    #[arg(long, default_value_t = 5.0)]
+    nemesis_interval: f64,
+    /// Consistency of the clients' reads: linearizable, lease or stale.
+    #[arg(long, default_value = "linearizable")]
+    read_consistency: raftkv_client::Consistency,
+    /// Output directory.
+    #[arg(long, default_value = "jepsen-results")]
+    out: PathBuf,
+    /// The raftkv binary (default: next to this one).
+    #[arg(long)]
+    raftkv_bin: Option<PathBuf>,
+    /// Operations per key before it is retired.
+    #[arg(long, default_value_t = 200)]
+    ops_per_key: usize,
+    /// Keys in use at a time.
+    #[arg(long, default_value_t = 8)]
+    keys: usize,
+    /// Time budget of the check, in seconds.
+    #[arg(long, default_value_t = 120)]
+    check_budget_secs: u64,
+}
+
+fn run_command(args: RunArgs) -> ExitCode {
+    let setup = || -> anyhow::Result<RunOptions> {
+        let bin = match args.raftkv_bin.clone() {
+            Some(bin) => bin,
+            None => std::env::current_exe()?.with_file_name("raftkv"),
+        };
+        anyhow::ensure!(bin.exists(), "raftkv binary not found at {} (use --raftkv-bin)", bin.display());
+        anyhow::ensure!(args.nodes >= 1 && args.nodes <= 9, "--nodes must be from 1 to 9");
+        anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
+        anyhow::ensure!(args.nemesis_interval > 0.0, "--nemesis-interval must be positive");
+        Ok(RunOptions {
+            bin,
+            nodes: args.nodes,
+            time_limit: Duration::from_secs(args.time_limit),
+            concurrency: args.concurrency,
+            faults: parse_faults(&args.nemesis)?,
+            nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
+            read_consistency: args.read_consistency,
+            out: args.out.clone(),
+            ops_per_key: args.ops_per_key.max(1),
+            active_keys: args.keys.max(1),
+            check_budget: Duration::from_secs(args.check_budget_secs),
+        })
+    };
+    let opts = match setup() {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(3);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let out = opts.out.clone();
+    let result = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = run(opts) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; cluster and network torn down")),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated; cluster and network torn down")),
+        }
+    });
+    match result {
+        Ok(results) => {
+            for violation in results.check.violations() {
+                eprintln!("key {:?}: these operations cannot be ordered:", violation.key);
+                for op in &violation.failing {
+                    eprintln!("  {}", serde_json::to_string(op).expect("operation serialises"));
+                }
+            }
+            eprintln!("results in {}", out.display());
+            println!("{}", results.summary);
+            ExitCode::from(results.check.verdict.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run_command(args),
         Command::Check { history, budget_secs, json } => {
             let events = match File::open(&history)
                 .map_err(|e| format!("cannot open {}: {e}", history.display()))

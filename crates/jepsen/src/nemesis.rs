@@ -1,0 +1,192 @@
+//! Faults: kill, pause and partition, one at a time, each recorded with its start and end.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use crate::cluster::Cluster;
+use crate::workload::{Recorder, Rng};
+
+/// A kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL a node (half the time the leader), restart it afterwards.
+    Kill,
+    /// SIGSTOP a node (half the time the leader), SIGCONT it afterwards.
+    Pause,
+    /// Cut links with nftables: isolate a node, isolate the leader, split majority from
+    /// minority, or cut one direction of one link. Needs the test network.
+    Partition,
+    /// Only isolate the current leader (a partition schedule for targeted tests).
+    PartitionLeader,
+}
+
+impl Fault {
+    /// Whether the fault needs the namespaced test network.
+    pub fn needs_network(self) -> bool {
+        matches!(self, Fault::Partition | Fault::PartitionLeader)
+    }
+}
+
+/// Parses `--nemesis`: a comma list of `kill`, `pause`, `partition`, `partition-leader`, or `all`
+/// (kill, pause, partition) or `none`.
+pub fn parse_faults(s: &str) -> anyhow::Result<Vec<Fault>> {
+    let mut faults = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "all" => faults.extend([Fault::Kill, Fault::Pause, Fault::Partition]),
+            "none" => {}
+            other => faults.push(other.parse()?),
+        }
+    }
+    faults.dedup();
+    Ok(faults)
+}
+
+impl FromStr for Fault {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Fault> {
+        Ok(match s {
+            "kill" => Fault::Kill,
+            "pause" => Fault::Pause,
+            "partition" => Fault::Partition,
+            "partition-leader" => Fault::PartitionLeader,
+            other => bail!("unknown fault {other:?}; expected kill, pause, partition, partition-leader, all or none"),
+        })
+    }
+}
+
+/// What is currently broken, so that it can be repaired.
+enum Active {
+    Killed(usize),
+    Paused(usize),
+    Partitioned,
+}
+
+/// Injects one fault at a time.
+pub struct Nemesis {
+    faults: Vec<Fault>,
+    rng: Rng,
+    round: u64,
+    active: Option<(Active, &'static str)>,
+}
+
+impl Nemesis {
+    /// A nemesis choosing among `faults`.
+    pub fn new(faults: Vec<Fault>, seed: u64) -> Nemesis {
+        Nemesis { faults, rng: Rng::new(seed), round: 0, active: None }
+    }
+
+    async fn target(&mut self, cluster: &Cluster) -> usize {
+        let n = cluster.nodes.len() as u64;
+        if self.rng.below(2) == 0
+            && let Some(leader) = cluster.leader().await
+        {
+            return leader;
+        }
+        self.rng.below(n) as usize + 1
+    }
+
+    /// Starts the next fault and records `start-<fault>`.
+    pub async fn start(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+        if self.faults.is_empty() {
+            return Ok(());
+        }
+        let fault = self.faults[(self.round % self.faults.len() as u64) as usize];
+        self.round += 1;
+        let n = cluster.nodes.len();
+        match fault {
+            Fault::Kill => {
+                let node = self.target(cluster).await;
+                cluster.kill(node);
+                rec.nemesis("start-kill", format!("n{node}"));
+                self.active = Some((Active::Killed(node), "stop-kill"));
+            }
+            Fault::Pause => {
+                let node = self.target(cluster).await;
+                cluster.pause(node);
+                rec.nemesis("start-pause", format!("n{node}"));
+                self.active = Some((Active::Paused(node), "stop-pause"));
+            }
+            Fault::Partition | Fault::PartitionLeader => {
+                let Some(net) = &cluster.net else {
+                    bail!("partitions need the namespaced test network (run as root)")
+                };
+                let leader = cluster.leader().await.unwrap_or(1);
+                let others = |x: &[usize]| (1..=n).filter(|i| !x.contains(i)).collect::<Vec<_>>();
+                let kind = if fault == Fault::PartitionLeader { 1 } else { self.rng.below(4) };
+                let described = match kind {
+                    0 => {
+                        let node = self.rng.below(n as u64) as usize + 1;
+                        net.split(&[node], &others(&[node]))?;
+                        format!("isolate n{node}")
+                    }
+                    1 => {
+                        net.split(&[leader], &others(&[leader]))?;
+                        format!("isolate leader n{leader}")
+                    }
+                    2 => {
+                        let minority: Vec<usize> = (1..=n).filter(|i| *i != leader).take((n - 1) / 2).collect();
+                        let mut minority = minority;
+                        minority.push(leader);
+                        net.split(&minority, &others(&minority))?;
+                        format!("split {minority:?} | {:?}", others(&minority))
+                    }
+                    _ => {
+                        let to = others(&[leader])[self.rng.below(n as u64 - 1) as usize];
+                        net.cut(leader, to)?;
+                        format!("one-way n{leader} -> n{to}")
+                    }
+                };
+                rec.nemesis("start-partition", described);
+                self.active = Some((Active::Partitioned, "stop-partition"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Repairs the current fault, if any, and records `stop-<fault>`.
+    pub async fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
+        let Some((active, name)) = self.active.take() else { return Ok(()) };
+        let what = match active {
+            Active::Killed(node) => {
+                cluster.restart(node)?;
+                format!("n{node}")
+            }
+            Active::Paused(node) => {
+                cluster.resume(node);
+                format!("n{node}")
+            }
+            Active::Partitioned => {
+                if let Some(net) = &cluster.net {
+                    net.heal()?;
+                }
+                "healed".to_string()
+            }
+        };
+        rec.nemesis(name, what);
+        Ok(())
+    }
+}
+
+/// Runs the nemesis: every `interval`, a fault for `interval`, until `stop` fires.
+pub async fn run_schedule(
+    nemesis: &mut Nemesis,
+    cluster: &mut Cluster,
+    rec: &Recorder,
+    interval: Duration,
+    until: std::time::Instant,
+) -> anyhow::Result<()> {
+    loop {
+        if std::time::Instant::now() + 2 * interval > until {
+            break;
+        }
+        tokio::time::sleep(interval).await;
+        nemesis.start(cluster, rec).await?;
+        tokio::time::sleep(interval).await;
+        nemesis.stop(cluster, rec).await?;
+    }
+    Ok(())
+}

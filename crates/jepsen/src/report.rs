@@ -1,0 +1,143 @@
+//! `report.html`: a timeline of operations per client with the fault windows shaded, and a
+//! latency-over-time plot. Self-contained SVG, no scripts.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::history::{Event, EventType, Process};
+use crate::run::{RunResults, lane};
+
+const WIDTH: f64 = 1200.0;
+const LANE: f64 = 12.0;
+const PLOT_HEIGHT: f64 = 260.0;
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Writes the report for a finished run.
+pub fn write_html(path: &Path, events: &[Event], results: &RunResults) -> std::io::Result<()> {
+    let slots: u64 = results.settings.get("concurrency").and_then(|c| c.parse().ok()).unwrap_or(10);
+    let end = events.iter().map(|e| e.time).max().unwrap_or(1).max(1) as f64;
+    let x = |t: u64| t as f64 / end * WIDTH;
+
+    // Pair operations.
+    let mut pending: HashMap<u64, &Event> = HashMap::new();
+    let mut ops: Vec<(&Event, Option<&Event>)> = Vec::new();
+    for e in events.iter().filter(|e| e.is_client()) {
+        let Process::Client(p) = e.process else { continue };
+        if e.kind == EventType::Invoke {
+            pending.insert(p, e);
+        } else if let Some(inv) = pending.remove(&p) {
+            ops.push((inv, Some(e)));
+        }
+    }
+    ops.extend(pending.into_values().map(|inv| (inv, None)));
+
+    let lanes = slots + 1;
+    let timeline_height = lanes as f64 * LANE + 20.0;
+    let mut timeline = String::new();
+    for w in &results.faults {
+        let _ = write!(
+            timeline,
+            r##"<rect x="{:.1}" y="0" width="{:.1}" height="{timeline_height}" fill="#9575cd" opacity="0.18"><title>{} {}</title></rect><text x="{:.1}" y="{:.1}" font-size="9" fill="#5e35b1">{}</text>"##,
+            x(w.start),
+            (x(w.end) - x(w.start)).max(1.0),
+            escape(&w.fault),
+            escape(&w.value),
+            x(w.start) + 2.0,
+            timeline_height - 4.0,
+            escape(&format!("{} {}", w.fault, w.value)),
+        );
+    }
+    for (inv, done) in &ops {
+        let Some(l) = lane(&inv.process, slots) else { continue };
+        let (color, end_t, outcome) = match done.map(|d| d.kind) {
+            Some(EventType::Ok) => ("#43a047", done.map_or(inv.time, |d| d.time), "ok"),
+            Some(EventType::Fail) => ("#e53935", done.map_or(inv.time, |d| d.time), "fail"),
+            _ => ("#fb8c00", done.map_or(end as u64, |d| d.time), "info"),
+        };
+        let value = done.map_or(&inv.value, |d| if inv.f == "read" { &d.value } else { &inv.value });
+        let _ = write!(
+            timeline,
+            r#"<rect x="{:.2}" y="{:.1}" width="{:.2}" height="{:.1}" fill="{color}"><title>{} {} {} {} → {outcome}</title></rect>"#,
+            x(inv.time),
+            l as f64 * LANE + 1.0,
+            (x(end_t) - x(inv.time)).max(0.6),
+            LANE - 2.0,
+            escape(&format!("{:?}", inv.process)),
+            escape(&inv.f),
+            escape(inv.key.as_deref().unwrap_or("")),
+            escape(&value.to_string()),
+        );
+    }
+
+    // Latency over time, log scale from 0.1 ms to 10 s.
+    let y = |ms: f64| {
+        let l = (ms.max(0.1).log10() + 1.0) / 5.0;
+        PLOT_HEIGHT - l.clamp(0.0, 1.0) * PLOT_HEIGHT
+    };
+    let mut plot = String::new();
+    for w in &results.faults {
+        let _ = write!(
+            plot,
+            r##"<rect x="{:.1}" y="0" width="{:.1}" height="{PLOT_HEIGHT}" fill="#9575cd" opacity="0.18"/>"##,
+            x(w.start),
+            (x(w.end) - x(w.start)).max(1.0)
+        );
+    }
+    for ms in [0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0] {
+        let _ = write!(
+            plot,
+            r##"<line x1="0" x2="{WIDTH}" y1="{0:.1}" y2="{0:.1}" stroke="#ddd"/><text x="2" y="{1:.1}" font-size="9">{ms} ms</text>"##,
+            y(ms),
+            y(ms) - 2.0
+        );
+    }
+    for (inv, done) in &ops {
+        let Some(done) = done else { continue };
+        let color = match inv.f.as_str() {
+            "read" => "#1e88e5",
+            "write" => "#43a047",
+            _ => "#8e24aa",
+        };
+        let ms = (done.time.saturating_sub(inv.time)) as f64 / 1e6;
+        let _ =
+            write!(plot, r#"<circle cx="{:.1}" cy="{:.1}" r="1.3" fill="{color}" opacity="0.6"/>"#, x(inv.time), y(ms));
+    }
+
+    let mut counts = String::new();
+    for (f, by) in &results.ops {
+        let _ = write!(counts, "<tr><td>{}</td>", escape(f));
+        for k in ["ok", "fail", "info"] {
+            let _ = write!(counts, "<td>{}</td>", by.get(k).copied().unwrap_or(0));
+        }
+        counts.push_str("</tr>");
+    }
+    let mut violations = String::new();
+    for v in results.check.violations() {
+        let _ = write!(violations, "<h3>key {}: these operations cannot be ordered</h3><pre>", escape(&v.key));
+        for op in &v.failing {
+            let _ = writeln!(violations, "{}", escape(&serde_json::to_string(op).unwrap_or_default()));
+        }
+        violations.push_str("</pre>");
+    }
+    let html = format!(
+        r##"<!doctype html><html><head><meta charset="utf-8"><title>raftkv-jepsen: {verdict}</title>
+<style>body{{font-family:sans-serif;margin:20px}} td,th{{padding:2px 10px;text-align:right}} svg{{border:1px solid #ccc}}</style></head><body>
+<h1>raftkv-jepsen: {verdict}</h1><p>{summary}</p><p>network: {network}; settings: {settings}</p>
+<table><tr><th>f</th><th>ok</th><th>fail</th><th>info</th></tr>{counts}</table>
+{violations}
+<h2>Operations per client (green ok, red fail, orange unknown; faults shaded)</h2>
+<svg width="{WIDTH}" height="{timeline_height}" xmlns="http://www.w3.org/2000/svg">{timeline}</svg>
+<h2>Latency over time (blue read, green write, purple cas)</h2>
+<svg width="{WIDTH}" height="{PLOT_HEIGHT}" xmlns="http://www.w3.org/2000/svg">{plot}</svg>
+</body></html>"##,
+        verdict = results.check.verdict,
+        summary = escape(&results.summary),
+        network = escape(&results.network),
+        settings = escape(&format!("{:?}", results.settings)),
+    );
+    std::fs::write(path, html)
+}

@@ -1,0 +1,124 @@
+//! The harness end to end on real `raftkv` processes in network namespaces: it must catch a broken
+//! system (stale reads while the leader is isolated) and pass a correct one under kill, pause and
+//! partition. Needs root; without it the tests skip, except under `CI`, where they fail.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test} needs root (network namespaces, nftables), and CI must run it");
+    eprintln!("skipping {test}: needs root for network namespaces and nftables");
+    false
+}
+
+fn raftkv_bin() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_raftkv-jepsen"));
+    let bin = exe.with_file_name("raftkv");
+    assert!(bin.exists(), "{} not found: run `cargo build --bins` first", bin.display());
+    bin
+}
+
+fn jepsen(args: &[&str]) -> (i32, String, serde_json::Value) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_raftkv-jepsen"))
+        .arg("run")
+        .args(args)
+        .args(["--raftkv-bin", &raftkv_bin().display().to_string(), "--out", &out_dir.path().display().to_string()])
+        .output()
+        .expect("run raftkv-jepsen");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{}{stdout}", String::from_utf8_lossy(&out.stderr));
+    let results = std::fs::read(out_dir.path().join("results.json")).map(|b| serde_json::from_slice(&b).unwrap());
+    for file in ["history.jsonl", "report.html"] {
+        assert!(out_dir.path().join(file).exists(), "{file} written");
+    }
+    (out.status.code().unwrap_or(-1), stdout, results.unwrap_or_default())
+}
+
+#[test]
+fn catches_stale_reads_while_the_leader_is_isolated() {
+    if !root_or_skip("catches_stale_reads_while_the_leader_is_isolated") {
+        return;
+    }
+    let (code, stdout, results) = jepsen(&[
+        "--read-consistency",
+        "stale",
+        "--nemesis",
+        "partition-leader",
+        "--nemesis-interval",
+        "3",
+        "--time-limit",
+        "12",
+    ]);
+    assert_eq!(code, 1, "expected exit 1 (not linearizable): {stdout}");
+    assert!(stdout.starts_with("not linearizable"), "{stdout}");
+    let failing = &results["check"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["verdict"] == "not-linearizable")
+        .unwrap()["failing"];
+    assert!(!failing.as_array().unwrap().is_empty(), "a violation names its operations");
+}
+
+#[test]
+fn stays_linearizable_under_kill_pause_and_partition() {
+    if !root_or_skip("stays_linearizable_under_kill_pause_and_partition") {
+        return;
+    }
+    let (code, stdout, results) =
+        jepsen(&["--nemesis", "kill,pause,partition", "--nemesis-interval", "2", "--time-limit", "20"]);
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    assert!(stdout.starts_with("linearizable"), "{stdout}");
+    for f in ["read", "write", "cas"] {
+        let ok = results["ops"][f]["ok"].as_u64().unwrap_or(0);
+        assert!(ok >= 100, "only {ok} ok {f} operations");
+    }
+    let faults: Vec<&str> =
+        results["faults"].as_array().unwrap().iter().map(|f| f["fault"].as_str().unwrap()).collect();
+    for fault in ["kill", "pause", "partition"] {
+        assert!(faults.contains(&fault), "no {fault} fault in {faults:?}");
+    }
+}
+
+#[test]
+fn check_command_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.jsonl");
+    std::fs::write(
+        &good,
+        concat!(
+            r#"{"type":"invoke","process":0,"f":"write","key":"k","value":1,"time":0}"#,
+            "\n",
+            r#"{"type":"ok","process":0,"f":"write","key":"k","value":1,"time":10}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        concat!(
+            r#"{"type":"invoke","process":0,"f":"read","key":"k","value":null,"time":0}"#,
+            "\n",
+            r#"{"type":"ok","process":0,"f":"read","key":"k","value":5,"time":10}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let check =
+        |path: &PathBuf| Command::new(env!("CARGO_BIN_EXE_raftkv-jepsen")).arg("check").arg(path).output().unwrap();
+    let ok = check(&good);
+    assert_eq!(ok.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("linearizable"));
+    let not = check(&bad);
+    assert_eq!(not.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&not.stdout).starts_with("not linearizable"));
+    let missing = check(&dir.path().join("absent.jsonl"));
+    assert_eq!(missing.status.code(), Some(3));
+    std::fs::write(&bad, "{not json").unwrap();
+    assert_eq!(check(&bad).status.code(), Some(3));
+}
