@@ -76,12 +76,29 @@ impl<S: KvService> ApiState<S> {
                 Err(ApiError::NotLeader { leader_id, leader: Some(leader) }) if !req.forwarded => (leader_id, leader),
                 Err(err) => return err.into_response(),
             };
-            match self.proxy.forward(&leader, &req, limits.forward_timeout).await {
-                Ok(response) => return response,
-                Err(ForwardError::Unreachable(_)) if Instant::now() < deadline => {
-                    self.service.await_new_leader(leader_id, deadline).await;
+            // A leader that stops answering (paused, partitioned away) holds the request until the
+            // forward timeout; once the cluster has moved on to another leader, stop waiting.
+            let forwarded = self.proxy.forward(&leader, &req, limits.forward_timeout);
+            let replaced = self.service.await_new_leader(leader_id, Instant::now() + limits.forward_timeout);
+            tokio::select! {
+                result = forwarded => match result {
+                    Ok(response) => return response,
+                    Err(ForwardError::Unreachable(_)) if Instant::now() < deadline => {
+                        self.service.await_new_leader(leader_id, deadline).await;
+                    }
+                    Err(ForwardError::Unreachable(err) | ForwardError::Failed(err)) => return err.into_response(),
+                },
+                true = replaced => {
+                    if req.method != Method::GET {
+                        return ApiError::OutcomeUnknown(format!(
+                            "the leader changed while the write was forwarded to node {}; \
+                             it may or may not have been applied",
+                            leader_id.map_or("?".to_string(), |id| id.to_string())
+                        ))
+                        .into_response();
+                    }
+                    // A read changes nothing: ask the new leader.
                 }
-                Err(ForwardError::Unreachable(err) | ForwardError::Failed(err)) => return err.into_response(),
             }
         }
     }

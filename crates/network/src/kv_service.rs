@@ -61,7 +61,8 @@ pub trait KvService: Clone + Send + Sync + 'static {
     /// This node's view of the cluster.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, ApiError>> + Send;
 
-    /// Waits until a leader other than `not` is known, or until `deadline`. Called when the
-    /// leader a request was forwarded to could not be reached, before trying again.
-    fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) -> impl Future<Output = ()> + Send;
+    /// Waits until a leader other than `not` is known, or until `deadline`; returns whether one
+    /// is. Called when the leader a request was forwarded to cannot be reached, or may have
+    /// been replaced while it holds the request.
+    fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) -> impl Future<Output = bool> + Send;
 }

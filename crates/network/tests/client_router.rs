@@ -28,8 +28,9 @@ impl KvService for MapService {
         ApiLimits { max_value_bytes: 16, leader_wait: Duration::from_millis(200), ..ApiLimits::default() }
     }
 
-    async fn await_new_leader(&self, _: Option<NodeId>, deadline: Instant) {
-        tokio::time::sleep_until(deadline.into()).await
+    async fn await_new_leader(&self, _: Option<NodeId>, deadline: Instant) -> bool {
+        tokio::time::sleep_until(deadline.into()).await;
+        false
     }
 
     async fn write(&self, command: Command) -> Result<CommandResult, ApiError> {

@@ -36,7 +36,9 @@ impl KvHandle {
         let deadline = Instant::now() + self.limits.leader_wait;
         loop {
             match self.confirm_read(consistency).await {
-                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(None, deadline).await,
+                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => {
+                    self.await_leader(None, deadline).await;
+                }
                 Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
                 Ok(()) => return Ok(()),
             }
@@ -98,14 +100,16 @@ impl KvHandle {
 
     /// Waits until a leader other than `not` is known (or `deadline`), then a little more, so that
     /// a request refused for want of a leader is retried after the election rather than in a loop.
-    async fn await_leader(&self, not: Option<NodeId>, deadline: Instant) {
+    async fn await_leader(&self, not: Option<NodeId>, deadline: Instant) -> bool {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let _ = self
+        let found = self
             .raft
             .wait(Some(remaining))
             .metrics(|m| m.current_leader.is_some() && m.current_leader != not, "a new leader")
-            .await;
+            .await
+            .is_ok();
         tokio::time::sleep(RETRY_PAUSE.min(deadline.saturating_duration_since(Instant::now()))).await;
+        found
     }
 
     fn storage_error(e: raftkv_storage::StorageError) -> ApiError {
@@ -148,7 +152,9 @@ impl KvService for KvHandle {
         let deadline = Instant::now() + self.limits.leader_wait;
         loop {
             match self.propose(command.clone()).await {
-                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => self.await_leader(None, deadline).await,
+                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => {
+                    self.await_leader(None, deadline).await;
+                }
                 Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
                 Ok(result) => return Ok(result),
             }
@@ -171,7 +177,7 @@ impl KvService for KvHandle {
         self.state_machine.scan(&prefix, start_after.as_deref(), limit).map_err(Self::storage_error)
     }
 
-    async fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) {
+    async fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) -> bool {
         self.await_leader(not, deadline).await
     }
 

@@ -272,7 +272,7 @@ impl Node {
             };
             match remote(self.leader_client(id, &node).await?).await {
                 Err(ClientError::Unreachable { .. }) if Instant::now() < deadline => {
-                    self.handle.await_new_leader(Some(id), deadline).await
+                    self.handle.await_new_leader(Some(id), deadline).await;
                 }
                 result => return result.map_err(|source| NodeError::Forward { leader: Some(id), source }),
             }
