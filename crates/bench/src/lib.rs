@@ -1,0 +1,37 @@
+//! Benchmarks of raftkv, side by side with etcd.
+//!
+//! # Layout
+//! - [`target`]: the systems under test (raftkv over HTTP, etcd over gRPC).
+//! - [`load`]: a closed-loop load with an HDR latency histogram.
+//! - [`compare`]: the same rows against both systems, alternating, medians of several trials.
+//! - [`procstat`]: CPU seconds and peak RSS of the servers, and machine load, from /proc.
+//!
+//! # Example
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use std::time::Duration;
+//! use raftkv_bench::load::{LoadSpec, Workload, run};
+//! use raftkv_bench::target::System;
+//!
+//! let result = run(LoadSpec {
+//!     system: System::Raftkv,
+//!     endpoints: vec!["http://127.0.0.1:7001".into()],
+//!     workload: Workload::Write,
+//!     consistency: raftkv_client::Consistency::Linearizable,
+//!     clients: 16,
+//!     duration: Duration::from_secs(10),
+//!     warmup: Duration::from_secs(2),
+//!     value_size: 100,
+//!     keys: 10_000,
+//!     read_ratio: 0.9,
+//!     progress: true,
+//! })
+//! .await?;
+//! println!("{:.0} ops/s, p99 {:.2} ms", result.ops_per_sec, result.p99_ms);
+//! # Ok(()) }
+//! ```
+
+pub mod compare;
+pub mod load;
+pub mod procstat;
+pub mod target;

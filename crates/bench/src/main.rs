@@ -1,0 +1,190 @@
+//! `raftkv-bench`: closed-loop load against raftkv or etcd, and the side-by-side comparison.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use raftkv_bench::compare::{CompareSpec, compare, markdown};
+use raftkv_bench::load::{LoadSpec, Workload, preload, run};
+use raftkv_bench::target::System;
+use raftkv_client::Consistency;
+
+/// Benchmarks of raftkv, side by side with etcd.
+#[derive(Debug, Parser)]
+#[command(name = "raftkv-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One closed-loop load against one system; prints a table (and JSON with --json).
+    Run {
+        /// raftkv (HTTP API) or etcd (gRPC API).
+        #[arg(long, default_value = "raftkv")]
+        target: System,
+        /// Comma-separated endpoints (http://host:port for raftkv, host:port for etcd).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+        )]
+        endpoints: Vec<String>,
+        /// write, read, mixed or cas.
+        #[arg(long, default_value = "write")]
+        workload: Workload,
+        /// Read consistency: linearizable, lease or stale (etcd: stale = serializable).
+        #[arg(long, default_value = "linearizable")]
+        consistency: Consistency,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Warm-up seconds.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Value size, bytes.
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// Key space.
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// Fraction of reads in `mixed`.
+        #[arg(long, default_value_t = 0.9)]
+        read_ratio: f64,
+        /// Also write the result as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// The same rows against raftkv and etcd, alternating, medians of --trials.
+    Compare {
+        /// raftkv endpoints.
+        #[arg(long, value_delimiter = ',', required = true)]
+        raftkv: Vec<String>,
+        /// etcd endpoints.
+        #[arg(long, value_delimiter = ',', required = true)]
+        etcd: Vec<String>,
+        /// raftkv server PIDs (CPU and memory).
+        #[arg(long, value_delimiter = ',')]
+        raftkv_pids: Vec<u32>,
+        /// etcd server PIDs.
+        #[arg(long, value_delimiter = ',')]
+        etcd_pids: Vec<u32>,
+        /// Trials per row and system.
+        #[arg(long, default_value_t = 3)]
+        trials: usize,
+        /// Measured seconds per trial.
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Warm-up seconds per trial.
+        #[arg(long, default_value_t = 2.0)]
+        warmup: f64,
+        /// Value size, bytes.
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// Key space.
+        #[arg(long, default_value_t = 10_000)]
+        keys: usize,
+        /// Also write the comparison as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+fn secs(s: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(s.is_finite() && s >= 0.0, "durations must be non-negative seconds, got {s}");
+    Ok(Duration::from_secs_f64(s))
+}
+
+async fn main_async(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Run {
+            target,
+            endpoints,
+            workload,
+            consistency,
+            clients,
+            duration,
+            warmup,
+            value_size,
+            keys,
+            read_ratio,
+            json,
+        } => {
+            anyhow::ensure!(clients >= 1, "--clients must be at least 1");
+            anyhow::ensure!(keys >= 1, "--keys must be at least 1");
+            if matches!(workload, Workload::Read | Workload::Mixed | Workload::Cas) {
+                preload(target, &endpoints, keys, value_size).await?;
+            }
+            let result = run(LoadSpec {
+                system: target,
+                endpoints,
+                workload,
+                consistency,
+                clients,
+                duration: secs(duration)?,
+                warmup: secs(warmup)?,
+                value_size,
+                keys,
+                read_ratio,
+                progress: true,
+            })
+            .await?;
+            println!("| system | workload | clients | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |");
+            println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+            println!(
+                "| {target} | {workload:?} | {clients} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} |",
+                result.ops_per_sec,
+                result.p50_ms,
+                result.p90_ms,
+                result.p99_ms,
+                result.p999_ms,
+                result.max_ms,
+                result.errors
+            );
+            if let Some(e) = &result.first_error {
+                eprintln!("first error: {e}");
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&result)?)?;
+            }
+            Ok(())
+        }
+        Command::Compare { raftkv, etcd, raftkv_pids, etcd_pids, trials, duration, warmup, value_size, keys, json } => {
+            anyhow::ensure!(trials >= 1, "--trials must be at least 1");
+            let comparison = compare(CompareSpec {
+                raftkv,
+                etcd,
+                raftkv_pids,
+                etcd_pids,
+                trials,
+                duration: secs(duration)?,
+                warmup: secs(warmup)?,
+                value_size,
+                keys,
+            })
+            .await?;
+            println!("{}", markdown(&comparison));
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&comparison)?)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(main_async(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
