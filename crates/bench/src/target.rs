@@ -13,8 +13,8 @@ pub enum Target {
     },
     /// etcd through its own gRPC API, so that it is measured at its best.
     Etcd {
-        /// The client.
-        client: etcd_client::Client,
+        /// The client (boxed: it is much larger than raftkv's).
+        client: Box<etcd_client::Client>,
         /// `true` for linearizable reads, `false` for serializable (local) ones.
         linearizable: bool,
     },
@@ -55,7 +55,7 @@ impl Target {
             System::Etcd => {
                 let hosts: Vec<String> =
                     rotated.iter().map(|e| e.trim_start_matches("http://").to_string()).take(1).collect();
-                let client = etcd_client::Client::connect(hosts, None).await?;
+                let client = Box::new(etcd_client::Client::connect(hosts, None).await?);
                 Target::Etcd { client, linearizable: consistency != Consistency::Stale }
             }
         })
