@@ -5,5 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --locked -p raftkv-node --bin raftkv
+# The whole workspace, always: building a subset unifies features differently and would compile
+# RocksDB again.
+cargo build --release --locked --workspace --bins
 exec "${CARGO_TARGET_DIR:-target}/release/raftkv" cluster "$@"
