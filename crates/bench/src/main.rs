@@ -41,24 +41,11 @@ enum Command {
         /// Concurrent clients.
         #[arg(long, default_value_t = 16)]
         clients: usize,
-        /// Measured seconds.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Warm-up seconds.
-        #[arg(long, default_value_t = 2.0)]
-        warmup: f64,
-        /// Value size, bytes.
-        #[arg(long, default_value_t = 100)]
-        value_size: usize,
-        /// Key space.
-        #[arg(long, default_value_t = 10_000)]
-        keys: usize,
         /// Fraction of reads in `mixed`.
         #[arg(long, default_value_t = 0.9)]
         read_ratio: f64,
-        /// Also write the result as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        #[command(flatten)]
+        shape: Shape,
     },
     /// The same rows against raftkv and etcd, alternating, medians of --trials.
     Compare {
@@ -77,22 +64,29 @@ enum Command {
         /// Trials per row and system.
         #[arg(long, default_value_t = 3)]
         trials: usize,
-        /// Measured seconds per trial.
-        #[arg(long, default_value_t = 10.0)]
-        duration: f64,
-        /// Warm-up seconds per trial.
-        #[arg(long, default_value_t = 2.0)]
-        warmup: f64,
-        /// Value size, bytes.
-        #[arg(long, default_value_t = 100)]
-        value_size: usize,
-        /// Key space.
-        #[arg(long, default_value_t = 10_000)]
-        keys: usize,
-        /// Also write the comparison as JSON to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
+        #[command(flatten)]
+        shape: Shape,
     },
+}
+
+/// Flags both commands share: how long each measurement runs, and on what data.
+#[derive(Debug, clap::Args)]
+struct Shape {
+    /// Measured seconds (per trial, for `compare`).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Warm-up seconds (per trial, for `compare`).
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Value size, bytes.
+    #[arg(long, default_value_t = 100)]
+    value_size: usize,
+    /// Key space.
+    #[arg(long, default_value_t = 10_000)]
+    keys: usize,
+    /// Also write the result as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 fn secs(s: f64) -> anyhow::Result<Duration> {
@@ -108,12 +102,8 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             workload,
             consistency,
             clients,
-            duration,
-            warmup,
-            value_size,
-            keys,
             read_ratio,
-            json,
+            shape: Shape { duration, warmup, value_size, keys, json },
         } => {
             anyhow::ensure!(clients >= 1, "--clients must be at least 1");
             anyhow::ensure!(keys >= 1, "--keys must be at least 1");
@@ -154,7 +144,14 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Compare { raftkv, etcd, raftkv_pids, etcd_pids, trials, duration, warmup, value_size, keys, json } => {
+        Command::Compare {
+            raftkv,
+            etcd,
+            raftkv_pids,
+            etcd_pids,
+            trials,
+            shape: Shape { duration, warmup, value_size, keys, json },
+        } => {
             anyhow::ensure!(trials >= 1, "--trials must be at least 1");
             let comparison = compare(CompareSpec {
                 raftkv,
