@@ -18,6 +18,6 @@
 
 pub use raftkv_client::{Client, ClientError};
 pub use raftkv_node::{
-    CasResponse, Consistency, DeleteResponse, Node, NodeConfig, NodeError, NodeStatus, PutResponse, RaftTuning, Role,
-    ScanPage, parse_members,
+    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo, MemberRole,
+    MembersResponse, Node, NodeConfig, NodeError, NodeStatus, PutResponse, RaftTuning, Role, ScanPage, parse_members,
 };

@@ -37,7 +37,7 @@ fn assert_one_line_error(out: &Output, contains: &str) {
 fn help_and_bad_invocations() {
     let help = raftkv(&["--help"]);
     assert!(help.status.success());
-    for cmd in ["serve", "cluster", "put", "get", "delete", "cas", "scan", "status"] {
+    for cmd in ["serve", "cluster", "put", "get", "delete", "cas", "scan", "status", "member", "leader"] {
         assert!(stdout(&help).contains(cmd), "--help lists {cmd}");
         assert!(raftkv(&[cmd, "--help"]).status.success(), "{cmd} --help");
     }
@@ -100,8 +100,30 @@ async fn client_subcommands_against_a_cluster() {
     let status = run(&["status"]);
     let table = stdout(&status);
     assert!(status.status.success(), "{}", stderr(&status));
-    assert!(table.contains("leader") && table.contains("follower") && table.contains("LAG"), "{table}");
+    assert!(table.contains("leader") && table.contains("voter") && table.contains("LAG_MS"), "{table}");
     assert_eq!(table.lines().filter(|l| l.contains("127.0.0.1:")).count(), 3, "{table}");
+
+    phase("durability and bounded staleness");
+    let all = run(&["put", "cli/all", "1", "--durability", "all"]);
+    assert!(all.status.success(), "{}", stderr(&all));
+    let bounded = run(&["get", "cli/all", "--consistency", "stale", "--max-lag-ms", "5000"]);
+    assert_eq!(stdout(&bounded), "1", "{}", stderr(&bounded));
+    assert_one_line_error(&run(&["get", "cli/all", "--max-lag-ms", "5000"]), "--consistency stale");
+    let bad = run(&["put", "k", "v", "--durability", "some"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    phase("member and leader commands");
+    let list = run(&["member", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert_eq!(stdout(&list).lines().filter(|l| l.contains("voter") || l.contains("leader")).count(), 3);
+    assert_one_line_error(&run(&["member", "promote", "9"]), "not a member");
+    assert_one_line_error(&run(&["member", "remove", "9"]), "not a member");
+    assert_one_line_error(&run(&["leader", "transfer", "--to", "9"]), "not a member");
+    let leader = cluster.wait_for_leader(std::time::Duration::from_secs(10)).await;
+    let to = if leader == 1 { "2" } else { "1" };
+    let transfer = run(&["leader", "transfer", "--to", to]);
+    assert!(transfer.status.success(), "{}", stderr(&transfer));
+    assert_eq!(stdout(&transfer).trim(), format!("node {to} leads"));
 
     phase("serve on an address already in use");
     let data = cluster.dir().join("extra").display().to_string();

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use raftkv::Client;
 use tokio::task::JoinHandle;
@@ -18,6 +18,8 @@ pub struct WriteLog {
     pub unknown: Vec<String>,
     /// Error codes seen, for the report.
     pub errors: Vec<String>,
+    /// The longest time between two consecutive acknowledgements (any writer).
+    pub longest_stall: Duration,
 }
 
 /// Writers putting unique keys in a loop until stopped.
@@ -35,12 +37,13 @@ impl WriteLoad {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(WriteLog::default()));
+        let last_ack = Arc::new(Mutex::new(Instant::now()));
         let mut tasks = Vec::new();
         for w in 0..writers {
             let mut eps = endpoints.to_vec();
             eps.rotate_left(w % endpoints.len());
             let client = Client::with_timeout(eps, Duration::from_secs(8)).expect("client");
-            let (stop, acked, log) = (stop.clone(), acked.clone(), log.clone());
+            let (stop, acked, log, last_ack) = (stop.clone(), acked.clone(), log.clone(), last_ack.clone());
             let prefix = prefix.to_string();
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
@@ -50,7 +53,12 @@ impl WriteLoad {
                     n += 1;
                     match client.put(&key, value.clone()).await {
                         Ok(_) => {
-                            log.lock().unwrap().acked.push((key, value));
+                            let mut log = log.lock().unwrap();
+                            let now = Instant::now();
+                            let mut last = last_ack.lock().unwrap();
+                            log.longest_stall = log.longest_stall.max(now - *last);
+                            *last = now;
+                            log.acked.push((key, value));
                             acked.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => {

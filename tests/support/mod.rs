@@ -153,6 +153,56 @@ impl Cluster {
         cluster
     }
 
+    /// Adds node `id` (not started) on a free port: with `join`, started with `--join` and the
+    /// current endpoints, so it asks to be added as a learner; without, it starts with no
+    /// cluster state and waits for an operator to add it.
+    pub fn add_node(&mut self, id: u64, join: bool, extra_args: &[&str]) -> &mut ProcNode {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data_dir = self.dir().join(format!("node-{id}"));
+        let mut args = vec![
+            "serve".to_string(),
+            "--id".into(),
+            id.to_string(),
+            "--listen".into(),
+            addr.clone(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+        ];
+        if join {
+            args.push("--join".into());
+            args.push(self.endpoints().join(","));
+        }
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        let log = self.dir().join(format!("node-{id}.log"));
+        self.nodes.push(ProcNode { id, addr, data_dir, log, args, child: None });
+        self.nodes.last_mut().expect("just pushed")
+    }
+
+    /// The address of node `id`.
+    pub fn addr(&self, id: u64) -> String {
+        self.nodes.iter().find(|n| n.id == id).expect("node id").addr.clone()
+    }
+
+    /// The current leader's status, asked of every running node.
+    pub async fn leader_status(&self) -> Option<NodeStatus> {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            if let Some(s) = self.status(node.id).await
+                && s.role == Role::Leader
+            {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Waits until node `id` has applied everything the leader has committed (at the time of
+    /// asking), and returns that index.
+    pub async fn wait_caught_up(&self, id: u64, timeout: Duration) -> u64 {
+        let target = wait_for(timeout, "a leader's status", || self.leader_status()).await.commit_index;
+        self.wait_applied(id, target, timeout).await;
+        target
+    }
+
     /// The node with `id`.
     pub fn node(&mut self, id: u64) -> &mut ProcNode {
         self.nodes.iter_mut().find(|n| n.id == id).expect("node id")
@@ -184,6 +234,7 @@ impl Cluster {
     /// Waits until a running node reports itself leader and a majority of running nodes agree.
     pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
         let running: Vec<u64> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect();
+        let voters = self.leader_voter_count().await.unwrap_or(self.nodes.len());
         wait_for(timeout, "a leader", || async {
             let mut statuses = Vec::new();
             for id in &running {
@@ -193,9 +244,19 @@ impl Cluster {
             }
             let leader = statuses.iter().filter(|s| s.role == Role::Leader).max_by_key(|s| s.term)?;
             let agree = statuses.iter().filter(|s| s.leader == Some(leader.id)).count();
-            (agree * 2 > self.nodes.len()).then_some(leader.id)
+            (agree * 2 > voters).then_some(leader.id)
         })
         .await
+    }
+
+    /// How many voters the configuration has, as the first answering node knows it.
+    async fn leader_voter_count(&self) -> Option<usize> {
+        for node in self.nodes.iter().filter(|n| n.is_running()) {
+            if let Some(s) = self.status(node.id).await {
+                return Some(s.members.values().filter(|m| m.voter).count());
+            }
+        }
+        None
     }
 
     /// Waits until node `id` has applied at least `index`.

@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use raftkv_types::NodeId;
 use raftkv_types::api::{
-    CasRequest, CasResponse, Consistency, DeleteResponse, ErrorBody, NodeStatus, PutResponse, ScanResponse,
+    CasRequest, CasResponse, Consistency, DeleteResponse, Durability, ErrorBody, LeaderTransferRequest,
+    LeaderTransferResponse, MembersResponse, NewMember, NodeStatus, PutResponse, ScanResponse,
 };
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -70,15 +72,36 @@ impl Client {
         &self.endpoints
     }
 
-    /// Writes `value` under `key`.
+    /// Writes `value` under `key`, acknowledged once a majority has it.
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
-        let resp = self.send(Method::PUT, &key_path(key, ""), Payload::Raw(value.into())).await?;
-        json(resp).await
+        self.put_with(key, value, Durability::Majority).await
+    }
+
+    /// Writes `value` under `key` with `durability`: with [`Durability::All`], acknowledged only
+    /// once every member has applied it (error `not_confirmed_on_all` otherwise: the write is
+    /// committed, but some member did not confirm it in time).
+    pub async fn put_with(&self, key: &str, value: impl Into<Vec<u8>>, durability: Durability) -> Result<PutResponse> {
+        let path = match durability {
+            Durability::Majority => key_path(key, ""),
+            Durability::All => format!("{}?durability=all", key_path(key, "")),
+        };
+        json(self.send(Method::PUT, &path, Payload::Raw(value.into())).await?).await
     }
 
     /// Reads `key` at `consistency`; `None` when it is absent.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
         let path = format!("{}?consistency={consistency}", key_path(key, ""));
+        match self.send(Method::GET, &path, Payload::Empty).await {
+            Ok(resp) => Ok(Some(body(resp).await?.to_vec())),
+            Err(ClientError::Api { code, .. }) if code == "key_not_found" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `key` from the node this client talks to if that node is at most `max_lag` behind
+    /// the leader (a bounded-staleness read); error `too_stale` otherwise.
+    pub async fn get_bounded(&self, key: &str, max_lag: Duration) -> Result<Option<Vec<u8>>> {
+        let path = format!("{}?consistency=stale&max_lag_ms={}", key_path(key, ""), max_lag.as_millis());
         match self.send(Method::GET, &path, Payload::Empty).await {
             Ok(resp) => Ok(Some(body(resp).await?.to_vec())),
             Err(ClientError::Api { code, .. }) if code == "key_not_found" => Ok(None),
@@ -126,6 +149,43 @@ impl Client {
         json((endpoint.to_string(), check(endpoint, resp).await?)).await
     }
 
+    /// The members, as the node this client talks to knows them.
+    pub async fn members(&self) -> Result<MembersResponse> {
+        json(self.send(Method::GET, "/v1/cluster/members", Payload::Empty).await?).await
+    }
+
+    /// Adds node `id` at `addr` (`host:port`) as a learner; it then catches up asynchronously.
+    pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<MembersResponse> {
+        let body = encode(&NewMember { id, addr: addr.to_string() })?;
+        json(self.send(Method::POST, "/v1/cluster/members", Payload::Json(body)).await?).await
+    }
+
+    /// Makes learner `id` a voter. `force` skips the check that a quorum stays reachable.
+    pub async fn promote(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
+        let path = format!("/v1/cluster/members/{id}/promote?force={force}");
+        json(self.send(Method::POST, &path, Payload::Empty).await?).await
+    }
+
+    /// Removes member `id`. `force` skips the check that a quorum stays reachable.
+    pub async fn remove_member(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
+        let path = format!("/v1/cluster/members/{id}?force={force}");
+        json(self.send(Method::DELETE, &path, Payload::Empty).await?).await
+    }
+
+    /// Replaces voter `old` by the new node `id` at `addr`: it joins as a learner, catches up, and
+    /// the two are swapped in one joint-consensus change.
+    pub async fn replace_member(&self, old: NodeId, id: NodeId, addr: &str, force: bool) -> Result<MembersResponse> {
+        let body = encode(&NewMember { id, addr: addr.to_string() })?;
+        let path = format!("/v1/cluster/members/{old}/replace?force={force}");
+        json(self.send(Method::POST, &path, Payload::Json(body)).await?).await
+    }
+
+    /// Hands leadership to voter `to`; returns once it leads.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse> {
+        let body = encode(&LeaderTransferRequest { to })?;
+        json(self.send(Method::POST, "/v1/cluster/leader", Payload::Json(body)).await?).await
+    }
+
     async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(String, reqwest::Response)> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
@@ -157,6 +217,10 @@ enum Payload {
     Empty,
     Raw(Vec<u8>),
     Json(Vec<u8>),
+}
+
+fn encode<T: serde::Serialize>(body: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(body).map_err(|e| ClientError::Config(format!("encode request body: {e}")))
 }
 
 fn key_path(key: &str, suffix: &str) -> String {

@@ -56,7 +56,8 @@ impl ClientError {
     /// the write certainly did not happen and may be retried as it is.
     pub fn may_have_applied(&self) -> bool {
         match self {
-            ClientError::Api { code, .. } => code == "outcome_unknown",
+            // `not_confirmed_on_all`: committed on a majority, only not confirmed everywhere.
+            ClientError::Api { code, .. } => code == "outcome_unknown" || code == "not_confirmed_on_all",
             ClientError::NoAnswer { .. } | ClientError::BadAnswer { .. } => true,
             ClientError::Unreachable { .. } | ClientError::Config(_) => false,
         }

@@ -21,5 +21,6 @@ mod error;
 pub use client::Client;
 pub use error::{ClientError, Result};
 pub use raftkv_types::api::{
-    CasResponse, Consistency, DeleteResponse, MemberStatus, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
+    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo, MemberRole, MemberStatus,
+    MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
 };

@@ -72,17 +72,26 @@ impl NodeProc {
 
 /// The cluster under test. Dropping it kills every node and removes the test network.
 pub struct Cluster {
-    /// The nodes, by index `id - 1`.
+    /// The nodes, by index `id - 1`: first the voters, then the learners.
     pub nodes: Vec<NodeProc>,
+    /// How many of the nodes are founding voters (ids `1..=voters`); the rest joined as learners.
+    pub voters: usize,
     /// The namespaces, when running as root.
     pub net: Option<TestNet>,
     bin: PathBuf,
 }
 
 impl Cluster {
-    /// Starts `n` nodes with data under `dir`: in namespaces if `net` is given, on loopback ports
-    /// otherwise.
-    pub fn start(bin: PathBuf, n: usize, dir: &Path, net: Option<TestNet>) -> anyhow::Result<Cluster> {
+    /// Starts `voters` founding voters and `learners` nodes that join them with `--join`, with data
+    /// under `dir`: in namespaces if `net` is given, on loopback ports otherwise.
+    pub fn start(
+        bin: PathBuf,
+        voters: usize,
+        learners: usize,
+        dir: &Path,
+        net: Option<TestNet>,
+    ) -> anyhow::Result<Cluster> {
+        let n = voters + learners;
         let addrs: Vec<String> = (1..=n)
             .map(|i| match &net {
                 Some(net) => format!("{}:{NETNS_PORT}", net.addr(i)),
@@ -93,11 +102,15 @@ impl Cluster {
                 }
             })
             .collect();
-        let initial: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
+        let initial: Vec<String> =
+            addrs.iter().take(voters).enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
         let initial = initial.join(",");
+        let join: Vec<String> = addrs.iter().take(voters).map(|a| format!("http://{a}")).collect();
+        let join = join.join(",");
         let mut nodes = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let id = i + 1;
+            let founding = if id <= voters { "--initial-cluster" } else { "--join" };
             let args = vec![
                 "serve".into(),
                 "--id".into(),
@@ -106,8 +119,8 @@ impl Cluster {
                 addr.clone(),
                 "--data-dir".into(),
                 dir.join(format!("n{id}")).display().to_string(),
-                "--initial-cluster".into(),
-                initial.clone(),
+                founding.into(),
+                if id <= voters { initial.clone() } else { join.clone() },
                 // Short write timeout: a client that gives up sooner would see more `info`.
                 "--write-timeout-ms".into(),
                 "2000".into(),
@@ -121,7 +134,7 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut cluster = Cluster { nodes, net, bin };
+        let mut cluster = Cluster { nodes, voters, net, bin };
         for i in 0..n {
             cluster.restart(i + 1)?;
         }
@@ -152,6 +165,35 @@ impl Cluster {
     /// The endpoints of all nodes.
     pub fn endpoints(&self) -> Vec<String> {
         self.nodes.iter().map(NodeProc::url).collect()
+    }
+
+    /// The endpoints of the founding voters.
+    pub fn voter_endpoints(&self) -> Vec<String> {
+        self.nodes.iter().take(self.voters).map(NodeProc::url).collect()
+    }
+
+    /// The endpoints of the learners.
+    pub fn learner_endpoints(&self) -> Vec<String> {
+        self.nodes.iter().skip(self.voters).map(NodeProc::url).collect()
+    }
+
+    /// Waits until every learner is a member and has applied what the leader had committed.
+    pub async fn wait_for_learners(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let Ok(client) = Client::with_timeout(self.voter_endpoints(), Duration::from_secs(2)) else { return false };
+        while Instant::now() < deadline {
+            let mut ready = true;
+            let committed = client.status().await.map(|s| s.commit_index).unwrap_or(u64::MAX);
+            for url in self.learner_endpoints() {
+                let applied = client.status_of(&url).await.map(|s| s.applied_index).unwrap_or(0);
+                ready &= applied >= committed;
+            }
+            if ready {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
     }
 
     /// The node that reports itself leader with the highest term, if any answers.

@@ -40,16 +40,22 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// Number of nodes.
+    /// Number of voters.
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Learners (read replicas) that join the voters with --join.
+    #[arg(long, default_value_t = 0)]
+    learners: usize,
+    /// Where the clients' reads go: voters, or learners (needs --learners).
+    #[arg(long, default_value = "voters", value_parser = ["voters", "learners"])]
+    read_from: String,
     /// Seconds of workload.
     #[arg(long, default_value_t = 60)]
     time_limit: u64,
     /// Concurrent clients.
     #[arg(long, default_value_t = 10)]
     concurrency: usize,
-    /// Faults: a comma list of kill, pause, partition, partition-leader; or all, or none.
+    /// Faults: a comma list of kill, pause, partition, partition-leader, member; or all, or none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Seconds between faults, and the length of each.
@@ -83,11 +89,18 @@ fn run_command(args: RunArgs) -> ExitCode {
         };
         anyhow::ensure!(bin.exists(), "raftkv binary not found at {} (use --raftkv-bin)", bin.display());
         anyhow::ensure!(args.nodes >= 1 && args.nodes <= 9, "--nodes must be from 1 to 9");
+        anyhow::ensure!(args.learners <= 4, "--learners must be from 0 to 4");
+        anyhow::ensure!(
+            args.read_from == "voters" || args.learners > 0,
+            "--read-from learners needs --learners 1 or more"
+        );
         anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
         anyhow::ensure!(args.nemesis_interval > 0.0, "--nemesis-interval must be positive");
         Ok(RunOptions {
             bin,
             nodes: args.nodes,
+            learners: args.learners,
+            read_from_learners: args.read_from == "learners",
             time_limit: Duration::from_secs(args.time_limit),
             concurrency: args.concurrency,
             faults: parse_faults(&args.nemesis)?,

@@ -20,6 +20,9 @@ pub enum Fault {
     Partition,
     /// Only isolate the current leader (a partition schedule for targeted tests).
     PartitionLeader,
+    /// Remove a voter from the membership (joint consensus), then add it back as a learner and
+    /// promote it again.
+    Member,
 }
 
 impl Fault {
@@ -29,13 +32,13 @@ impl Fault {
     }
 }
 
-/// Parses `--nemesis`: a comma list of `kill`, `pause`, `partition`, `partition-leader`, or `all`
-/// (kill, pause, partition) or `none`.
+/// Parses `--nemesis`: a comma list of `kill`, `pause`, `partition`, `partition-leader`, `member`,
+/// or `all` (kill, pause, partition, member) or `none`.
 pub fn parse_faults(s: &str) -> anyhow::Result<Vec<Fault>> {
     let mut faults = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
-            "all" => faults.extend([Fault::Kill, Fault::Pause, Fault::Partition]),
+            "all" => faults.extend([Fault::Kill, Fault::Pause, Fault::Partition, Fault::Member]),
             "none" => {}
             other => faults.push(other.parse()?),
         }
@@ -53,7 +56,10 @@ impl FromStr for Fault {
             "pause" => Fault::Pause,
             "partition" => Fault::Partition,
             "partition-leader" => Fault::PartitionLeader,
-            other => bail!("unknown fault {other:?}; expected kill, pause, partition, partition-leader, all or none"),
+            "member" => Fault::Member,
+            other => {
+                bail!("unknown fault {other:?}; expected kill, pause, partition, partition-leader, member, all or none")
+            }
         })
     }
 }
@@ -63,6 +69,7 @@ enum Active {
     Killed(usize),
     Paused(usize),
     Partitioned,
+    Removed(usize),
 }
 
 /// Injects one fault at a time.
@@ -79,8 +86,9 @@ impl Nemesis {
         Nemesis { faults, rng: Rng::new(seed), round: 0, active: None }
     }
 
+    /// A voter to break: half the time the leader.
     async fn target(&mut self, cluster: &Cluster) -> usize {
-        let n = cluster.nodes.len() as u64;
+        let n = cluster.voters as u64;
         if self.rng.below(2) == 0
             && let Some(leader) = cluster.leader().await
         {
@@ -96,7 +104,8 @@ impl Nemesis {
         }
         let fault = self.faults[(self.round % self.faults.len() as u64) as usize];
         self.round += 1;
-        let n = cluster.nodes.len();
+        // Faults hit the voters; learners only replicate from them.
+        let n = cluster.voters;
         match fault {
             Fault::Kill => {
                 let node = self.target(cluster).await;
@@ -119,7 +128,10 @@ impl Nemesis {
                 let kind = if fault == Fault::PartitionLeader { 1 } else { self.rng.below(4) };
                 let described = match kind {
                     0 => {
-                        let node = self.rng.below(n as u64) as usize + 1;
+                        // Any node, learners included: an isolated learner falls behind.
+                        let all = cluster.nodes.len();
+                        let node = self.rng.below(all as u64) as usize + 1;
+                        let others = |x: &[usize]| (1..=all).filter(|i| !x.contains(i)).collect::<Vec<_>>();
                         net.split(&[node], &others(&[node]))?;
                         format!("isolate n{node}")
                     }
@@ -143,6 +155,17 @@ impl Nemesis {
                 rec.nemesis("start-partition", described);
                 self.active = Some((Active::Partitioned, "stop-partition"));
             }
+            Fault::Member => {
+                let node = self.target(cluster).await;
+                let client = admin_client(cluster)?;
+                let removed = retry_change(|| client.remove_member(node as u64, false)).await;
+                let what = match &removed {
+                    Ok(_) => format!("remove n{node}"),
+                    Err(e) => format!("remove n{node} refused: {e}"),
+                };
+                rec.nemesis("start-member", what);
+                self.active = Some((Active::Removed(node), "stop-member"));
+            }
         }
         Ok(())
     }
@@ -164,6 +187,18 @@ impl Nemesis {
                     net.heal()?;
                 }
                 "healed".to_string()
+            }
+            Active::Removed(node) => {
+                let client = admin_client(cluster)?;
+                let addr = cluster.nodes[node - 1].addr.clone();
+                let readded = match retry_change(|| client.add_learner(node as u64, &addr)).await {
+                    Ok(_) => retry_change(|| client.promote(node as u64, false)).await,
+                    Err(e) => Err(e),
+                };
+                match readded {
+                    Ok(_) => format!("re-add n{node}"),
+                    Err(e) => format!("re-add n{node} failed: {e}"),
+                }
             }
         };
         rec.nemesis(name, what);
@@ -189,4 +224,33 @@ pub async fn run_schedule(
         nemesis.stop(cluster, rec).await?;
     }
     Ok(())
+}
+
+/// A client of the voters, for membership changes.
+fn admin_client(cluster: &Cluster) -> anyhow::Result<raftkv_client::Client> {
+    Ok(raftkv_client::Client::with_timeout(cluster.voter_endpoints(), Duration::from_secs(10))?)
+}
+
+/// Runs a membership change, retrying for up to 20 s while another change, an election or a
+/// catching-up member stands in the way.
+async fn retry_change<F, Fut>(mut change: F) -> Result<raftkv_client::MembersResponse, raftkv_client::ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<raftkv_client::MembersResponse, raftkv_client::ClientError>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match change().await {
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && matches!(
+                        e.code(),
+                        Some("change_in_progress" | "unsafe_change" | "no_leader" | "not_leader" | "unavailable")
+                    ) =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
 }

@@ -24,8 +24,12 @@ use crate::workload::{ClientSpec, KeySpace, Recorder, final_read, run_client};
 pub struct RunOptions {
     /// The `raftkv` binary.
     pub bin: PathBuf,
-    /// Number of nodes.
+    /// Number of voters.
     pub nodes: usize,
+    /// Number of learners (read replicas) that join the voters.
+    pub learners: usize,
+    /// Send the clients' reads to the learners instead of the voters.
+    pub read_from_learners: bool,
     /// How long the workload runs.
     pub time_limit: Duration,
     /// Concurrent clients.
@@ -114,7 +118,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     let needs_net = opts.faults.iter().any(|f| f.needs_network());
     let net = if TestNet::available() {
         let tag = (std::process::id() % 200) as u8;
-        Some(TestNet::create(tag, opts.nodes).context("build the test network")?)
+        Some(TestNet::create(tag, opts.nodes + opts.learners).context("build the test network")?)
     } else {
         if std::env::var_os("CI").is_some() {
             bail!("not running as root: the harness needs root for network namespaces, and CI requires them");
@@ -129,22 +133,33 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
     let data = tempfile::Builder::new().prefix("raftkv-jepsen-").tempdir()?;
 
-    let mut cluster = Cluster::start(opts.bin.clone(), opts.nodes, data.path(), net)?;
+    if opts.read_from_learners && opts.learners == 0 {
+        bail!("reading from learners needs --learners 1 or more");
+    }
+    let mut cluster = Cluster::start(opts.bin.clone(), opts.nodes, opts.learners, data.path(), net)?;
     if cluster.wait_for_leader(Duration::from_secs(30)).await.is_none() {
         bail!("no leader within 30 s; see the node logs in {}", data.path().display());
+    }
+    if opts.learners > 0 && !cluster.wait_for_learners(Duration::from_secs(60)).await {
+        bail!("the learners did not join and catch up within 60 s; see the node logs in {}", data.path().display());
     }
 
     let rec = Arc::new(Recorder::new());
     let keys = Arc::new(KeySpace::new(opts.active_keys, opts.ops_per_key));
     let values = Arc::new(AtomicU64::new(1));
     let until = Instant::now() + opts.time_limit;
-    let endpoints = cluster.endpoints();
+    let endpoints = cluster.voter_endpoints();
+    let learners = cluster.learner_endpoints();
     let mut clients = Vec::new();
     for slot in 0..opts.concurrency {
+        let endpoint = endpoints[slot % endpoints.len()].clone();
+        let read_endpoint =
+            if opts.read_from_learners { learners[slot % learners.len()].clone() } else { endpoint.clone() };
         let spec = ClientSpec {
             slot: slot as u64,
             slots: opts.concurrency as u64,
-            endpoint: endpoints[slot % endpoints.len()].clone(),
+            endpoint,
+            read_endpoint,
             consistency: opts.read_consistency,
             until,
             timeout: Duration::from_secs(5),
@@ -180,7 +195,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     let events = rec.events();
     let end = rec.now();
     drop(cluster);
-    for i in 1..=opts.nodes {
+    for i in 1..=opts.nodes + opts.learners {
         let _ = std::fs::copy(data.path().join(format!("n{i}.log")), opts.out.join(format!("n{i}.log")));
     }
 
@@ -192,6 +207,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         network,
         settings: BTreeMap::from([
             ("nodes".into(), opts.nodes.to_string()),
+            ("learners".into(), opts.learners.to_string()),
+            ("reads_from".into(), if opts.read_from_learners { "learners" } else { "voters" }.to_string()),
             ("time_limit_s".into(), opts.time_limit.as_secs().to_string()),
             ("concurrency".into(), opts.concurrency.to_string()),
             ("nemesis".into(), format!("{:?}", opts.faults)),

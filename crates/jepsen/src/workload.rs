@@ -139,8 +139,10 @@ pub struct ClientSpec {
     pub slot: u64,
     /// Number of slots: a slot's next process number after an `info` is `process + slots`.
     pub slots: u64,
-    /// The node it talks to.
+    /// The node it sends writes and cas to.
     pub endpoint: String,
+    /// The node it sends reads to (a learner, to test read replicas; else `endpoint`).
+    pub read_endpoint: String,
     /// Consistency of its reads.
     pub consistency: Consistency,
     /// When to stop.
@@ -171,6 +173,7 @@ fn as_text(v: &Value) -> Option<String> {
 /// and a completion. After an `info` the client continues as a fresh process, as Jepsen does.
 pub async fn run_client(spec: ClientSpec, keys: &KeySpace, values: &AtomicU64, rec: &Recorder) {
     let Ok(client) = Client::with_timeout([spec.endpoint.clone()], spec.timeout) else { return };
+    let Ok(reader) = Client::with_timeout([spec.read_endpoint.clone()], spec.timeout) else { return };
     let mut rng = Rng::new(spec.slot + 1);
     let mut process = spec.slot;
     let mut backoff = false;
@@ -186,7 +189,7 @@ pub async fn run_client(spec: ClientSpec, keys: &KeySpace, values: &AtomicU64, r
         match kind {
             0 | 1 => {
                 rec.record(EventType::Invoke, p(), "read", Some(&key), Value::Null, None);
-                match client.get(&key, spec.consistency).await {
+                match reader.get(&key, spec.consistency).await {
                     Ok(v) => {
                         let v = value_of(v);
                         keys.seen(&key, v.clone());

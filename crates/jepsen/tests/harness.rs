@@ -85,6 +85,57 @@ fn stays_linearizable_under_kill_pause_and_partition() {
 }
 
 #[test]
+fn learner_reads_stay_linearizable_under_membership_changes() {
+    if !root_or_skip("learner_reads_stay_linearizable_under_membership_changes") {
+        return;
+    }
+    let (code, stdout, results) = jepsen(&[
+        "--learners",
+        "1",
+        "--read-from",
+        "learners",
+        "--nemesis",
+        "member,kill",
+        "--nemesis-interval",
+        "2",
+        "--time-limit",
+        "20",
+    ]);
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    assert!(stdout.starts_with("linearizable"), "{stdout}");
+    let ok_reads = results["ops"]["read"]["ok"].as_u64().unwrap_or(0);
+    assert!(ok_reads >= 100, "only {ok_reads} ok reads from the learner");
+    let faults: Vec<String> = results["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {}", f["fault"].as_str().unwrap(), f["value"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(faults.iter().any(|f| f.starts_with("member remove")), "no member fault in {faults:?}");
+}
+
+#[test]
+fn catches_stale_reads_on_learners() {
+    if !root_or_skip("catches_stale_reads_on_learners") {
+        return;
+    }
+    let (code, stdout, _) = jepsen(&[
+        "--learners",
+        "1",
+        "--read-from",
+        "learners",
+        "--read-consistency",
+        "stale",
+        "--nemesis",
+        "none",
+        "--time-limit",
+        "12",
+    ]);
+    assert_eq!(code, 1, "expected exit 1 (not linearizable): {stdout}");
+    assert!(stdout.starts_with("not linearizable"), "{stdout}");
+}
+
+#[test]
 fn check_command_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.jsonl");

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use raftkv_types::api::{ErrorBody, ErrorDetail};
+use raftkv_types::api::{ErrorBody, ErrorDetail, LaggingMember};
 use raftkv_types::{NodeId, PeerNode};
 
 /// An error answer: a status and `{"error": {"code", "message"}}`.
@@ -48,9 +48,44 @@ pub enum ApiError {
         /// Its address.
         leader: Option<PeerNode>,
     },
+    /// 404: no member with this id.
+    #[error("node {0} is not a member of the cluster")]
+    UnknownMember(NodeId),
+    /// 409: the request conflicts with the cluster's state (a membership change in progress, an
+    /// id or address taken, a change that would lose the quorum); `code` says which.
+    #[error("{message}")]
+    Conflict {
+        /// Machine-readable code, e.g. `change_in_progress`.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
     /// 503: the request was not carried out (no quorum, shutting down, ...).
     #[error("{0}")]
     Unavailable(String),
+    /// 503: a bounded-staleness read on a member that is further behind the leader than allowed.
+    #[error(
+        "this node is {} behind the leader; the read allows at most {max_lag_ms} ms",
+        lag_ms.map_or("an unknown time".to_string(), |l| format!("{l} ms"))
+    )]
+    TooStale {
+        /// How far behind this node is, if known.
+        lag_ms: Option<u64>,
+        /// The bound the read asked for.
+        max_lag_ms: u64,
+    },
+    /// 504: a `durability=all` write is committed on a majority and applied by the leader, but
+    /// not every member confirmed it in time.
+    #[error(
+        "write committed on a majority (revision {revision}) but not confirmed on all members: {}",
+        lagging.iter().map(|m| format!("node {} ({})", m.id, m.reason)).collect::<Vec<_>>().join(", ")
+    )]
+    NotConfirmedOnAll {
+        /// Log index of the write.
+        revision: u64,
+        /// The members that did not confirm.
+        lagging: Vec<LaggingMember>,
+    },
     /// 504: a write was proposed but whether it was applied is unknown.
     #[error("{0}")]
     OutcomeUnknown(String),
@@ -72,6 +107,11 @@ impl ApiError {
         ApiError::BadRequest { code, message: message.into() }
     }
 
+    /// A 409 with `code`.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::Conflict { code, message: message.into() }
+    }
+
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -79,8 +119,12 @@ impl ApiError {
             ApiError::KeyNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::NotLeader { .. } | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::OutcomeUnknown(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::UnknownMember(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::NotLeader { .. } | ApiError::Unavailable(_) | ApiError::TooStale { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::OutcomeUnknown(_) | ApiError::NotConfirmedOnAll { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -95,7 +139,11 @@ impl ApiError {
             ApiError::ValueTooLarge { .. } => "value_too_large",
             ApiError::NotLeader { leader_id: Some(_), .. } => "not_leader",
             ApiError::NotLeader { leader_id: None, .. } => "no_leader",
+            ApiError::UnknownMember(_) => "unknown_member",
+            ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::TooStale { .. } => "too_stale",
+            ApiError::NotConfirmedOnAll { .. } => "not_confirmed_on_all",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Internal(_) => "internal",
         }
@@ -104,7 +152,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string() } };
+        let lagging = match &self {
+            ApiError::NotConfirmedOnAll { lagging, .. } => lagging.clone(),
+            _ => Vec::new(),
+        };
+        let body =
+            ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), lagging } };
         (self.status(), Json(body)).into_response()
     }
 }

@@ -1,7 +1,7 @@
 //! The client HTTP API under `/v1/` (the contract is `docs/api.md`).
 
 use std::future::Future;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -11,12 +11,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use raftkv_types::Command;
+use raftkv_types::NodeId;
 use raftkv_types::Outcome;
-use raftkv_types::api::{CasRequest, CasResponse, Consistency, DeleteResponse, PutResponse, ScanEntry, ScanResponse};
+use raftkv_types::api::{
+    CasRequest, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferRequest, NewMember, PutResponse,
+    ScanEntry, ScanResponse,
+};
 use serde::Deserialize;
 
 use crate::api_error::ApiError;
-use crate::kv_service::KvService;
+use crate::kv_service::{KvService, MembershipChange};
 use crate::leader_proxy::{FORWARDED_HEADER, ForwardError, LeaderProxy, ReceivedRequest};
 
 /// Longest key accepted, in bytes of UTF-8.
@@ -41,6 +45,11 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/kv/{key}", get(read::<S>).put(put::<S>).delete(delete::<S>))
         .route("/v1/kv/{key}/cas", post(cas::<S>))
         .route("/v1/status", get(status::<S>))
+        .route("/v1/cluster/members", get(members::<S>).post(add_learner::<S>))
+        .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member::<S>))
+        .route("/v1/cluster/members/{id}/promote", post(promote::<S>))
+        .route("/v1/cluster/members/{id}/replace", post(replace::<S>))
+        .route("/v1/cluster/leader", post(transfer_leader::<S>))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(ApiState { service, proxy })
@@ -49,6 +58,17 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
 #[derive(Debug, Default, Deserialize)]
 struct ReadParams {
     consistency: Option<String>,
+    max_lag_ms: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct WriteParams {
+    durability: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ChangeParams {
+    force: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -149,6 +169,62 @@ fn consistency_of(raw: Option<&str>) -> Result<Consistency, ApiError> {
     })
 }
 
+fn durability_of(query: Result<Query<WriteParams>, QueryRejection>) -> Result<Durability, ApiError> {
+    let params = query_of(query)?;
+    params.durability.as_deref().map_or(Ok(Durability::default()), |s| {
+        s.parse().map_err(|e: String| ApiError::bad_request("invalid_durability", e))
+    })
+}
+
+fn force_of(query: Result<Query<ChangeParams>, QueryRejection>) -> Result<bool, ApiError> {
+    match query_of(query)?.force.as_deref() {
+        None | Some("false") => Ok(false),
+        Some("true") | Some("") => Ok(true),
+        Some(other) => {
+            Err(ApiError::bad_request("invalid_query", format!("force must be true or false, got {other:?}")))
+        }
+    }
+}
+
+fn max_lag_of(raw: Option<&str>, consistency: Consistency) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let ms: u64 = raw.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_max_lag",
+            format!("max_lag_ms must be a whole number of milliseconds, got {raw:?}"),
+        )
+    })?;
+    if consistency != Consistency::Stale {
+        return Err(ApiError::bad_request(
+            "invalid_max_lag",
+            format!("max_lag_ms bounds stale reads only; a {consistency} read is never behind"),
+        ));
+    }
+    Ok(Some(Duration::from_millis(ms)))
+}
+
+fn member_id_of(path: Result<Path<String>, PathRejection>) -> Result<NodeId, ApiError> {
+    let Path(raw) = path.map_err(|e| ApiError::bad_request("invalid_member_id", format!("invalid member id: {e}")))?;
+    raw.parse::<NodeId>().ok().filter(|id| *id > 0).ok_or_else(|| {
+        ApiError::bad_request("invalid_member_id", format!("member id must be a positive integer, got {raw:?}"))
+    })
+}
+
+fn json_of<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("{what}: {e}")))
+}
+
+fn new_member_of(body: &[u8]) -> Result<NewMember, ApiError> {
+    let member: NewMember = json_of("member body", body)?;
+    if member.id == 0 {
+        return Err(ApiError::bad_request("invalid_member_id", "member id must be a positive integer, got 0"));
+    }
+    if member.addr.parse::<std::net::SocketAddr>().is_err() && !member.addr.contains(':') {
+        return Err(ApiError::bad_request("invalid_addr", format!("addr must be host:port, got {:?}", member.addr)));
+    }
+    Ok(member)
+}
+
 fn query_of<T: Default>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     query.map(|Query(q)| q).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
@@ -173,6 +249,7 @@ fn utf8_lossy(bytes: Option<Vec<u8>>) -> Option<String> {
 async fn put<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -180,10 +257,11 @@ async fn put<S: KvService>(
 ) -> Response {
     let body = parsed!(read_body(body, s.service.limits().max_value_bytes).await);
     let key = parsed!(key_of(path));
+    let durability = parsed!(durability_of(query));
     let req = received(method, &uri, &headers, body.clone());
     let command = Command::Put { key, value: body.to_vec() };
     s.serve(req, || async {
-        let result = s.service.write(command.clone()).await?;
+        let result = s.service.write(command.clone(), durability).await?;
         Ok(Json(PutResponse { revision: result.revision }).into_response())
     })
     .await
@@ -192,14 +270,16 @@ async fn put<S: KvService>(
 async fn delete<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let key = parsed!(key_of(path));
+    let durability = parsed!(durability_of(query));
     let req = received(method, &uri, &headers, Bytes::new());
     s.serve(req, || async {
-        let result = s.service.write(Command::Delete { key: key.clone() }).await?;
+        let result = s.service.write(Command::Delete { key: key.clone() }, durability).await?;
         let deleted = matches!(result.outcome, Outcome::Delete { deleted: true });
         Ok(Json(DeleteResponse { revision: result.revision, deleted }).into_response())
     })
@@ -209,6 +289,7 @@ async fn delete<S: KvService>(
 async fn cas<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
+    query: Result<Query<WriteParams>, QueryRejection>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -218,6 +299,7 @@ async fn cas<S: KvService>(
     // JSON escaping can at most sextuple a value; expected and new value both count.
     let body = parsed!(read_body(body, 2 * 6 * limit + 1024).await);
     let key = parsed!(key_of(path));
+    let durability = parsed!(durability_of(query));
     let cas: CasRequest = parsed!(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", format!("cas body: {e}")))
     );
@@ -227,7 +309,7 @@ async fn cas<S: KvService>(
     let req = received(method, &uri, &headers, body.clone());
     let command = Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() };
     s.serve(req, || async {
-        let result = s.service.write(command.clone()).await?;
+        let result = s.service.write(command.clone(), durability).await?;
         let Outcome::Cas { succeeded, current } = result.outcome else {
             return Err(ApiError::Internal("cas applied without a cas outcome".into()));
         };
@@ -247,9 +329,10 @@ async fn read<S: KvService>(
     let key = parsed!(key_of(path));
     let params = parsed!(query_of(query));
     let consistency = parsed!(consistency_of(params.consistency.as_deref()));
+    let max_lag = parsed!(max_lag_of(params.max_lag_ms.as_deref(), consistency));
     let req = received(method, &uri, &headers, Bytes::new());
     s.serve(req, || async {
-        match s.service.read(key.clone(), consistency).await? {
+        match s.service.read(key.clone(), consistency, max_lag).await? {
             Some(value) => Ok(value.into_response()),
             None => Err(ApiError::KeyNotFound(key.clone())),
         }
@@ -295,6 +378,86 @@ async fn status<S: KvService>(State(s): State<ApiState<S>>) -> Response {
         Ok(status) => Json(status).into_response(),
         Err(err) => err.into_response(),
     }
+}
+
+async fn members<S: KvService>(State(s): State<ApiState<S>>) -> Response {
+    match s.service.members().await {
+        Ok(members) => Json(members).into_response(),
+        Err(err) => err.into_response(),
+    }
+}
+
+/// Runs a membership change on the leader (forwarding it there).
+async fn change<S: KvService>(s: &ApiState<S>, req: ReceivedRequest, change: MembershipChange) -> Response {
+    s.serve(req, || async { Ok(Json(s.service.change_membership(change.clone()).await?).into_response()) }).await
+}
+
+async fn add_learner<S: KvService>(
+    State(s): State<ApiState<S>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let member = parsed!(new_member_of(&body));
+    let req = received(method, &uri, &headers, body);
+    change(&s, req, MembershipChange::AddLearner { id: member.id, addr: member.addr }).await
+}
+
+async fn promote<S: KvService>(
+    State(s): State<ApiState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ChangeParams>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let id = parsed!(member_id_of(path));
+    let force = parsed!(force_of(query));
+    let req = received(method, &uri, &headers, Bytes::new());
+    change(&s, req, MembershipChange::Promote { id, force }).await
+}
+
+async fn remove_member<S: KvService>(
+    State(s): State<ApiState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ChangeParams>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let id = parsed!(member_id_of(path));
+    let force = parsed!(force_of(query));
+    let req = received(method, &uri, &headers, Bytes::new());
+    change(&s, req, MembershipChange::Remove { id, force }).await
+}
+
+async fn replace<S: KvService>(
+    State(s): State<ApiState<S>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ChangeParams>, QueryRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let old = parsed!(member_id_of(path));
+    let force = parsed!(force_of(query));
+    let member = parsed!(new_member_of(&body));
+    let req = received(method, &uri, &headers, body);
+    change(&s, req, MembershipChange::Replace { old, new: member.id, addr: member.addr, force }).await
+}
+
+async fn transfer_leader<S: KvService>(
+    State(s): State<ApiState<S>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let transfer: LeaderTransferRequest = parsed!(json_of("leader transfer body", &body));
+    let req = received(method, &uri, &headers, body);
+    s.serve(req, || async { Ok(Json(s.service.transfer_leader(transfer.to).await?).into_response()) }).await
 }
 
 async fn empty_key() -> ApiError {

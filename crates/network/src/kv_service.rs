@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use raftkv_storage::ScanPage;
-use raftkv_types::api::{Consistency, NodeStatus};
+use raftkv_types::api::{Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus};
 use raftkv_types::{Command, CommandResult, NodeId};
 
 use crate::api_error::ApiError;
@@ -39,14 +39,21 @@ pub trait KvService: Clone + Send + Sync + 'static {
     /// The limits to enforce.
     fn limits(&self) -> ApiLimits;
 
-    /// Proposes `command` and waits until it is committed and applied on this (leader) node.
-    fn write(&self, command: Command) -> impl Future<Output = Result<CommandResult, ApiError>> + Send;
+    /// Proposes `command` and waits until it is committed and applied on this (leader) node, and
+    /// with [`Durability::All`] until every member has applied it.
+    fn write(
+        &self,
+        command: Command,
+        durability: Durability,
+    ) -> impl Future<Output = Result<CommandResult, ApiError>> + Send;
 
-    /// Reads `key` at `consistency`.
+    /// Reads `key` at `consistency`. With `max_lag` (stale reads only), answers only if this
+    /// node's state is known to be at most that far behind the leader's.
     fn read(
         &self,
         key: String,
         consistency: Consistency,
+        max_lag: Option<Duration>,
     ) -> impl Future<Output = Result<Option<Vec<u8>>, ApiError>> + Send;
 
     /// Lists up to `limit` keys under `prefix` after `start_after`, at `consistency`.
@@ -61,8 +68,63 @@ pub trait KvService: Clone + Send + Sync + 'static {
     /// This node's view of the cluster.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, ApiError>> + Send;
 
+    /// The members as this node knows them.
+    fn members(&self) -> impl Future<Output = Result<MembersResponse, ApiError>> + Send;
+
+    /// Changes the membership (leader only) and answers the members once the change is
+    /// committed.
+    fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> impl Future<Output = Result<MembersResponse, ApiError>> + Send;
+
+    /// Hands leadership (leader only) to voter `to` and waits until it leads.
+    fn transfer_leader(&self, to: NodeId) -> impl Future<Output = Result<LeaderTransferResponse, ApiError>> + Send;
+
     /// Waits until a leader other than `not` is known, or until `deadline`; returns whether one
     /// is. Called when the leader a request was forwarded to cannot be reached, or may have
     /// been replaced while it holds the request.
     fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) -> impl Future<Output = bool> + Send;
+}
+
+/// A membership change asked for through the admin API.
+///
+/// Voter changes go through joint consensus. A change that would leave fewer reachable,
+/// caught-up voters than a quorum of the new configuration is refused unless `force` is set;
+/// removing the last voter is always refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// Adds node `id` at `addr` as a learner (idempotent for the same id and address).
+    AddLearner {
+        /// The new member's id.
+        id: NodeId,
+        /// Its `host:port`.
+        addr: String,
+    },
+    /// Makes learner `id` a voter.
+    Promote {
+        /// The learner.
+        id: NodeId,
+        /// Skip the quorum safety check.
+        force: bool,
+    },
+    /// Removes member `id` (voter or learner).
+    Remove {
+        /// The member.
+        id: NodeId,
+        /// Skip the quorum safety check.
+        force: bool,
+    },
+    /// Replaces voter `old` by node `new` at `addr`: adds it as a learner, waits until it has
+    /// caught up, then swaps the two in one joint-consensus change.
+    Replace {
+        /// The voter to replace.
+        old: NodeId,
+        /// The replacement's id.
+        new: NodeId,
+        /// The replacement's `host:port`.
+        addr: String,
+        /// Skip the quorum safety check.
+        force: bool,
+    },
 }

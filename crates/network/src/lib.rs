@@ -7,12 +7,15 @@
 //! - [`peer_router`](mod@peer_router): the `/raft/v1/*` routes that deliver those RPCs to the local Raft.
 //! - [`client_router`](mod@client_router): the `/v1/*` client API; [`kv_service`] is what it needs from the node.
 //! - [`leader_proxy`]: forwarding client requests from a follower to the leader.
+//! - [`member_rpc`]: the application's own member-to-member calls (read index for follower
+//!   reads, await-applied for `durability=all`); [`leader_contact`] tracks how fresh a
+//!   non-leader is from the leader's messages.
 //! - [`api_error`]: [`ApiError`], the JSON error answers.
 //!
 //! # Example
 //! ```no_run
 //! # async fn demo(raft: raftkv_network::KvRaft, sm: raftkv_storage::KvStateMachine) {
-//! let router = raftkv_network::peer_router(raft, sm);
+//! let router = raftkv_network::peer_router(raft, sm, raftkv_network::LeaderContact::new());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7001").await.unwrap();
 //! axum::serve(listener, router).await.unwrap();
 //! # }
@@ -22,7 +25,9 @@ pub mod api_error;
 pub mod client_router;
 mod error;
 pub mod kv_service;
+pub mod leader_contact;
 pub mod leader_proxy;
+pub mod member_rpc;
 pub mod peer_client;
 pub mod peer_router;
 pub mod wire;
@@ -30,7 +35,9 @@ pub mod wire;
 pub use api_error::ApiError;
 pub use client_router::client_router;
 pub use error::{NetworkError, Result};
-pub use kv_service::{ApiLimits, KvService};
+pub use kv_service::{ApiLimits, KvService, MembershipChange};
+pub use leader_contact::LeaderContact;
 pub use leader_proxy::LeaderProxy;
+pub use member_rpc::{MemberRpc, MemberRpcError};
 pub use peer_client::{PeerClient, PeerNetwork};
-pub use peer_router::{KvRaft, peer_router};
+pub use peer_router::{KvRaft, ReadIndexRefusal, peer_router};

@@ -1,6 +1,7 @@
 //! The server side of peer RPC: HTTP routes that hand Raft messages to the local openraft.
 
 use std::io;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -9,14 +10,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
-use openraft::Snapshot;
-use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
+use openraft::error::{LinearizableReadError, RaftError};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
+use openraft::{ReadPolicy, Snapshot};
 use raftkv_storage::{KvStateMachine, SnapshotFile};
-use raftkv_types::{TypeConfig, Vote};
+use raftkv_types::{NodeId, TypeConfig, Vote};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::api_error::ApiError;
+use crate::leader_contact::LeaderContact;
 use crate::wire;
 
 /// Path of the AppendEntries RPC.
@@ -29,6 +32,14 @@ pub const PATH_PRE_VOTE: &str = "/raft/v1/pre-vote";
 pub const PATH_SNAPSHOT: &str = "/raft/v1/snapshot";
 /// Path of the leader-transfer RPC.
 pub const PATH_TRANSFER_LEADER: &str = "/raft/v1/transfer-leader";
+/// Path of the read-index RPC: a follower or learner asks the leader for a linearizable read
+/// index, then serves the read itself once it has applied that far.
+pub const PATH_READ_INDEX: &str = "/raft/v1/read-index";
+/// Path of the await-applied RPC: the leader asks a member to confirm it has applied an index.
+pub const PATH_AWAIT_APPLIED: &str = "/raft/v1/await-applied";
+
+/// Longest a member holds an await-applied request.
+const MAX_AWAIT_APPLIED: Duration = Duration::from_secs(60);
 
 /// Largest non-snapshot peer request accepted; openraft's batches stay far below it.
 pub const MAX_PEER_REQUEST_BYTES: usize = 64 << 20;
@@ -48,21 +59,50 @@ pub struct RemoteFailure {
 /// What a peer RPC answers: the openraft response, or why there is none.
 pub type RemoteResult<T> = Result<T, RemoteFailure>;
 
+/// Why the leader gave no read index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReadIndexRefusal {
+    /// The node asked is not the leader (any more).
+    #[error("node is not the leader")]
+    NotLeader {
+        /// The leader it knows of.
+        leader_id: Option<NodeId>,
+    },
+    /// The leader could not confirm its leadership with a quorum.
+    #[error("leader could not confirm its leadership: {0}")]
+    NoQuorum(String),
+    /// The leader's Raft is stopping.
+    #[error("leader is stopping: {0}")]
+    Stopping(String),
+}
+
+/// Body of the await-applied RPC.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct AwaitApplied {
+    /// The log index to wait for.
+    pub index: u64,
+    /// How long to wait, in milliseconds (capped at 60 s).
+    pub timeout_ms: u64,
+}
+
 #[derive(Clone)]
 struct PeerState {
     raft: KvRaft,
     state_machine: KvStateMachine,
+    contact: LeaderContact,
 }
 
 /// Routes for peer RPC under `/raft/v1/`. Bodies are bincode; a body that does not decode gets a
-/// 400 with a JSON error and changes nothing.
-pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine) -> Router {
-    let state = PeerState { raft, state_machine };
+/// 400 with a JSON error and changes nothing. Accepted AppendEntries are recorded in `contact`.
+pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine, contact: LeaderContact) -> Router {
+    let state = PeerState { raft, state_machine, contact };
     Router::new()
         .route(PATH_APPEND, post(append))
         .route(PATH_VOTE, post(vote))
         .route(PATH_PRE_VOTE, post(pre_vote))
         .route(PATH_TRANSFER_LEADER, post(transfer_leader))
+        .route(PATH_READ_INDEX, post(read_index))
+        .route(PATH_AWAIT_APPLIED, post(await_applied))
         .layer(DefaultBodyLimit::max(MAX_PEER_REQUEST_BYTES))
         // Snapshots are streamed to disk, never buffered: no body limit.
         .route(PATH_SNAPSHOT, post(snapshot).layer(DefaultBodyLimit::disable()))
@@ -82,8 +122,47 @@ fn decode<T: serde::de::DeserializeOwned>(what: &'static str, body: &[u8]) -> Re
 }
 
 async fn append(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
+    let received = Instant::now();
     let rpc: AppendEntriesRequest<TypeConfig> = decode("append entries request", &body)?;
-    Ok(reply(s.raft.append_entries(rpc).await))
+    let committed = rpc.leader_commit.as_ref().map_or(0, |l| l.index);
+    let result = s.raft.append_entries(rpc).await;
+    // Only a message from the leader this node follows says anything about freshness.
+    if let Ok(AppendEntriesResponse::Success | AppendEntriesResponse::PartialSuccess(_)) = &result {
+        s.contact.record(received, committed);
+    }
+    Ok(reply(result))
+}
+
+/// Confirms leadership with a quorum (ReadIndex) and answers the index the caller must have
+/// applied before reading. Concurrent requests share openraft's confirmation rounds.
+async fn read_index(State(s): State<PeerState>) -> Response {
+    let answer: Result<u64, ReadIndexRefusal> = match s.raft.get_read_linearizer(ReadPolicy::ReadIndex).await {
+        Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+        Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f))) => {
+            Err(ReadIndexRefusal::NotLeader { leader_id: f.leader_id })
+        }
+        Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(e))) => {
+            Err(ReadIndexRefusal::NoQuorum(e.to_string()))
+        }
+        Err(RaftError::Fatal(f)) => Err(ReadIndexRefusal::Stopping(f.to_string())),
+    };
+    match wire::encode(&answer) {
+        Ok(bytes) => (StatusCode::OK, bytes).into_response(),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+    }
+}
+
+/// Waits until this node has applied the given index or the timeout passes, and answers the
+/// index it has applied (lower than asked on timeout).
+async fn await_applied(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
+    let req: AwaitApplied = decode("await applied request", &body)?;
+    let timeout = Duration::from_millis(req.timeout_ms).min(MAX_AWAIT_APPLIED);
+    let _ = s.raft.wait(Some(timeout)).applied_index_at_least(Some(req.index), "await applied").await;
+    let applied = s.state_machine.applied_index();
+    match wire::encode(&applied) {
+        Ok(bytes) => Ok((StatusCode::OK, bytes).into_response()),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
 }
 
 async fn vote(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {

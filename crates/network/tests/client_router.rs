@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use raftkv_network::leader_proxy::FORWARDED_HEADER;
-use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, client_router};
+use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, MembershipChange, client_router};
 use raftkv_storage::ScanPage;
-use raftkv_types::api::{Consistency, NodeStatus, Role};
+use raftkv_types::api::{Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus, Role};
 use raftkv_types::{Command, CommandResult, NodeId, Outcome};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -20,6 +20,7 @@ use tower::ServiceExt;
 struct MapService {
     map: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     revision: Arc<Mutex<u64>>,
+    last_change: Arc<Mutex<Option<MembershipChange>>>,
     follower: bool,
 }
 
@@ -33,7 +34,7 @@ impl KvService for MapService {
         false
     }
 
-    async fn write(&self, command: Command) -> Result<CommandResult, ApiError> {
+    async fn write(&self, command: Command, _: Durability) -> Result<CommandResult, ApiError> {
         if self.follower {
             return Err(ApiError::NotLeader {
                 leader_id: Some(2),
@@ -61,7 +62,7 @@ impl KvService for MapService {
         Ok(CommandResult { revision: *rev, outcome })
     }
 
-    async fn read(&self, key: String, _: Consistency) -> Result<Option<Vec<u8>>, ApiError> {
+    async fn read(&self, key: String, _: Consistency, _: Option<Duration>) -> Result<Option<Vec<u8>>, ApiError> {
         Ok(self.map.lock().unwrap().get(&key).cloned())
     }
 
@@ -93,8 +94,22 @@ impl KvService for MapService {
             applied_index: 0,
             last_log_index: 0,
             snapshot_index: 0,
+            replication_lag_ms: Some(0),
             members: BTreeMap::new(),
         })
+    }
+
+    async fn members(&self) -> Result<MembersResponse, ApiError> {
+        Ok(MembersResponse { leader: Some(1), members: Vec::new(), change_in_progress: false })
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<MembersResponse, ApiError> {
+        *self.last_change.lock().unwrap() = Some(change);
+        self.members().await
+    }
+
+    async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse, ApiError> {
+        Ok(LeaderTransferResponse { leader: to })
     }
 }
 
@@ -151,6 +166,20 @@ async fn bad_requests_map_to_documented_errors() {
         (req("GET", "/v1/kv?limit=100000", Body::empty()), StatusCode::BAD_REQUEST, "invalid_limit"),
         (req("PATCH", "/v1/kv/k", Body::empty()), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         (req("GET", "/elsewhere", Body::empty()), StatusCode::NOT_FOUND, "not_found"),
+        (req("PUT", "/v1/kv/k?durability=some", "x"), StatusCode::BAD_REQUEST, "invalid_durability"),
+        (
+            req("GET", "/v1/kv/k?consistency=stale&max_lag_ms=soon", Body::empty()),
+            StatusCode::BAD_REQUEST,
+            "invalid_max_lag",
+        ),
+        (req("GET", "/v1/kv/k?max_lag_ms=100", Body::empty()), StatusCode::BAD_REQUEST, "invalid_max_lag"),
+        (req("POST", "/v1/cluster/members", r#"{"id":0,"addr":"h:1"}"#), StatusCode::BAD_REQUEST, "invalid_member_id"),
+        (req("POST", "/v1/cluster/members", r#"{"id":4,"addr":"nowhere"}"#), StatusCode::BAD_REQUEST, "invalid_addr"),
+        (req("POST", "/v1/cluster/members", r#"{"id":"four"}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("POST", "/v1/cluster/members/x/promote", Body::empty()), StatusCode::BAD_REQUEST, "invalid_member_id"),
+        (req("DELETE", "/v1/cluster/members/-1", Body::empty()), StatusCode::BAD_REQUEST, "invalid_member_id"),
+        (req("DELETE", "/v1/cluster/members/2?force=maybe", Body::empty()), StatusCode::BAD_REQUEST, "invalid_query"),
+        (req("POST", "/v1/cluster/leader", r#"{"to":"two"}"#), StatusCode::BAD_REQUEST, "invalid_json"),
     ];
     for (request, status, want) in cases {
         let uri = request.uri().clone();
@@ -161,6 +190,42 @@ async fn bad_requests_map_to_documented_errors() {
         }
     }
     assert!(s.map.lock().unwrap().is_empty(), "bad requests wrote nothing");
+    assert!(s.last_change.lock().unwrap().is_none(), "bad requests changed no membership");
+}
+
+#[tokio::test]
+async fn admin_routes_reach_the_service() {
+    let s = MapService::default();
+    let cases = [
+        (
+            req("POST", "/v1/cluster/members", r#"{"id":4,"addr":"127.0.0.1:7004"}"#),
+            MembershipChange::AddLearner { id: 4, addr: "127.0.0.1:7004".into() },
+        ),
+        (
+            req("POST", "/v1/cluster/members/4/promote", Body::empty()),
+            MembershipChange::Promote { id: 4, force: false },
+        ),
+        (
+            req("DELETE", "/v1/cluster/members/2?force=true", Body::empty()),
+            MembershipChange::Remove { id: 2, force: true },
+        ),
+        (
+            req("POST", "/v1/cluster/members/3/replace", r#"{"id":5,"addr":"127.0.0.1:7005"}"#),
+            MembershipChange::Replace { old: 3, new: 5, addr: "127.0.0.1:7005".into(), force: false },
+        ),
+    ];
+    for (request, want) in cases {
+        let uri = request.uri().clone();
+        let (st, _) = call(&s, request).await;
+        assert_eq!(st, StatusCode::OK, "{uri}");
+        assert_eq!(s.last_change.lock().unwrap().take(), Some(want), "{uri}");
+    }
+    let (st, body) = call(&s, req("POST", "/v1/cluster/leader", r#"{"to":3}"#)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["leader"], 3);
+    let (st, body) = call(&s, req("GET", "/v1/cluster/members", Body::empty())).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["leader"], 1);
 }
 
 #[tokio::test]

@@ -22,6 +22,12 @@ pub struct NodeConfig {
     /// node then initialises the cluster with them. Must include this node. Empty: start without
     /// bootstrapping (wait to be added).
     pub initial_cluster: BTreeMap<NodeId, String>,
+    /// Base URLs of members of an existing cluster to join as a learner, e.g.
+    /// `http://10.0.0.1:7001`. The node asks them to add it (at [`NodeConfig::advertise`]) and
+    /// keeps asking until it is a member. Exclusive with `initial_cluster`.
+    pub join: Vec<String>,
+    /// The `host:port` other members reach this node at. By default, the address bound.
+    pub advertise: Option<String>,
     /// Raft timing and compaction.
     pub raft: RaftTuning,
     /// Largest value accepted, in bytes. By default, 1 MiB.
@@ -74,6 +80,8 @@ impl NodeConfig {
             listen: listen.into(),
             data_dir: data_dir.into(),
             initial_cluster: BTreeMap::new(),
+            join: Vec::new(),
+            advertise: None,
             raft: RaftTuning::default(),
             max_value_bytes: 1 << 20,
             write_timeout: Duration::from_secs(5),
@@ -88,9 +96,21 @@ impl NodeConfig {
         self
     }
 
+    /// Joins the cluster at `endpoints` as a learner (see [`NodeConfig::join`]).
+    pub fn with_join<I: IntoIterator<Item = S>, S: Into<String>>(mut self, endpoints: I) -> NodeConfig {
+        self.join = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Checks the configuration for mistakes that would only show later.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(NodeError::Config(msg));
+        if self.id == 0 {
+            return bad("node id must be a positive integer".into());
+        }
+        if !self.initial_cluster.is_empty() && !self.join.is_empty() {
+            return bad("--initial-cluster founds a new cluster and --join joins an existing one: give one".into());
+        }
         if !self.initial_cluster.is_empty() && !self.initial_cluster.contains_key(&self.id) {
             return bad(format!("--initial-cluster does not include this node's id {}", self.id));
         }

@@ -45,7 +45,7 @@ impl NodeError {
     /// Whether a write that failed with this error may nevertheless have been applied.
     pub fn may_have_applied(&self) -> bool {
         match self {
-            NodeError::Api(e) => e.code() == "outcome_unknown",
+            NodeError::Api(e) => matches!(e.code(), "outcome_unknown" | "not_confirmed_on_all"),
             NodeError::Forward { source, .. } => source.may_have_applied(),
             _ => false,
         }

@@ -1,15 +1,21 @@
 //! The request logic of a node: writes through Raft, reads at each consistency level.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::ReadPolicy;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardReason, ForwardToLeader, LinearizableReadError, RaftError};
-use raftkv_network::{ApiError, ApiLimits, KvRaft, KvService};
+use openraft::{ReadPolicy, ServerState};
+use raftkv_network::{
+    ApiError, ApiLimits, KvRaft, KvService, LeaderContact, MemberRpc, MemberRpcError, MembershipChange,
+    ReadIndexRefusal,
+};
 use raftkv_storage::{KvStateMachine, ScanPage};
-use raftkv_types::api::{Consistency, NodeStatus};
-use raftkv_types::{Command, CommandResult, NodeId, TypeConfig};
+use raftkv_types::api::{Consistency, Durability, LaggingMember, LeaderTransferResponse, MembersResponse, NodeStatus};
+use raftkv_types::{Command, CommandResult, NodeId, PeerNode, TypeConfig};
 
+use crate::append_clock::AppendClock;
+use crate::read_index::ReadIndexBatcher;
 use crate::status::node_status;
 
 /// A cheap, cloneable handle on a running node's Raft and state machine: what the HTTP API and the
@@ -22,6 +28,18 @@ pub struct KvHandle {
     pub(crate) limits: ApiLimits,
     pub(crate) write_timeout: Duration,
     pub(crate) read_timeout: Duration,
+    /// A member that acknowledged the leader within this long counts as reachable.
+    pub(crate) reachable_within: Duration,
+    /// How fresh this node is, from the leader's messages (followers and learners).
+    pub(crate) contact: LeaderContact,
+    /// When each log index reached this node (the leader's replication lag in ms).
+    pub(crate) clock: AppendClock,
+    /// Calls to other members: await-applied for `durability=all`.
+    pub(crate) rpc: MemberRpc,
+    /// Read-index rounds to the leader for linearizable reads on a non-leader.
+    pub(crate) reads: ReadIndexBatcher,
+    /// Held by the membership change under way on this (leader) node.
+    pub(crate) membership_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl KvHandle {
@@ -52,6 +70,9 @@ impl KvHandle {
             Consistency::Linearizable => ReadPolicy::ReadIndex,
             Consistency::Lease => ReadPolicy::LeaseRead,
         };
+        if policy == ReadPolicy::ReadIndex && !self.raft.is_leader() {
+            return self.follower_read().await;
+        }
         let confirm = async {
             match self.raft.ensure_linearizable(policy.clone()).await {
                 Err(_) if policy == ReadPolicy::LeaseRead && self.raft.is_leader() => {
@@ -74,6 +95,101 @@ impl KvHandle {
                 Err(Refusal::Final(ApiError::Unavailable(format!("node is stopping: {f}"))))
             }
         }
+    }
+
+    /// A linearizable read on a follower or learner: the leader confirms its leadership and
+    /// answers its commit index (shared with concurrent readers), then this node waits until it
+    /// has applied that far and serves the read from its own state.
+    async fn follower_read(&self) -> Result<(), Refusal> {
+        let Some((leader_id, leader)) = self.known_leader() else {
+            return Err(Refusal::Leaderless(ApiError::NotLeader { leader_id: None, leader: None }));
+        };
+        let index = match self.reads.read_index(leader).await {
+            Ok(index) => index,
+            // Nothing was read: wait for the next leader and ask again.
+            Err(MemberRpcError::Unreachable(_) | MemberRpcError::Refused(ReadIndexRefusal::NotLeader { .. })) => {
+                return Err(Refusal::Leaderless(ApiError::Unavailable(format!(
+                    "leader {leader_id} could not give a read index; election in progress?"
+                ))));
+            }
+            Err(e) => {
+                return Err(Refusal::Final(ApiError::Unavailable(format!(
+                    "could not get a read index from leader {leader_id}: {e}"
+                ))));
+            }
+        };
+        let applied =
+            self.raft.wait(Some(self.read_timeout)).applied_index_at_least(Some(index), "follower read").await;
+        applied.map(|_| ()).map_err(|_| {
+            Refusal::Final(ApiError::Unavailable(format!(
+                "this node did not apply up to the read index {index} within {:?}",
+                self.read_timeout
+            )))
+        })
+    }
+
+    /// The leader this node knows of, with its address.
+    pub(crate) fn known_leader(&self) -> Option<(NodeId, PeerNode)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// The answer for a request only the leader may serve, on a node that is not the leader.
+    pub(crate) fn redirect(&self) -> ApiError {
+        match self.known_leader() {
+            Some((id, node)) => ApiError::NotLeader { leader_id: Some(id), leader: Some(node) },
+            None => ApiError::NotLeader { leader_id: None, leader: None },
+        }
+    }
+
+    /// Whether this node currently leads.
+    pub(crate) fn leads(&self) -> bool {
+        self.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// How stale this node's state may be: on the leader, the time since a quorum last
+    /// acknowledged it; on another member, from the leader's last messages (`None` if it has not
+    /// heard from one since it started).
+    pub(crate) fn staleness(&self) -> Option<Duration> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state == ServerState::Leader {
+            // Everything committed until the last quorum acknowledgement was committed here.
+            return m.last_quorum_acked.as_ref().map(|at| openraft::Instant::elapsed(&**at));
+        }
+        self.contact.staleness(self.state_machine.applied_index(), Instant::now())
+    }
+
+    /// Waits until every member but this (leader) node has applied `revision`, up to the write
+    /// timeout; names those that did not.
+    async fn confirm_on_all(&self, revision: u64) -> Result<(), ApiError> {
+        let members: Vec<(NodeId, PeerNode)> = {
+            let metrics = self.raft.metrics();
+            let m = metrics.borrow_watched();
+            m.membership_config
+                .membership()
+                .nodes()
+                .filter(|(id, _)| **id != self.id)
+                .map(|(id, n)| (*id, n.clone()))
+                .collect()
+        };
+        let confirmations = members.iter().map(|(id, node)| async move {
+            match self.rpc.await_applied(node, revision, self.write_timeout).await {
+                Ok(applied) if applied >= revision => None,
+                Ok(applied) => Some(LaggingMember {
+                    id: *id,
+                    applied_index: Some(applied),
+                    reason: format!("applied {applied} of {revision} within {:?}", self.write_timeout),
+                }),
+                Err(e) => Some(LaggingMember { id: *id, applied_index: None, reason: e.to_string() }),
+            }
+        });
+        let lagging: Vec<LaggingMember> =
+            futures::future::join_all(confirmations).await.into_iter().flatten().collect();
+        if lagging.is_empty() { Ok(()) } else { Err(ApiError::NotConfirmedOnAll { revision, lagging }) }
     }
 
     /// One attempt of [`KvService::write`].
@@ -146,22 +262,40 @@ impl KvService for KvHandle {
         self.limits
     }
 
-    async fn write(&self, command: Command) -> Result<CommandResult, ApiError> {
+    async fn write(&self, command: Command, durability: Durability) -> Result<CommandResult, ApiError> {
         // While no leader is established the write is refused before being proposed, so trying
         // again after the election is safe; the client sees one answer, not the election.
         let deadline = Instant::now() + self.limits.leader_wait;
-        loop {
+        let result = loop {
             match self.propose(command.clone()).await {
                 Err(Refusal::Leaderless(_)) if Instant::now() < deadline => {
                     self.await_leader(None, deadline).await;
                 }
                 Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
-                Ok(result) => return Ok(result),
+                Ok(result) => break result,
             }
+        };
+        if durability == Durability::All {
+            self.confirm_on_all(result.revision).await?;
         }
+        Ok(result)
     }
 
-    async fn read(&self, key: String, consistency: Consistency) -> Result<Option<Vec<u8>>, ApiError> {
+    async fn read(
+        &self,
+        key: String,
+        consistency: Consistency,
+        max_lag: Option<Duration>,
+    ) -> Result<Option<Vec<u8>>, ApiError> {
+        if let Some(max_lag) = max_lag {
+            let lag = self.staleness();
+            if lag.is_none_or(|lag| lag > max_lag) {
+                return Err(ApiError::TooStale {
+                    lag_ms: lag.map(|l| l.as_millis() as u64),
+                    max_lag_ms: max_lag.as_millis() as u64,
+                });
+            }
+        }
         self.ready_to_read(consistency).await?;
         self.state_machine.get(&key).map_err(Self::storage_error)
     }
@@ -183,6 +317,18 @@ impl KvService for KvHandle {
 
     async fn status(&self) -> Result<NodeStatus, ApiError> {
         let metrics = self.raft.metrics().borrow_watched().clone();
-        Ok(node_status(self.id, &metrics, self.state_machine.applied_index()))
+        Ok(node_status(self, &metrics))
+    }
+
+    async fn members(&self) -> Result<MembersResponse, ApiError> {
+        Ok(self.members_view())
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<MembersResponse, ApiError> {
+        self.change_members(change).await
+    }
+
+    async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse, ApiError> {
+        self.transfer_leadership(to).await
     }
 }

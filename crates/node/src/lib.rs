@@ -4,8 +4,12 @@
 //! # Layout
 //! - [`config`]: [`NodeConfig`] and [`RaftTuning`].
 //! - [`node`]: [`Node`]: start, typed reads and writes for embedding, shutdown.
-//! - [`kv_handle`]: [`KvHandle`], the request logic behind both the HTTP API and [`Node`].
-//! - [`status`]: `/v1/status` from openraft's metrics.
+//! - [`kv_handle`]: [`KvHandle`], the request logic behind both the HTTP API and [`Node`]:
+//!   writes at each durability, reads at each consistency (follower reads through
+//!   [`read_index`]).
+//! - [`membership`]: membership changes and leader transfer, with their safety checks.
+//! - [`status`]: `/v1/status` from openraft's metrics; [`append_clock`] gives replication lag in
+//!   milliseconds.
 //!
 //! # Example
 //! ```no_run
@@ -23,10 +27,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod append_clock;
 pub mod config;
 mod error;
 pub mod kv_handle;
+pub mod membership;
 pub mod node;
+pub mod read_index;
 pub mod status;
 
 pub use config::{NodeConfig, RaftTuning, parse_members};
@@ -34,4 +41,7 @@ pub use error::{NodeError, Result};
 pub use kv_handle::KvHandle;
 pub use node::Node;
 pub use raftkv_storage::ScanPage;
-pub use raftkv_types::api::{CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse, Role};
+pub use raftkv_types::api::{
+    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo, MemberRole,
+    MembersResponse, NodeStatus, PutResponse, Role,
+};

@@ -6,20 +6,29 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use raftkv_client::{Client, ClientError};
-use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, PeerNetwork, client_router, peer_router};
+use raftkv_network::{
+    ApiError, ApiLimits, KvService, LeaderContact, LeaderProxy, MemberRpc, MembershipChange, PeerNetwork,
+    client_router, peer_router,
+};
 use raftkv_storage::{ScanPage, Store};
-use raftkv_types::api::{CasResponse, Consistency, DeleteResponse, NodeStatus, PutResponse};
+use raftkv_types::api::{
+    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MembersResponse, NodeStatus,
+    PutResponse,
+};
 use raftkv_types::{Command, NodeId, Outcome, PeerNode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::append_clock::AppendClock;
 use crate::config::NodeConfig;
 use crate::error::{NodeError, Result};
 use crate::kv_handle::KvHandle;
+use crate::read_index::ReadIndexBatcher;
 
 /// How long shutdown waits for in-flight HTTP requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -37,6 +46,8 @@ pub struct Node {
     stop_server: watch::Sender<bool>,
     server: JoinHandle<()>,
     forwarder: Arc<tokio::sync::Mutex<Option<(NodeId, Client)>>>,
+    /// Asks the cluster to add this node, when started with `join`.
+    joiner: Option<JoinHandle<()>>,
 }
 
 impl Node {
@@ -50,12 +61,7 @@ impl Node {
             .map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
 
-        let store = {
-            let dir = config.data_dir.clone();
-            tokio::task::spawn_blocking(move || Store::open(dir))
-                .await
-                .map_err(|e| NodeError::Raft(format!("open storage task: {e}")))??
-        };
+        let store = open_store(&config.data_dir).await?;
         let state_machine = store.state_machine.clone();
         let raft_config = raft_config(&config)?;
         let network = PeerNetwork::new(config.id)?;
@@ -63,6 +69,8 @@ impl Node {
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
 
+        let rpc = MemberRpc::new()?;
+        let contact = LeaderContact::new();
         let handle = KvHandle {
             id: config.id,
             raft: raft.clone(),
@@ -74,6 +82,12 @@ impl Node {
             },
             write_timeout: config.write_timeout,
             read_timeout: config.read_timeout,
+            reachable_within: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
+            contact: contact.clone(),
+            clock: AppendClock::start(&raft),
+            reads: ReadIndexBatcher::new(rpc.clone(), config.read_timeout),
+            rpc,
+            membership_lock: Arc::default(),
         };
         if !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
@@ -93,7 +107,8 @@ impl Node {
                 Err(e) => return Err(NodeError::Raft(format!("initialize: {e}"))),
             }
         }
-        let router = peer_router(raft.clone(), state_machine).merge(client_router(handle.clone(), LeaderProxy::new()?));
+        let router =
+            peer_router(raft.clone(), state_machine, contact).merge(client_router(handle.clone(), LeaderProxy::new()?));
         let (stop_server, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             let shutdown = async move {
@@ -105,7 +120,21 @@ impl Node {
         });
 
         tracing::info!(id = config.id, %addr, data_dir = %config.data_dir.display(), "node started");
-        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default() })
+        let joiner = if config.join.is_empty() {
+            None
+        } else {
+            let advertise = match &config.advertise {
+                Some(a) => a.clone(),
+                None if addr.ip().is_unspecified() => {
+                    return Err(NodeError::Config(format!(
+                        "listening on {addr}: give --advertise HOST:PORT, the address other members reach this node at"
+                    )));
+                }
+                None => addr.to_string(),
+            };
+            Some(tokio::spawn(join_cluster(config.id, advertise, config.join.clone(), raft.clone())))
+        };
+        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default(), joiner })
     }
 
     /// This node's id.
@@ -126,13 +155,20 @@ impl Node {
     /// Writes `value` under `key`; returns once a majority has it on disk and this node (or the
     /// leader it forwarded to) has applied it.
     pub async fn put(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
+        self.put_with(key, value, Durability::Majority).await
+    }
+
+    /// Writes `value` under `key` with `durability`. With [`Durability::All`], returns once every
+    /// member, learners included, has applied it; if one does not confirm within the write
+    /// timeout, fails with `not_confirmed_on_all` (the write is committed on a majority).
+    pub async fn put_with(&self, key: &str, value: impl Into<Vec<u8>>, durability: Durability) -> Result<PutResponse> {
         let value = value.into();
         let command = Command::Put { key: key.to_string(), value: value.clone() };
         self.with_leader(
-            || async { Ok(PutResponse { revision: self.handle.write(command.clone()).await?.revision }) },
+            || async { Ok(PutResponse { revision: self.handle.write(command.clone(), durability).await?.revision }) },
             |client| {
                 let value = value.clone();
-                async move { client.put(key, value).await }
+                async move { client.put_with(key, value, durability).await }
             },
         )
         .await
@@ -141,10 +177,16 @@ impl Node {
     /// Reads `key` at `consistency`; `None` when absent.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
         self.with_leader(
-            || self.handle.read(key.to_string(), consistency),
+            || self.handle.read(key.to_string(), consistency, None),
             |client| async move { client.get(key, consistency).await },
         )
         .await
+    }
+
+    /// Reads `key` from this node's own state if it is at most `max_lag` behind the leader
+    /// (a bounded-staleness read); fails with `too_stale` otherwise. Never contacts the leader.
+    pub async fn get_bounded(&self, key: &str, max_lag: Duration) -> Result<Option<Vec<u8>>> {
+        Ok(self.handle.read(key.to_string(), Consistency::Stale, Some(max_lag)).await?)
     }
 
     /// Deletes `key`.
@@ -152,7 +194,7 @@ impl Node {
         let command = Command::Delete { key: key.to_string() };
         self.with_leader(
             || async {
-                let r = self.handle.write(command.clone()).await?;
+                let r = self.handle.write(command.clone(), Durability::Majority).await?;
                 Ok(DeleteResponse {
                     revision: r.revision,
                     deleted: matches!(r.outcome, Outcome::Delete { deleted: true }),
@@ -172,7 +214,7 @@ impl Node {
         };
         self.with_leader(
             || async {
-                let r = self.handle.write(command.clone()).await?;
+                let r = self.handle.write(command.clone(), Durability::Majority).await?;
                 let Outcome::Cas { succeeded, current } = r.outcome else {
                     return Err(ApiError::Internal("cas applied without a cas outcome".into()));
                 };
@@ -221,29 +263,69 @@ impl Node {
         }
     }
 
-    /// Hands leadership from this node, which must be the leader, to voter `to`, and waits up to
-    /// `timeout` until `to` leads. Writes in flight on this node finish or fail as during any
-    /// leader change; nothing acknowledged is lost.
-    pub async fn transfer_leader(&self, to: NodeId, timeout: Duration) -> Result<()> {
-        let raft = &self.handle.raft;
-        if !raft.is_leader() {
-            let leader = raft.current_leader().await;
-            return Err(NodeError::Api(ApiError::NotLeader { leader_id: leader, leader: None }));
-        }
-        if !raft.voter_ids().any(|id| id == to) {
-            return Err(NodeError::Config(format!("node {to} is not a voter of this cluster")));
-        }
-        raft.trigger().transfer_leader(to).await.map_err(|e| NodeError::Raft(e.to_string()))?;
-        raft.wait(Some(timeout))
-            .metrics(|m| m.current_leader == Some(to), "leadership transferred")
+    /// The members as this node knows them.
+    pub async fn members(&self) -> Result<MembersResponse> {
+        Ok(self.handle.members().await?)
+    }
+
+    /// Adds node `id` at `addr` as a learner (through the leader). It catches up asynchronously;
+    /// its progress shows in [`Node::status`] on the leader.
+    pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<MembersResponse> {
+        self.change_membership(MembershipChange::AddLearner { id, addr: addr.to_string() }).await
+    }
+
+    /// Makes learner `id` a voter. Refused when the new voters would not include a reachable,
+    /// caught-up quorum, unless `force`.
+    pub async fn promote(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
+        self.change_membership(MembershipChange::Promote { id, force }).await
+    }
+
+    /// Removes member `id`. Refused when the remaining voters would not include a reachable,
+    /// caught-up quorum, unless `force`; removing the last voter is always refused.
+    pub async fn remove_member(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
+        self.change_membership(MembershipChange::Remove { id, force }).await
+    }
+
+    /// Replaces voter `old` by new node `id` at `addr`: adds it as a learner, waits until it has
+    /// caught up, then swaps the two with joint consensus.
+    pub async fn replace_member(&self, old: NodeId, id: NodeId, addr: &str, force: bool) -> Result<MembersResponse> {
+        self.change_membership(MembershipChange::Replace { old, new: id, addr: addr.to_string(), force }).await
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<MembersResponse> {
+        self.with_leader(
+            || self.handle.change_membership(change.clone()),
+            |client| {
+                let change = change.clone();
+                async move {
+                    match change {
+                        MembershipChange::AddLearner { id, addr } => client.add_learner(id, &addr).await,
+                        MembershipChange::Promote { id, force } => client.promote(id, force).await,
+                        MembershipChange::Remove { id, force } => client.remove_member(id, force).await,
+                        MembershipChange::Replace { old, new, addr, force } => {
+                            client.replace_member(old, new, &addr, force).await
+                        }
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    /// Hands leadership to voter `to` (from whichever node leads) and waits until `to` leads.
+    /// Writes in flight on the old leader finish or fail as during any leader change; nothing
+    /// acknowledged is lost.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse> {
+        self.with_leader(|| self.handle.transfer_leader(to), |client| async move { client.transfer_leader(to).await })
             .await
-            .map_err(|e| NodeError::Raft(format!("leadership did not move to node {to}: {e}")))?;
-        Ok(())
     }
 
     /// Stops the node: stops accepting requests, lets in-flight ones finish (up to 3 s), then
     /// stops Raft. Everything acknowledged is on disk already.
     pub async fn shutdown(self) -> Result<()> {
+        if let Some(joiner) = &self.joiner {
+            joiner.abort();
+        }
         let _ = self.stop_server.send(true);
         if tokio::time::timeout(DRAIN_TIMEOUT, self.server).await.is_err() {
             tracing::warn!("http requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
@@ -291,6 +373,57 @@ impl Node {
             .map_err(|source| NodeError::Forward { leader: Some(id), source })?;
         *cached = Some((id, client.clone()));
         Ok(client)
+    }
+}
+
+/// Opens the node's storage. A node of this process that was just shut down on the same directory
+/// may still be releasing RocksDB's lock (its tasks wind down after `shutdown` returns): that is
+/// waited out for a few seconds.
+async fn open_store(dir: &std::path::Path) -> Result<Store> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let dir = dir.to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || Store::open(dir))
+            .await
+            .map_err(|e| NodeError::Raft(format!("open storage task: {e}")))?;
+        match opened {
+            Err(e) if e.to_string().contains("lock hold by current process") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// Asks the cluster at `endpoints` to add this node as a learner until it is a member. Adding
+/// is idempotent, so a node restarted with `--join` asks again harmlessly.
+async fn join_cluster(id: NodeId, advertise: String, endpoints: Vec<String>, raft: raftkv_network::KvRaft) {
+    const RETRY: Duration = Duration::from_secs(1);
+    let client = match Client::with_timeout(&endpoints, Duration::from_secs(10)) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(%err, "cannot join: bad --join endpoints");
+            return;
+        }
+    };
+    loop {
+        match client.add_learner(id, &advertise).await {
+            Ok(members) if members.members.iter().any(|m| m.id == id) => {
+                tracing::info!(id, %advertise, leader = ?members.leader, "joined the cluster as a learner");
+                return;
+            }
+            Ok(_) => tracing::warn!("join answered without this node among the members; asking again"),
+            Err(ClientError::Api { status, code, message }) if status == 409 && code != "change_in_progress" => {
+                tracing::error!(%code, %message, "the cluster refused to add this node; not retrying");
+                return;
+            }
+            Err(err) => tracing::warn!(%err, "could not join yet; retrying"),
+        }
+        if raft.metrics().borrow_watched().membership_config.membership().get_node(&id).is_some() {
+            tracing::info!(id, "this node is a member");
+            return;
+        }
+        tokio::time::sleep(RETRY).await;
     }
 }
 

@@ -1,15 +1,20 @@
 //! `/v1/status` from openraft's metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 use openraft::{RaftMetrics, ServerState};
 use raftkv_types::api::{MemberStatus, NodeStatus, Role};
 use raftkv_types::{NodeId, TypeConfig};
 
-/// This node's view of the cluster. Per-member matched index and lag are known on the leader only.
-pub fn node_status(id: NodeId, m: &RaftMetrics<TypeConfig>, applied_index: u64) -> NodeStatus {
+use crate::kv_handle::KvHandle;
+use crate::membership::role_of;
+
+/// This node's view of the cluster. Per-member replication (matched index, lag, last
+/// acknowledgement, reachability) is known on the leader only.
+pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus {
     let membership = m.membership_config.membership();
-    let voters: Vec<NodeId> = membership.voter_ids().collect();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let last_log_index = m.last_log_index.unwrap_or(0);
     let role = match m.state {
         ServerState::Leader => Role::Leader,
@@ -18,31 +23,36 @@ pub fn node_status(id: NodeId, m: &RaftMetrics<TypeConfig>, applied_index: u64) 
         ServerState::Learner => Role::Learner,
         ServerState::Shutdown => Role::Shutdown,
     };
+    let now = Instant::now();
     let members: BTreeMap<NodeId, MemberStatus> = membership
         .nodes()
         .map(|(nid, node)| {
-            let matched_index = m.replication.as_ref().map(|r| {
-                if *nid == id { last_log_index } else { r.get(nid).cloned().flatten().map_or(0, |l| l.index) }
-            });
+            let replication = handle.replication_of(*nid, m);
+            let matched_index = replication.map(|r| r.matched);
             let status = MemberStatus {
                 id: *nid,
                 addr: node.addr.clone(),
                 voter: voters.contains(nid),
+                role: role_of(*nid, &voters, m),
                 matched_index,
                 lag: matched_index.map(|mi| last_log_index.saturating_sub(mi)),
+                lag_ms: matched_index.map(|mi| handle.clock.lag(mi, now).as_millis() as u64),
+                last_ack_ms: replication.and_then(|r| r.last_ack).map(|a| a.as_millis() as u64),
+                reachable: replication.map(|r| r.reachable),
             };
             (*nid, status)
         })
         .collect();
     NodeStatus {
-        id,
+        id: handle.id,
         role,
         term: m.current_term,
         leader: m.current_leader,
         commit_index: m.local_committed.as_ref().map_or(0, |l| l.index),
-        applied_index,
+        applied_index: handle.state_machine.applied_index(),
         last_log_index,
         snapshot_index: m.snapshot.as_ref().map_or(0, |l| l.index),
+        replication_lag_ms: handle.staleness().map(|s| s.as_millis() as u64),
         members,
     }
 }

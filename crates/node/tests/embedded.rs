@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
-use raftkv_node::{Consistency, Node, NodeConfig, Role};
+use raftkv_node::{Consistency, MemberRole, Node, NodeConfig, Role};
 
 fn free_addr() -> String {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -64,13 +64,57 @@ async fn three_in_process_nodes_forward_to_the_leader() {
     // Leadership moves over the transfer-leader RPC, and writes go on through the new leader.
     let leader_node = nodes.iter().find(|n| n.id() == leader).unwrap();
     let target = follower.id();
-    leader_node.transfer_leader(target, Duration::from_secs(10)).await.expect("leader transfer");
+    leader_node.transfer_leader(target).await.expect("leader transfer");
     assert_eq!(leader_node.wait_for_leader(Duration::from_secs(5)).await.unwrap(), target);
     leader_node.put("after-transfer", "1").await.expect("write after transfer");
     assert_eq!(follower.status().await.unwrap().role, Role::Leader);
-    assert!(leader_node.transfer_leader(leader, Duration::from_secs(1)).await.is_err(), "only the leader transfers");
+    // Asked of a follower, the transfer is forwarded to the leader.
+    let moved = leader_node.transfer_leader(leader).await.expect("transfer back, through a follower");
+    assert_eq!(moved.leader, leader);
+    let err = follower.transfer_leader(9).await.expect_err("no node 9");
+    assert!(err.to_string().contains("not a member"), "{err}");
 
     for node in nodes {
         node.shutdown().await.unwrap();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_through_the_embedding_api() {
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a1, a2) = (free_addr(), free_addr());
+    let one =
+        Node::start(NodeConfig::new(1, a1.clone(), dirs[0].path()).with_initial_cluster(BTreeMap::from([(1, a1)])))
+            .await
+            .unwrap();
+    one.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    one.put("k", "v").await.unwrap();
+
+    // Node 2 joins through node 1 and replicates as a learner.
+    let two = Node::start(NodeConfig::new(2, a2, dirs[1].path()).with_join([one.url()])).await.unwrap();
+    let mut caught_up = false;
+    for _ in 0..200 {
+        if two.get_bounded("k", Duration::from_secs(5)).await.ok().flatten().as_deref() == Some(b"v".as_slice()) {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(caught_up, "learner never served the key");
+    let members = two.members().await.unwrap();
+    assert_eq!(members.members.iter().find(|m| m.id == 2).map(|m| m.role), Some(MemberRole::Learner));
+    let status = one.status().await.unwrap();
+    assert_eq!(status.members[&2].role, MemberRole::Learner);
+    assert_eq!(status.members[&2].reachable, Some(true));
+    assert_eq!(two.status().await.unwrap().role, Role::Learner);
+
+    // Promoted through the learner itself (forwarded to the leader), then removed again.
+    let members = two.promote(2, false).await.unwrap();
+    assert_eq!(members.members.iter().find(|m| m.id == 2).map(|m| m.role), Some(MemberRole::Voter));
+    let members = one.remove_member(2, false).await.unwrap();
+    assert!(members.members.iter().all(|m| m.id != 2));
+    let err = one.remove_member(1, true).await.expect_err("last voter");
+    assert!(err.to_string().contains("last voter"), "{err}");
+    two.shutdown().await.unwrap();
+    one.shutdown().await.unwrap();
 }

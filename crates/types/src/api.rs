@@ -134,6 +134,8 @@ impl fmt::Display for Role {
 }
 
 /// One member as seen from the node answering `GET /v1/status`.
+///
+/// The replication fields are known on the leader only (`null` elsewhere).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberStatus {
     /// The member's id.
@@ -142,10 +144,121 @@ pub struct MemberStatus {
     pub addr: String,
     /// Whether it votes.
     pub voter: bool,
+    /// Its role as this node sees it: `leader`, `voter` or `learner`.
+    pub role: MemberRole,
     /// On the leader: the last log index known to be on the member's disk.
     pub matched_index: Option<u64>,
     /// On the leader: how many entries the member is behind the leader's last log index.
     pub lag: Option<u64>,
+    /// On the leader: how old the oldest entry the member does not have yet is, in milliseconds
+    /// (0 when it has them all).
+    pub lag_ms: Option<u64>,
+    /// On the leader: milliseconds since the member last acknowledged a heartbeat or append.
+    pub last_ack_ms: Option<u64>,
+    /// On the leader: whether the member acknowledged within the last election timeout.
+    pub reachable: Option<bool>,
+}
+
+/// Role of a member in the cluster configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberRole {
+    /// The voter currently leading.
+    Leader,
+    /// A member that votes and counts toward the quorum.
+    Voter,
+    /// A non-voting member that replicates asynchronously (a read replica).
+    Learner,
+}
+
+impl fmt::Display for MemberRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MemberRole::Leader => "leader",
+            MemberRole::Voter => "voter",
+            MemberRole::Learner => "learner",
+        })
+    }
+}
+
+/// How many copies a write waits for before it is acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// A majority of voters has the entry on disk and the leader has applied it.
+    #[default]
+    Majority,
+    /// As `majority`, and every member, learners included, has applied it.
+    All,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "majority" => Ok(Durability::Majority),
+            "all" => Ok(Durability::All),
+            other => Err(format!("unknown durability {other:?}; expected majority or all")),
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Majority => "majority",
+            Durability::All => "all",
+        })
+    }
+}
+
+/// One member in `GET /v1/cluster/members`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// The member's id.
+    pub id: NodeId,
+    /// The member's `host:port`.
+    pub addr: String,
+    /// `leader`, `voter` or `learner`.
+    pub role: MemberRole,
+}
+
+/// Response to `GET /v1/cluster/members` and to every membership change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersResponse {
+    /// The leader the answering node knows of.
+    pub leader: Option<NodeId>,
+    /// Members by id.
+    pub members: Vec<MemberInfo>,
+    /// Whether a configuration change is under way (joint consensus, or not yet committed).
+    pub change_in_progress: bool,
+}
+
+/// Body of `POST /v1/cluster/members` (add a learner) and `POST /v1/cluster/members/{id}/replace`
+/// (the replacement).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    /// The new member's id (not 0).
+    pub id: NodeId,
+    /// Its `host:port`, where the other members reach it.
+    pub addr: String,
+}
+
+/// Body of `POST /v1/cluster/leader`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderTransferRequest {
+    /// The voter to hand leadership to.
+    pub to: NodeId,
+}
+
+/// Response to `POST /v1/cluster/leader`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderTransferResponse {
+    /// The leader once the transfer is done.
+    pub leader: NodeId,
 }
 
 /// Response to `GET /v1/status`.
@@ -167,6 +280,10 @@ pub struct NodeStatus {
     pub last_log_index: u64,
     /// Last log index included in this node's latest snapshot.
     pub snapshot_index: u64,
+    /// How stale this node's state may be, in milliseconds: 0 on the leader; on another member,
+    /// the time since the leader last told it a commit index it has applied (`null` if it never
+    /// has). A `stale` read with `max_lag_ms` is served only while this is within the bound.
+    pub replication_lag_ms: Option<u64>,
     /// Members by id.
     pub members: BTreeMap<NodeId, MemberStatus>,
 }
@@ -186,4 +303,18 @@ pub struct ErrorDetail {
     pub code: String,
     /// Human-readable explanation.
     pub message: String,
+    /// For `not_confirmed_on_all`: the members that did not confirm the write.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lagging: Vec<LaggingMember>,
+}
+
+/// A member that did not confirm a `durability=all` write in time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaggingMember {
+    /// The member's id.
+    pub id: NodeId,
+    /// Its last applied index, when it answered at all.
+    pub applied_index: Option<u64>,
+    /// Why it did not confirm.
+    pub reason: String,
 }

@@ -1,18 +1,25 @@
-//! The client subcommands: put, get, delete, cas, scan, status.
+//! The client subcommands: put, get, delete, cas, scan, status, member, leader.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
 use raftkv_client::{Client, NodeStatus, Role};
-use raftkv_types::api::Consistency;
+use raftkv_types::NodeId;
+use raftkv_types::api::{Consistency, Durability, MembersResponse};
 
 fn client(endpoints: &[String]) -> anyhow::Result<Client> {
     Ok(Client::new(endpoints)?)
 }
 
 /// `raftkv put`.
-pub async fn put(endpoints: &[String], key: &str, value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<()> {
+pub async fn put(
+    endpoints: &[String],
+    key: &str,
+    value: Option<String>,
+    file: Option<PathBuf>,
+    durability: Durability,
+) -> anyhow::Result<()> {
     let value = match (value, file) {
         (Some(v), _) => v.into_bytes(),
         (None, Some(path)) if path.as_os_str() == "-" => {
@@ -23,14 +30,27 @@ pub async fn put(endpoints: &[String], key: &str, value: Option<String>, file: O
         (None, Some(path)) => std::fs::read(&path).with_context(|| format!("read {}", path.display()))?,
         (None, None) => anyhow::bail!("give a value or --file"),
     };
-    let resp = client(endpoints)?.put(key, value).await?;
+    let resp = client(endpoints)?.put_with(key, value, durability).await?;
     println!("OK revision={}", resp.revision);
     Ok(())
 }
 
 /// `raftkv get`: the raw value on stdout; a missing key is an error.
-pub async fn get(endpoints: &[String], key: &str, consistency: Consistency) -> anyhow::Result<()> {
-    match client(endpoints)?.get(key, consistency).await? {
+pub async fn get(
+    endpoints: &[String],
+    key: &str,
+    consistency: Consistency,
+    max_lag_ms: Option<u64>,
+) -> anyhow::Result<()> {
+    let client = client(endpoints)?;
+    let value = match max_lag_ms {
+        None => client.get(key, consistency).await?,
+        Some(_) if consistency != Consistency::Stale => {
+            anyhow::bail!("--max-lag-ms bounds stale reads: use it with --consistency stale")
+        }
+        Some(ms) => client.get_bounded(key, std::time::Duration::from_millis(ms)).await?,
+    };
+    match value {
         Some(value) => {
             let mut out = std::io::stdout().lock();
             out.write_all(&value)?;
@@ -89,21 +109,22 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
     }
     let reference = leader_status.as_ref().unwrap_or(&first);
     println!(
-        "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}",
-        "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "MATCHED", "LAG"
+        "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
+        "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "MATCHED", "BEHIND", "LAG_MS", "LAST_ACK"
     );
     for (id, member) in &reference.members {
         let own: Option<NodeStatus> = client.status_of(&format!("http://{}", member.addr)).await.ok();
         let (role, term, commit, applied) = match &own {
             Some(s) => {
-                (s.role.to_string(), s.term.to_string(), s.commit_index.to_string(), s.applied_index.to_string())
+                let role =
+                    if member.reachable == Some(false) { format!("{}?", member.role) } else { member.role.to_string() };
+                (role, s.term.to_string(), s.commit_index.to_string(), s.applied_index.to_string())
             }
             None => ("unreachable".into(), "-".into(), "-".into(), "-".into()),
         };
-        let role = if member.voter { role } else { format!("{role}*") };
         let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
         println!(
-            "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8}",
+            "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
             id,
             member.addr,
             role,
@@ -111,12 +132,82 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
             commit,
             applied,
             opt(member.matched_index),
-            opt(member.lag)
+            opt(member.lag),
+            opt(member.lag_ms),
+            member.last_ack_ms.map_or("-".to_string(), |ms| format!("{ms}ms")),
         );
     }
+    println!("roles: leader, voter, learner (read replica); '?' = not acknowledging the leader");
     match reference.leader {
         Some(l) => println!("leader: node {l} (term {})", reference.term),
         None => println!("leader: none known (election in progress or no quorum)"),
     }
+    Ok(())
+}
+
+/// Prints the members as a table.
+fn print_members(members: &MembersResponse) {
+    println!("{:<4} {:<22} {:<8}", "ID", "ADDRESS", "ROLE");
+    for m in &members.members {
+        println!("{:<4} {:<22} {:<8}", m.id, m.addr, m.role);
+    }
+    if members.change_in_progress {
+        println!("a membership change is in progress");
+    }
+}
+
+/// `raftkv member list`.
+pub async fn member_list(endpoints: &[String], json: bool) -> anyhow::Result<()> {
+    let members = client(endpoints)?.members().await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&members)?);
+    } else {
+        print_members(&members);
+    }
+    Ok(())
+}
+
+/// `raftkv member add-learner`.
+pub async fn member_add_learner(endpoints: &[String], id: NodeId, addr: &str) -> anyhow::Result<()> {
+    let members = client(endpoints)?.add_learner(id, addr).await?;
+    println!("node {id} is a learner; it catches up in the background (see `raftkv status`)");
+    print_members(&members);
+    Ok(())
+}
+
+/// `raftkv member promote`.
+pub async fn member_promote(endpoints: &[String], id: NodeId, force: bool) -> anyhow::Result<()> {
+    let members = client(endpoints)?.promote(id, force).await?;
+    println!("node {id} is a voter");
+    print_members(&members);
+    Ok(())
+}
+
+/// `raftkv member remove`.
+pub async fn member_remove(endpoints: &[String], id: NodeId, force: bool) -> anyhow::Result<()> {
+    let members = client(endpoints)?.remove_member(id, force).await?;
+    println!("node {id} removed");
+    print_members(&members);
+    Ok(())
+}
+
+/// `raftkv member replace`.
+pub async fn member_replace(
+    endpoints: &[String],
+    old: NodeId,
+    id: NodeId,
+    addr: &str,
+    force: bool,
+) -> anyhow::Result<()> {
+    let members = client(endpoints)?.replace_member(old, id, addr, force).await?;
+    println!("node {old} replaced by node {id}");
+    print_members(&members);
+    Ok(())
+}
+
+/// `raftkv leader transfer`.
+pub async fn leader_transfer(endpoints: &[String], to: NodeId) -> anyhow::Result<()> {
+    let resp = client(endpoints)?.transfer_leader(to).await?;
+    println!("node {} leads", resp.leader);
     Ok(())
 }

@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use raftkv_types::api::Consistency;
+use raftkv_types::NodeId;
+use raftkv_types::api::{Consistency, Durability};
 
 mod client_cmds;
 mod cluster;
@@ -35,6 +36,10 @@ enum Command {
         /// Read the value from this file (`-` for standard input).
         #[arg(long, conflicts_with = "value")]
         file: Option<PathBuf>,
+        /// majority (acknowledged once a majority of voters has it) or all (once every
+        /// member, learners included, has applied it).
+        #[arg(long, default_value = "majority")]
+        durability: Durability,
     },
     /// Read a value; prints it as it is stored.
     Get {
@@ -45,6 +50,10 @@ enum Command {
         /// linearizable, lease or stale.
         #[arg(long, default_value = "linearizable")]
         consistency: Consistency,
+        /// With --consistency stale: answer only if the node is at most this many ms behind the
+        /// leader.
+        #[arg(long)]
+        max_lag_ms: Option<u64>,
     },
     /// Delete a key.
     Delete {
@@ -90,6 +99,87 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Membership: list, add learners, promote, remove, replace.
+    Member {
+        #[command(subcommand)]
+        action: MemberAction,
+    },
+    /// Leadership.
+    Leader {
+        #[command(subcommand)]
+        action: LeaderAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MemberAction {
+    /// List the members and their roles.
+    List {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a running node as a learner (a non-voting read replica).
+    AddLearner {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The new node's id.
+        #[arg(long)]
+        id: NodeId,
+        /// The HOST:PORT the members reach it at.
+        #[arg(long)]
+        addr: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The learner's id.
+        id: NodeId,
+        /// Do it even if the new voters would not include a reachable, caught-up quorum.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove a member (voter or learner).
+    Remove {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The member's id.
+        id: NodeId,
+        /// Do it even if the remaining voters would not include a reachable, caught-up quorum.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace a voter by a new node: it joins as a learner, catches up, then the two swap.
+    Replace {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The voter to replace.
+        old: NodeId,
+        /// The new node's id.
+        #[arg(long)]
+        id: NodeId,
+        /// The new node's HOST:PORT.
+        #[arg(long)]
+        addr: String,
+        /// Skip the quorum safety check.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LeaderAction {
+    /// Hand leadership to a caught-up voter.
+    Transfer {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The voter to lead.
+        #[arg(long)]
+        to: NodeId,
+    },
 }
 
 /// Where the cluster is.
@@ -110,8 +200,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
-        Command::Put { endpoints, key, value, file } => client_cmds::put(&endpoints.endpoints, &key, value, file).await,
-        Command::Get { endpoints, key, consistency } => client_cmds::get(&endpoints.endpoints, &key, consistency).await,
+        Command::Put { endpoints, key, value, file, durability } => {
+            client_cmds::put(&endpoints.endpoints, &key, value, file, durability).await
+        }
+        Command::Get { endpoints, key, consistency, max_lag_ms } => {
+            client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms).await
+        }
         Command::Delete { endpoints, key } => client_cmds::delete(&endpoints.endpoints, &key).await,
         Command::Cas { endpoints, key, value, expected, absent: _ } => {
             client_cmds::cas(&endpoints.endpoints, &key, expected.as_deref(), &value).await
@@ -120,6 +214,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await
         }
         Command::Status { endpoints, json } => client_cmds::status(&endpoints.endpoints, json).await,
+        Command::Member { action } => match action {
+            MemberAction::List { endpoints, json } => client_cmds::member_list(&endpoints.endpoints, json).await,
+            MemberAction::AddLearner { endpoints, id, addr } => {
+                client_cmds::member_add_learner(&endpoints.endpoints, id, &addr).await
+            }
+            MemberAction::Promote { endpoints, id, force } => {
+                client_cmds::member_promote(&endpoints.endpoints, id, force).await
+            }
+            MemberAction::Remove { endpoints, id, force } => {
+                client_cmds::member_remove(&endpoints.endpoints, id, force).await
+            }
+            MemberAction::Replace { endpoints, old, id, addr, force } => {
+                client_cmds::member_replace(&endpoints.endpoints, old, id, &addr, force).await
+            }
+        },
+        Command::Leader { action: LeaderAction::Transfer { endpoints, to } } => {
+            client_cmds::leader_transfer(&endpoints.endpoints, to).await
+        }
     }
 }
 

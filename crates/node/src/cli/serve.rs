@@ -21,8 +21,15 @@ pub struct ServeArgs {
     #[arg(long)]
     data_dir: PathBuf,
     /// Founding members as ID=HOST:PORT,...; used only on the first start with an empty data dir.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "join")]
     initial_cluster: Option<String>,
+    /// Join an existing cluster as a learner (read replica): comma-separated URLs of any of its
+    /// members. The node asks to be added and keeps asking until it is.
+    #[arg(long, value_delimiter = ',')]
+    join: Vec<String>,
+    /// HOST:PORT the other members reach this node at (default: --listen).
+    #[arg(long)]
+    advertise: Option<String>,
     /// Heartbeat interval in ms.
     #[arg(long, default_value_t = RaftTuning::default().heartbeat_ms)]
     heartbeat_ms: u64,
@@ -58,6 +65,8 @@ impl ServeArgs {
         if let Some(members) = &self.initial_cluster {
             config.initial_cluster = parse_members(members).context("--initial-cluster")?;
         }
+        config.join = self.join.clone();
+        config.advertise = self.advertise.clone();
         config.raft = RaftTuning {
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,
