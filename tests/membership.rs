@@ -31,9 +31,12 @@ async fn grow_to_five_voters_and_shrink_back_under_load() {
         let members = client.promote(id, false).await.expect("promote");
         assert!(voters(&members).contains(&id), "{members:?}");
     }
-    let members = client.members().await.unwrap();
+    // The node answering may learn that the change committed a heartbeat later than the leader.
+    let members = wait_for(Duration::from_secs(5), "the change to show as committed", || async {
+        client.members().await.ok().filter(|m| !m.change_in_progress)
+    })
+    .await;
     assert_eq!(voters(&members), BTreeSet::from([1, 2, 3, 4, 5]));
-    assert!(!members.change_in_progress);
     let acked = load.acked();
     load.wait_acked_beyond(acked, 50, Duration::from_secs(20)).await;
 
@@ -63,7 +66,11 @@ async fn grow_to_five_voters_and_shrink_back_under_load() {
         .await;
         assert!(members.members.iter().all(|m| m.id != id), "{members:?}");
     }
-    assert_eq!(voters(&client.members().await.unwrap()), BTreeSet::from([1, 2, 3]));
+    let members = wait_for(Duration::from_secs(5), "the change to show as committed", || async {
+        client.members().await.ok().filter(|m| !m.change_in_progress)
+    })
+    .await;
+    assert_eq!(voters(&members), BTreeSet::from([1, 2, 3]));
     let acked = load.acked();
     load.wait_acked_beyond(acked, 30, Duration::from_secs(20)).await;
     let log = load.stop().await;
@@ -108,10 +115,13 @@ async fn replace_a_voter_and_refuse_unsafe_changes() {
         let addr = new_addr.clone();
         tokio::spawn(async move { client.replace_member(old, 4, &addr, false).await })
     };
-    let err = wait_for(Duration::from_secs(10), "a concurrent change to be refused", || async {
-        client.add_learner(5, "127.0.0.1:1").await.err().filter(|e| e.code() == Some("change_in_progress"))
+    // Once node 4 shows as a learner, the replacement is waiting for it to catch up.
+    wait_for(Duration::from_secs(10), "node 4 added as a learner by the replacement", || async {
+        client.members().await.ok().filter(|m| m.members.iter().any(|m| m.id == 4))
     })
     .await;
+    let err = client.add_learner(5, "127.0.0.1:1").await.expect_err("a concurrent change");
+    assert_eq!(err.code(), Some("change_in_progress"), "{err}");
     assert!(err.to_string().contains("in progress"), "{err}");
 
     phase("the new node starts; the replacement completes with joint consensus");

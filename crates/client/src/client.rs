@@ -21,8 +21,9 @@ const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 /// A client of a raftkv cluster, given the base URLs of some of its nodes.
 ///
 /// Any node serves any request (followers forward to the leader). The client sticks to one
-/// endpoint and moves to the next only when it cannot connect, which is always safe: a request
-/// that was not sent did nothing. It never retries a request that was sent.
+/// endpoint and moves to the next only when it cannot connect or the node answers that it is
+/// shutting down (`node_stopping`), which is always safe: such a request did nothing. It never
+/// retries a request that may have had an effect.
 ///
 /// Cloning is cheap; clones share connections.
 #[derive(Clone)]
@@ -201,8 +202,14 @@ impl Client {
             }
             match req.send().await {
                 Ok(resp) => {
-                    self.current.store(idx, Ordering::Relaxed);
-                    return Ok((endpoint.clone(), check(endpoint, resp).await?));
+                    match check(endpoint, resp).await {
+                        // The node is shutting down and did nothing: the next one will serve.
+                        Err(ClientError::Api { code, message, .. }) if code == "node_stopping" => last = message,
+                        checked => {
+                            self.current.store(idx, Ordering::Relaxed);
+                            return Ok((endpoint.clone(), checked?));
+                        }
+                    }
                 }
                 Err(e) if e.is_connect() => last = e.to_string(),
                 Err(e) => return Err(transport_error(endpoint, e)),

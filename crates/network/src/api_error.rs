@@ -60,6 +60,9 @@ pub enum ApiError {
         /// Explanation.
         message: String,
     },
+    /// 503: this node is shutting down and takes no new requests; another node will serve it.
+    #[error("node is shutting down; send the request to another node")]
+    Stopping,
     /// 503: the request was not carried out (no quorum, shutting down, ...).
     #[error("{0}")]
     Unavailable(String),
@@ -121,7 +124,7 @@ impl ApiError {
             ApiError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownMember(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::NotLeader { .. } | ApiError::Unavailable(_) | ApiError::TooStale { .. } => {
+            ApiError::NotLeader { .. } | ApiError::Unavailable(_) | ApiError::TooStale { .. } | ApiError::Stopping => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::OutcomeUnknown(_) | ApiError::NotConfirmedOnAll { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -142,6 +145,7 @@ impl ApiError {
             ApiError::UnknownMember(_) => "unknown_member",
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Stopping => "node_stopping",
             ApiError::TooStale { .. } => "too_stale",
             ApiError::NotConfirmedOnAll { .. } => "not_confirmed_on_all",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",

@@ -25,6 +25,10 @@ use crate::leader_proxy::{FORWARDED_HEADER, ForwardError, LeaderProxy, ReceivedR
 
 /// Longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
+/// How long a request forwarded to a leader that has just been replaced may still take to answer
+/// before the outcome is called unknown.
+const REPLACED_LEADER_GRACE: Duration = Duration::from_secs(1);
+
 /// Keys per scan page when `limit` is not given.
 pub const DEFAULT_SCAN_LIMIT: usize = 100;
 /// Largest `limit` a scan accepts.
@@ -99,9 +103,10 @@ impl<S: KvService> ApiState<S> {
             // A leader that stops answering (paused, partitioned away) holds the request until the
             // forward timeout; once the cluster has moved on to another leader, stop waiting.
             let forwarded = self.proxy.forward(&leader, &req, limits.forward_timeout);
+            tokio::pin!(forwarded);
             let replaced = self.service.await_new_leader(leader_id, Instant::now() + limits.forward_timeout);
             tokio::select! {
-                result = forwarded => match result {
+                result = &mut forwarded => match result {
                     Ok(response) => return response,
                     Err(ForwardError::Unreachable(_)) if Instant::now() < deadline => {
                         self.service.await_new_leader(leader_id, deadline).await;
@@ -109,6 +114,15 @@ impl<S: KvService> ApiState<S> {
                     Err(ForwardError::Unreachable(err) | ForwardError::Failed(err)) => return err.into_response(),
                 },
                 true = replaced => {
+                    // A leader that handed over (leader transfer) is alive and answers promptly:
+                    // give it a moment before declaring the outcome unknown.
+                    if let Ok(result) = tokio::time::timeout(REPLACED_LEADER_GRACE, &mut forwarded).await {
+                        match result {
+                            Ok(response) => return response,
+                            Err(ForwardError::Failed(err)) => return err.into_response(),
+                            Err(ForwardError::Unreachable(_)) => continue,
+                        }
+                    }
                     if req.method != Method::GET {
                         return ApiError::OutcomeUnknown(format!(
                             "the leader changed while the write was forwarded to node {}; \

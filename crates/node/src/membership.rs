@@ -225,22 +225,38 @@ impl KvHandle {
                 next.insert(new);
                 // The swap only happens once the replacement has caught up.
                 self.check_quorum(&format!("replacing node {old} by node {new}"), &next, Some(new), force)?;
-                tracing::info!(old, new, %addr, "replacing voter: adding the new node as a learner");
-                let catch_up = self.raft.add_learner(new, PeerNode::new(addr), true);
-                match tokio::time::timeout(CATCH_UP_TIMEOUT, catch_up).await {
-                    Ok(result) => membership_result(result)?,
-                    Err(_) => {
-                        return Err(ApiError::Unavailable(format!(
-                            "node {new} was added as a learner but did not catch up within {CATCH_UP_TIMEOUT:?}; \
-                             node {old} is still a voter"
-                        )));
-                    }
+                if address_of(new).is_none() {
+                    tracing::info!(old, new, %addr, "replacing voter: adding the new node as a learner");
+                    self.membership_write(self.raft.add_learner(new, PeerNode::new(addr), false)).await?;
+                }
+                // Swap only once the new node has the log up to now and answers the leader, so
+                // that the new voter set is as healthy as the old one.
+                let target = self.raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+                let caught_up = self
+                    .raft
+                    .wait(Some(CATCH_UP_TIMEOUT))
+                    .metrics(
+                        |m| self.replication_of(new, m).is_some_and(|r| r.reachable && r.matched >= target),
+                        "replacement caught up",
+                    )
+                    .await;
+                if caught_up.is_err() {
+                    return Err(ApiError::Unavailable(format!(
+                        "node {new} is a learner but did not catch up within {CATCH_UP_TIMEOUT:?}; node {old} is \
+                         still a voter (remove node {new}, or replace again once it runs)"
+                    )));
                 }
                 tracing::info!(old, new, "replacing voter: swapping them");
                 let change = ChangeMembers::ReplaceAllVoters(next);
                 self.membership_write(self.raft.change_membership(change, false)).await?;
             }
         }
+        // Answer with the change in place: wait (briefly) until the metrics show it committed.
+        let _ = self
+            .raft
+            .wait(Some(SETTLE_TIMEOUT))
+            .metrics(|m| !members_of(m).change_in_progress, "membership change committed")
+            .await;
         Ok(self.members_view())
     }
 

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::watch::WatchReceiver;
@@ -32,6 +33,9 @@ use crate::read_index::ReadIndexBatcher;
 
 /// How long shutdown waits for in-flight HTTP requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a stopping node refuses new client requests (so that clients move on) before it closes
+/// its connections.
+const CLOSE_NOTICE: Duration = Duration::from_millis(300);
 
 /// A running raftkv node: storage, Raft and the HTTP server (client API and peer RPC on one port).
 ///
@@ -48,6 +52,9 @@ pub struct Node {
     forwarder: Arc<tokio::sync::Mutex<Option<(NodeId, Client)>>>,
     /// Asks the cluster to add this node, when started with `join`.
     joiner: Option<JoinHandle<()>>,
+    /// Set at shutdown: answers carry `Connection: close` so that clients stop reusing
+    /// connections before they are closed.
+    draining: Arc<AtomicBool>,
 }
 
 impl Node {
@@ -107,8 +114,10 @@ impl Node {
                 Err(e) => return Err(NodeError::Raft(format!("initialize: {e}"))),
             }
         }
-        let router =
-            peer_router(raft.clone(), state_machine, contact).merge(client_router(handle.clone(), LeaderProxy::new()?));
+        let draining = Arc::new(AtomicBool::new(false));
+        let router = peer_router(raft.clone(), state_machine, contact)
+            .merge(client_router(handle.clone(), LeaderProxy::new()?))
+            .layer(axum::middleware::from_fn_with_state(draining.clone(), refuse_when_draining));
         let (stop_server, mut stopped) = watch::channel(false);
         let server = tokio::spawn(async move {
             let shutdown = async move {
@@ -134,7 +143,7 @@ impl Node {
             };
             Some(tokio::spawn(join_cluster(config.id, advertise, config.join.clone(), raft.clone())))
         };
-        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default(), joiner })
+        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default(), joiner, draining })
     }
 
     /// This node's id.
@@ -326,6 +335,11 @@ impl Node {
         if let Some(joiner) = &self.joiner {
             joiner.abort();
         }
+        // First send active clients elsewhere (their next request is refused, certainly undone,
+        // and the client library moves to another node), so that none sends a request on a
+        // connection as it is closed.
+        self.draining.store(true, Ordering::Relaxed);
+        tokio::time::sleep(CLOSE_NOTICE).await;
         let _ = self.stop_server.send(true);
         if tokio::time::timeout(DRAIN_TIMEOUT, self.server).await.is_err() {
             tracing::warn!("http requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
@@ -374,6 +388,23 @@ impl Node {
         *cached = Some((id, client.clone()));
         Ok(client)
     }
+}
+
+/// Once `draining` is set, refuses new client requests with `503 node_stopping` and
+/// `Connection: close`: nothing is done, and clients move to another node before this one closes
+/// its connections. Peer RPC is still served: Raft runs until the end.
+async fn refuse_when_draining(
+    axum::extract::State(draining): axum::extract::State<Arc<AtomicBool>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if !draining.load(Ordering::Relaxed) || request.uri().path().starts_with("/raft/") {
+        return next.run(request).await;
+    }
+    let mut response = ApiError::Stopping.into_response();
+    response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    response
 }
 
 /// Opens the node's storage. A node of this process that was just shut down on the same directory
