@@ -97,6 +97,12 @@ impl ProcNode {
     }
 }
 
+/// `raftkv serve` arguments for node `id` at `addr` with data in `data_dir`.
+fn serve_args(id: u64, addr: &str, data_dir: &Path) -> Vec<String> {
+    let args = ["serve", "--id", &id.to_string(), "--listen", addr, "--data-dir", &data_dir.display().to_string()];
+    args.iter().map(|a| a.to_string()).collect()
+}
+
 /// Options for [`Cluster::start`].
 #[derive(Clone, Debug)]
 pub struct ClusterOptions {
@@ -130,17 +136,8 @@ impl Cluster {
         for (i, addr) in addrs.iter().enumerate() {
             let id = i as u64 + 1;
             let data_dir = dir.path().join(format!("node-{id}"));
-            let mut args = vec![
-                "serve".to_string(),
-                "--id".into(),
-                id.to_string(),
-                "--listen".into(),
-                addr.clone(),
-                "--data-dir".into(),
-                data_dir.display().to_string(),
-                "--initial-cluster".into(),
-                initial.clone(),
-            ];
+            let mut args = serve_args(id, addr, &data_dir);
+            args.extend(["--initial-cluster".to_string(), initial.clone()]);
             args.extend(opts.extra_args.iter().cloned());
             let log = dir.path().join(format!("node-{id}.log"));
             nodes.push(ProcNode { id, addr: addr.clone(), data_dir, log, args, child: None });
@@ -159,15 +156,7 @@ impl Cluster {
     pub fn add_node(&mut self, id: u64, join: bool, extra_args: &[&str]) -> &mut ProcNode {
         let addr = format!("127.0.0.1:{}", free_port());
         let data_dir = self.dir().join(format!("node-{id}"));
-        let mut args = vec![
-            "serve".to_string(),
-            "--id".into(),
-            id.to_string(),
-            "--listen".into(),
-            addr.clone(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-        ];
+        let mut args = serve_args(id, &addr, &data_dir);
         if join {
             args.push("--join".into());
             args.push(self.endpoints().join(","));

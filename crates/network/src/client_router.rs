@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -148,12 +149,30 @@ macro_rules! parsed {
     };
 }
 
-fn received(method: Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> ReceivedRequest {
-    ReceivedRequest {
-        method,
-        path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
-        body,
-        forwarded: headers.contains_key(FORWARDED_HEADER),
+/// How a request arrived: what it takes to replay it to the leader, taken from any request.
+struct Origin {
+    method: Method,
+    path_and_query: String,
+    forwarded: bool,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Origin {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let uri = &parts.uri;
+        Ok(Origin {
+            method: parts.method.clone(),
+            path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
+            forwarded: parts.headers.contains_key(FORWARDED_HEADER),
+        })
+    }
+}
+
+impl Origin {
+    /// The request to replay, with `body`.
+    fn with_body(self, body: Bytes) -> ReceivedRequest {
+        ReceivedRequest { method: self.method, path_and_query: self.path_and_query, body, forwarded: self.forwarded }
     }
 }
 
@@ -224,6 +243,14 @@ fn member_id_of(path: Result<Path<String>, PathRejection>) -> Result<NodeId, Api
     })
 }
 
+/// The member id in the path and the `force` flag of a membership change.
+fn target_of(
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ChangeParams>, QueryRejection>,
+) -> Result<(NodeId, bool), ApiError> {
+    Ok((member_id_of(path)?, force_of(query)?))
+}
+
 fn json_of<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("{what}: {e}")))
 }
@@ -264,15 +291,13 @@ async fn put<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<WriteParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
     body: Body,
 ) -> Response {
     let body = parsed!(read_body(body, s.service.limits().max_value_bytes).await);
     let key = parsed!(key_of(path));
     let durability = parsed!(durability_of(query));
-    let req = received(method, &uri, &headers, body.clone());
+    let req = origin.with_body(body.clone());
     let command = Command::Put { key, value: body.to_vec() };
     s.serve(req, || async {
         let result = s.service.write(command.clone(), durability).await?;
@@ -285,13 +310,11 @@ async fn delete<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<WriteParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
 ) -> Response {
     let key = parsed!(key_of(path));
     let durability = parsed!(durability_of(query));
-    let req = received(method, &uri, &headers, Bytes::new());
+    let req = origin.with_body(Bytes::new());
     s.serve(req, || async {
         let result = s.service.write(Command::Delete { key: key.clone() }, durability).await?;
         let deleted = matches!(result.outcome, Outcome::Delete { deleted: true });
@@ -304,9 +327,7 @@ async fn cas<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<WriteParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
     body: Body,
 ) -> Response {
     let limit = s.service.limits().max_value_bytes;
@@ -320,7 +341,7 @@ async fn cas<S: KvService>(
     if let Some(v) = std::iter::once(&cas.value).chain(cas.expected.as_ref()).find(|v| v.len() > limit) {
         return ApiError::ValueTooLarge { size: v.len(), limit }.into_response();
     }
-    let req = received(method, &uri, &headers, body.clone());
+    let req = origin.with_body(body.clone());
     let command = Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() };
     s.serve(req, || async {
         let result = s.service.write(command.clone(), durability).await?;
@@ -336,15 +357,13 @@ async fn read<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ReadParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
 ) -> Response {
     let key = parsed!(key_of(path));
     let params = parsed!(query_of(query));
     let consistency = parsed!(consistency_of(params.consistency.as_deref()));
     let max_lag = parsed!(max_lag_of(params.max_lag_ms.as_deref(), consistency));
-    let req = received(method, &uri, &headers, Bytes::new());
+    let req = origin.with_body(Bytes::new());
     s.serve(req, || async {
         match s.service.read(key.clone(), consistency, max_lag).await? {
             Some(value) => Ok(value.into_response()),
@@ -357,9 +376,7 @@ async fn read<S: KvService>(
 async fn scan<S: KvService>(
     State(s): State<ApiState<S>>,
     query: Result<Query<ScanParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
 ) -> Response {
     let params = parsed!(query_of(query));
     let consistency = parsed!(consistency_of(params.consistency.as_deref()));
@@ -373,7 +390,7 @@ async fn scan<S: KvService>(
         })),
     };
     let prefix = params.prefix.unwrap_or_default();
-    let req = received(method, &uri, &headers, Bytes::new());
+    let req = origin.with_body(Bytes::new());
     s.serve(req, || async {
         let page = s.service.scan(prefix.clone(), params.start_after.clone(), limit, consistency).await?;
         let next = if page.more { page.entries.last().map(|(k, _)| k.clone()) } else { None };
@@ -406,15 +423,9 @@ async fn change<S: KvService>(s: &ApiState<S>, req: ReceivedRequest, change: Mem
     s.serve(req, || async { Ok(Json(s.service.change_membership(change.clone()).await?).into_response()) }).await
 }
 
-async fn add_learner<S: KvService>(
-    State(s): State<ApiState<S>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn add_learner<S: KvService>(State(s): State<ApiState<S>>, origin: Origin, body: Bytes) -> Response {
     let member = parsed!(new_member_of(&body));
-    let req = received(method, &uri, &headers, body);
+    let req = origin.with_body(body);
     change(&s, req, MembershipChange::AddLearner { id: member.id, addr: member.addr }).await
 }
 
@@ -422,55 +433,38 @@ async fn promote<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ChangeParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
 ) -> Response {
-    let id = parsed!(member_id_of(path));
-    let force = parsed!(force_of(query));
-    let req = received(method, &uri, &headers, Bytes::new());
-    change(&s, req, MembershipChange::Promote { id, force }).await
+    let (id, force) = parsed!(target_of(path, query));
+    change(&s, origin.with_body(Bytes::new()), MembershipChange::Promote { id, force }).await
 }
 
 async fn remove_member<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ChangeParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
 ) -> Response {
-    let id = parsed!(member_id_of(path));
-    let force = parsed!(force_of(query));
-    let req = received(method, &uri, &headers, Bytes::new());
-    change(&s, req, MembershipChange::Remove { id, force }).await
+    let (id, force) = parsed!(target_of(path, query));
+    change(&s, origin.with_body(Bytes::new()), MembershipChange::Remove { id, force }).await
 }
 
 async fn replace<S: KvService>(
     State(s): State<ApiState<S>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ChangeParams>, QueryRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
+    origin: Origin,
     body: Bytes,
 ) -> Response {
-    let old = parsed!(member_id_of(path));
-    let force = parsed!(force_of(query));
+    let (old, force) = parsed!(target_of(path, query));
     let member = parsed!(new_member_of(&body));
-    let req = received(method, &uri, &headers, body);
+    let req = origin.with_body(body);
     change(&s, req, MembershipChange::Replace { old, new: member.id, addr: member.addr, force }).await
 }
 
-async fn transfer_leader<S: KvService>(
-    State(s): State<ApiState<S>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn transfer_leader<S: KvService>(State(s): State<ApiState<S>>, origin: Origin, body: Bytes) -> Response {
     let transfer: LeaderTransferRequest = parsed!(json_of("leader transfer body", &body));
-    let req = received(method, &uri, &headers, body);
+    let req = origin.with_body(body);
     s.serve(req, || async { Ok(Json(s.service.transfer_leader(transfer.to).await?).into_response()) }).await
 }
 

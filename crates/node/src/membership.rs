@@ -144,25 +144,11 @@ impl KvHandle {
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let address_of = |id: NodeId| membership.get_node(&id).map(|n| n.addr.clone());
-        let owner_of = |addr: &str| membership.nodes().find(|(_, n)| n.addr == addr).map(|(id, _)| *id);
 
         match change {
             MembershipChange::AddLearner { id, addr } => {
-                match (address_of(id), owner_of(&addr)) {
-                    (Some(existing), _) if existing == addr => return Ok(current),
-                    (Some(existing), _) => {
-                        return Err(ApiError::conflict(
-                            "member_exists",
-                            format!("node {id} is already a member, at {existing}; remove it first to move it"),
-                        ));
-                    }
-                    (None, Some(owner)) => {
-                        return Err(ApiError::conflict(
-                            "address_in_use",
-                            format!("{addr} is the address of member {owner}"),
-                        ));
-                    }
-                    (None, None) => {}
+                if check_newcomer(&membership, id, &addr)? == Newcomer::AlreadyMember {
+                    return Ok(current);
                 }
                 tracing::info!(id, %addr, "adding learner");
                 self.membership_write(self.raft.add_learner(id, PeerNode::new(addr), false)).await?;
@@ -205,21 +191,11 @@ impl KvHandle {
                         Some(_) => ApiError::conflict("not_a_voter", format!("node {old} is a learner, not a voter")),
                     });
                 }
-                match (address_of(new), owner_of(&addr)) {
-                    (Some(existing), _) if existing != addr || voters.contains(&new) => {
-                        return Err(ApiError::conflict(
-                            "member_exists",
-                            format!("node {new} is already a member, at {existing}"),
-                        ));
-                    }
-                    (None, Some(owner)) => {
-                        return Err(ApiError::conflict(
-                            "address_in_use",
-                            format!("{addr} is the address of member {owner}"),
-                        ));
-                    }
-                    _ => {}
+                if voters.contains(&new) {
+                    return Err(ApiError::conflict("member_exists", format!("node {new} is already a voter")));
                 }
+                // A learner already added at this address (e.g. by `--join`) is taken as it is.
+                check_newcomer(&membership, new, &addr)?;
                 let mut next = voters.clone();
                 next.remove(&old);
                 next.insert(new);
@@ -321,6 +297,37 @@ impl KvHandle {
                 self.raft.metrics().borrow_watched().current_leader.map_or("unknown".to_string(), |l| l.to_string())
             ))),
         }
+    }
+}
+
+/// Whether a node to add is new to the cluster or already there as asked.
+#[derive(Debug, PartialEq, Eq)]
+enum Newcomer {
+    New,
+    AlreadyMember,
+}
+
+/// Checks that node `id` at `addr` may be added: its id is not a member elsewhere, and no other
+/// member has its address.
+fn check_newcomer(
+    membership: &openraft::Membership<NodeId, PeerNode>,
+    id: NodeId,
+    addr: &str,
+) -> Result<Newcomer, ApiError> {
+    if let Some(existing) = membership.get_node(&id) {
+        if existing.addr == addr {
+            return Ok(Newcomer::AlreadyMember);
+        }
+        return Err(ApiError::conflict(
+            "member_exists",
+            format!("node {id} is already a member, at {}; remove it first to move it", existing.addr),
+        ));
+    }
+    match membership.nodes().find(|(_, n)| n.addr == addr) {
+        Some((owner, _)) => {
+            Err(ApiError::conflict("address_in_use", format!("{addr} is the address of member {owner}")))
+        }
+        None => Ok(Newcomer::New),
     }
 }
 
