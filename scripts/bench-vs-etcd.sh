@@ -4,6 +4,8 @@
 # disk, runs `raftkv-bench compare` (writes with 1, 16, 64 and 256 clients, linearizable reads with
 # 64; 100-byte values; systems alternated over --trials, medians reported), stops everything and
 # prints a markdown table. Arguments go to `raftkv-bench compare` (e.g. --trials 5 --json out.json).
+# Then, unless BENCH_RECOVERY=0, `raftkv-bench recovery` times failover and catch-up on fresh
+# clusters of both systems (BENCH_RECOVERY_JSON=FILE also writes those as JSON).
 # Installs etcd-server from Debian if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,3 +76,13 @@ echo "bench: etcd $(etcd --version | head -1 | awk '{print $3}'), raftkv $("$bin
     --etcd 127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793 \
     --raftkv-pids "$(IFS=,; echo "${raftkv_pids[*]}")" --etcd-pids "$(IFS=,; echo "${etcd_pids[*]}")" \
     "$@"
+
+# Recovery runs on clusters of its own: stop the ones measured above first.
+for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+wait 2>/dev/null || true
+pids=()
+if [ "${BENCH_RECOVERY:-1}" != 0 ]; then
+    recovery_args=(--raftkv-bin "$bin/raftkv" --etcd-bin "$(command -v etcd)")
+    if [ -n "${BENCH_RECOVERY_JSON:-}" ]; then recovery_args+=(--json "$BENCH_RECOVERY_JSON"); fi
+    "$bin/raftkv-bench" recovery "${recovery_args[@]}"
+fi

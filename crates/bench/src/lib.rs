@@ -34,4 +34,5 @@
 pub mod compare;
 pub mod load;
 pub mod procstat;
+pub mod recovery;
 pub mod target;

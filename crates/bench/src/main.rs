@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use raftkv_bench::compare::{CompareSpec, compare, markdown};
 use raftkv_bench::load::{LoadSpec, Workload, preload, run};
+use raftkv_bench::recovery::{RecoverySpec, measure};
 use raftkv_bench::target::System;
 use raftkv_client::Consistency;
 
@@ -66,6 +67,30 @@ enum Command {
         trials: usize,
         #[command(flatten)]
         shape: Shape,
+    },
+    /// Failover and catch-up times on three-member clusters this command starts itself:
+    /// SIGKILL of the leader under a write load until the first write acknowledged after it
+    /// (median of --rounds), and a member restarted after missing --catch-up-writes writes until
+    /// it has applied them.
+    Recovery {
+        /// The raftkv binary.
+        #[arg(long)]
+        raftkv_bin: PathBuf,
+        /// The etcd binary; without it only raftkv is measured.
+        #[arg(long)]
+        etcd_bin: Option<PathBuf>,
+        /// Leader kills to time, per system.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+        /// Writes the restarted member misses.
+        #[arg(long, default_value_t = 20_000)]
+        catch_up_writes: usize,
+        /// First of the ports the clusters use (about 15 consecutive ports).
+        #[arg(long, default_value_t = 24100)]
+        base_port: u16,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
     },
 }
 
@@ -168,6 +193,37 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             println!("{}", markdown(&comparison));
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&comparison)?)?;
+            }
+            Ok(())
+        }
+        Command::Recovery { raftkv_bin, etcd_bin, rounds, catch_up_writes, base_port, json } => {
+            anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
+            let dir = std::env::temp_dir().join(format!("raftkv-recovery-{}", std::process::id()));
+            let mut systems = vec![(System::Raftkv, raftkv_bin)];
+            systems.extend(etcd_bin.map(|bin| (System::Etcd, bin)));
+            let mut results = Vec::new();
+            for (system, bin) in systems {
+                let spec =
+                    RecoverySpec { system, bin, base_port, rounds, catch_up_writes, dir: dir.join(system.to_string()) };
+                let result = measure(spec).await;
+                let _ = std::fs::remove_dir_all(dir.join(system.to_string()));
+                results.push(result?);
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+            println!("| system | failover median ms | failover rounds ms | catch-up of {catch_up_writes} writes ms |");
+            println!("|---|---:|---|---:|");
+            for r in &results {
+                let rounds: Vec<String> = r.failover_ms.iter().map(|ms| format!("{ms:.0}")).collect();
+                println!(
+                    "| {} | {:.0} | {} | {:.0} |",
+                    r.system,
+                    r.failover_median_ms,
+                    rounds.join(", "),
+                    r.catch_up_ms
+                );
+            }
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
             }
             Ok(())
         }

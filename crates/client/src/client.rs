@@ -25,13 +25,26 @@ const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 /// shutting down (`node_stopping`), which is always safe: such a request did nothing. It never
 /// retries a request that may have had an effect.
 ///
+/// Writes and membership changes go to the leader directly once the client knows it: a node that
+/// forwards a request names the leader in its answer (`x-raftkv-leader`), and when that is one of
+/// the client's endpoints, later writes go there, saving the forwarding hop. Reads stay on the
+/// sticky endpoint, which serves them itself (followers read by read index).
+///
 /// Cloning is cheap; clones share connections.
 #[derive(Clone)]
 pub struct Client {
     endpoints: Arc<Vec<String>>,
     current: Arc<AtomicUsize>,
+    /// Index of the endpoint last named as leader; `NO_LEADER` when unknown.
+    leader: Arc<AtomicUsize>,
     http: reqwest::Client,
 }
+
+/// `Client::leader` when no leader is known.
+const NO_LEADER: usize = usize::MAX;
+
+/// The header in which a forwarding node names the leader.
+const LEADER_HEADER: &str = "x-raftkv-leader";
 
 impl Client {
     /// A client of the nodes at `endpoints` (`http://host:port`, or `host:port`), with a 15 s
@@ -65,7 +78,12 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| ClientError::Config(format!("http client: {e}")))?;
-        Ok(Client { endpoints: Arc::new(endpoints), current: Arc::new(AtomicUsize::new(0)), http })
+        Ok(Client {
+            endpoints: Arc::new(endpoints),
+            current: Arc::new(AtomicUsize::new(0)),
+            leader: Arc::new(AtomicUsize::new(NO_LEADER)),
+            http,
+        })
     }
 
     /// The endpoints this client knows.
@@ -190,9 +208,12 @@ impl Client {
     async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(String, reqwest::Response)> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
+        let leader = self.leader.load(Ordering::Relaxed);
+        // Writes try the known leader first; everything else, and writes after it, the rotation.
+        let first = (method != Method::GET && leader < n).then_some(leader);
+        let order = first.into_iter().chain((0..n).map(|i| (start + i) % n).filter(|idx| Some(*idx) != first));
         let mut last = String::new();
-        for i in 0..n {
-            let idx = (start + i) % n;
+        for idx in order {
             let endpoint = &self.endpoints[idx];
             let mut req = self.http.request(method.clone(), format!("{endpoint}{path}"));
             match &payload {
@@ -202,20 +223,39 @@ impl Client {
             }
             match req.send().await {
                 Ok(resp) => {
+                    self.note_leader(&resp);
                     match check(endpoint, resp).await {
                         // The node is shutting down and did nothing: the next one will serve.
                         Err(ClientError::Api { code, message, .. }) if code == "node_stopping" => last = message,
                         checked => {
-                            self.current.store(idx, Ordering::Relaxed);
+                            if Some(idx) != first {
+                                self.current.store(idx, Ordering::Relaxed);
+                            }
                             return Ok((endpoint.clone(), checked?));
                         }
                     }
                 }
-                Err(e) if e.is_connect() => last = e.to_string(),
+                Err(e) if e.is_connect() => {
+                    if Some(idx) == first {
+                        let _ = self.leader.compare_exchange(idx, NO_LEADER, Ordering::Relaxed, Ordering::Relaxed);
+                    }
+                    last = e.to_string()
+                }
                 Err(e) => return Err(transport_error(endpoint, e)),
             }
         }
         Err(ClientError::Unreachable { tried: self.endpoints.join(","), last })
+    }
+}
+
+impl Client {
+    /// Remembers the leader a forwarding node named, if it is one of the endpoints.
+    fn note_leader(&self, resp: &reqwest::Response) {
+        let Some(url) = resp.headers().get(LEADER_HEADER).and_then(|v| v.to_str().ok()) else { return };
+        let url = url.trim_end_matches('/');
+        if let Some(idx) = self.endpoints.iter().position(|e| e == url) {
+            self.leader.store(idx, Ordering::Relaxed);
+        }
     }
 }
 

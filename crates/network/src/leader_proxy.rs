@@ -14,6 +14,10 @@ use crate::error::{NetworkError, Result};
 /// stale leader hint cannot make requests bounce between nodes.
 pub const FORWARDED_HEADER: &str = "x-raftkv-forwarded";
 
+/// Header set on the answer to a forwarded request: the base URL of the leader that served it, so
+/// that a client can send its next writes there directly.
+pub const LEADER_HEADER: &str = "x-raftkv-leader";
+
 /// A client request as received, kept so that it can be replayed to the leader.
 #[derive(Debug, Clone)]
 pub struct ReceivedRequest {
@@ -79,6 +83,9 @@ impl LeaderProxy {
                         .into_response();
                 if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
                     response.headers_mut().insert(header::CONTENT_TYPE, ct);
+                }
+                if let Ok(url) = HeaderValue::from_str(&leader.url()) {
+                    response.headers_mut().insert(LEADER_HEADER, url);
                 }
                 Ok(response)
             }
