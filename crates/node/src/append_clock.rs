@@ -13,6 +13,9 @@ use raftkv_network::KvRaft;
 /// a batch of entries; lags older than the oldest sample are reported as that sample's age.
 const MAX_SAMPLES: usize = 8192;
 
+/// Shortest time between two samples; lags are precise to about this much.
+const SAMPLE_EVERY: Duration = Duration::from_millis(5);
+
 /// Times at which this node's last log index grew. Cheap to clone; clones share the samples.
 #[derive(Debug, Clone, Default)]
 pub struct AppendClock {
@@ -29,6 +32,9 @@ impl AppendClock {
             loop {
                 let last = metrics.borrow_watched().last_log_index.unwrap_or(0);
                 recorder.record(Instant::now(), last);
+                // Metrics change several times per write: sample at most every SAMPLE_EVERY
+                // rather than waking for each change.
+                tokio::time::sleep(SAMPLE_EVERY).await;
                 if metrics.changed().await.is_err() {
                     return;
                 }

@@ -123,6 +123,12 @@ impl Node {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
+            // Small answers (acks, votes, responses) go out at once rather than waiting on Nagle.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::warn!(%err, "could not set TCP_NODELAY");
+                }
+            });
             if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
                 tracing::error!(%err, "http server failed");
             }
