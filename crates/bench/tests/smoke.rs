@@ -85,3 +85,26 @@ fn bench_drives_a_real_cluster() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).starts_with("error: "));
 }
+
+#[test]
+fn recovery_times_failover_and_catch_up() {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_raftkv-bench"));
+    let raftkv = bench.with_file_name("raftkv");
+    assert!(raftkv.exists(), "{} not found: run `cargo build --workspace --bins` first", raftkv.display());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("recovery.json");
+    // A port range away from the other smoke test's ephemeral ports.
+    let base = 31_000 + (std::process::id() % 1000) as u16 * 20;
+    let out = Command::new(&bench)
+        .args(["recovery", "--raftkv-bin", &raftkv.display().to_string(), "--rounds", "1"])
+        .args(["--catch-up-writes", "300", "--base-port", &base.to_string()])
+        .args(["--json", &json.display().to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let results: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let raftkv = &results[0];
+    assert_eq!(raftkv["system"], "raftkv");
+    assert!(raftkv["failover_median_ms"].as_f64().unwrap() > 0.0, "{raftkv}");
+    assert!(raftkv["catch_up_ms"].as_f64().unwrap() > 0.0, "{raftkv}");
+}
