@@ -22,7 +22,8 @@ const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 ///
 /// Any node serves any request (followers forward to the leader). The client sticks to one
 /// endpoint and moves to the next only when it cannot connect or the node answers that it is
-/// shutting down (`node_stopping`), which is always safe: such a request did nothing. It never
+/// shutting down (`node_stopping`) or not a member of the cluster (`not_a_member`), which is
+/// always safe: such a request did nothing. It never
 /// retries a request that may have had an effect.
 ///
 /// Writes and membership changes go to the leader directly once the client knows it: a node that
@@ -225,8 +226,13 @@ impl Client {
                 Ok(resp) => {
                     self.note_leader(&resp);
                     match check(endpoint, resp).await {
-                        // The node is shutting down and did nothing: the next one will serve.
-                        Err(ClientError::Api { code, message, .. }) if code == "node_stopping" => last = message,
+                        // The node is shutting down, or not (or no longer) a member, and did
+                        // nothing: the next one will serve.
+                        Err(ClientError::Api { code, message, .. })
+                            if code == "node_stopping" || code == "not_a_member" =>
+                        {
+                            last = message
+                        }
                         checked => {
                             if Some(idx) != first {
                                 self.current.store(idx, Ordering::Relaxed);

@@ -60,6 +60,10 @@ pub enum ApiError {
         /// Explanation.
         message: String,
     },
+    /// 503: this node is not a member of the cluster (it was removed, or has not been added yet);
+    /// another node will serve the request.
+    #[error("node {0} is not a member of the cluster (removed, or not added yet); send the request to a member")]
+    NotMember(NodeId),
     /// 503: this node is shutting down and takes no new requests; another node will serve it.
     #[error("node is shutting down; send the request to another node")]
     Stopping,
@@ -124,9 +128,11 @@ impl ApiError {
             ApiError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownMember(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::NotLeader { .. } | ApiError::Unavailable(_) | ApiError::TooStale { .. } | ApiError::Stopping => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::NotLeader { .. }
+            | ApiError::Unavailable(_)
+            | ApiError::TooStale { .. }
+            | ApiError::Stopping
+            | ApiError::NotMember(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown(_) | ApiError::NotConfirmedOnAll { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -146,6 +152,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Stopping => "node_stopping",
+            ApiError::NotMember(_) => "not_a_member",
             ApiError::TooStale { .. } => "too_stale",
             ApiError::NotConfirmedOnAll { .. } => "not_confirmed_on_all",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",

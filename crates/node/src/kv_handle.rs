@@ -51,6 +51,9 @@ impl KvHandle {
     /// - `lease`: the same without the quorum round while the leader's lease holds; once it has
     ///   lapsed, falls back to ReadIndex.
     async fn ready_to_read(&self, consistency: Consistency) -> Result<(), ApiError> {
+        if consistency != Consistency::Stale {
+            self.ensure_member()?;
+        }
         let deadline = Instant::now() + self.limits.leader_wait;
         loop {
             match self.confirm_read(consistency).await {
@@ -143,6 +146,15 @@ impl KvHandle {
             Some((id, node)) => ApiError::NotLeader { leader_id: Some(id), leader: Some(node) },
             None => ApiError::NotLeader { leader_id: None, leader: None },
         }
+    }
+
+    /// Refuses requests that need the cluster on a node that is not a member of it: one that was
+    /// removed (it may still believe in a leader that no longer sends it anything) or that
+    /// waits to be added. Nothing is done; a client moves to another node.
+    pub(crate) fn ensure_member(&self) -> Result<(), ApiError> {
+        let metrics = self.raft.metrics();
+        let is_member = metrics.borrow_watched().membership_config.membership().get_node(&self.id).is_some();
+        if is_member { Ok(()) } else { Err(ApiError::NotMember(self.id)) }
     }
 
     /// Whether this node currently leads.
@@ -263,6 +275,7 @@ impl KvService for KvHandle {
     }
 
     async fn write(&self, command: Command, durability: Durability) -> Result<CommandResult, ApiError> {
+        self.ensure_member()?;
         // While no leader is established the write is refused before being proposed, so trying
         // again after the election is safe; the client sees one answer, not the election.
         let deadline = Instant::now() + self.limits.leader_wait;
@@ -325,10 +338,12 @@ impl KvService for KvHandle {
     }
 
     async fn change_membership(&self, change: MembershipChange) -> Result<MembersResponse, ApiError> {
+        self.ensure_member()?;
         self.change_members(change).await
     }
 
     async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse, ApiError> {
+        self.ensure_member()?;
         self.transfer_leadership(to).await
     }
 }
