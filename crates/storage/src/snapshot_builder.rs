@@ -5,16 +5,13 @@ use std::path::PathBuf;
 
 use openraft::type_config::alias::SnapshotOf;
 use openraft::{RaftSnapshotBuilder, Snapshot};
-use raftkv_types::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use raftkv_types::{SnapshotMeta, TypeConfig};
 use rocksdb::{DB, Direction, IteratorMode, ReadOptions};
 
-use crate::codec::decode;
 use crate::error::{Result, StorageError};
-use crate::keys::{
-    ALL_CFS, CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP, generation_start,
-};
+use crate::keys::{ALL_CFS, CF_SM_DATA, generation_start};
 use crate::snapshot::{SnapshotFile, SnapshotWriter};
-use crate::state_machine::KvStateMachine;
+use crate::state_machine::{KvStateMachine, SmMeta};
 use crate::store::db_options;
 
 /// Builds one snapshot from a RocksDB checkpoint taken between two applies.
@@ -46,15 +43,9 @@ impl KvSnapshotBuilder {
     fn build_blocking(sm: &KvStateMachine, checkpoint: &PathBuf) -> Result<(SnapshotMeta, SnapshotFile)> {
         let db = DB::open_cf_for_read_only(&db_options(), checkpoint, ALL_CFS, false)
             .map_err(StorageError::rocks("open checkpoint"))?;
-        let meta_cf = db.cf_handle(CF_SM_META).expect("checkpoint has sm_meta");
         let data_cf = db.cf_handle(CF_SM_DATA).expect("checkpoint has sm_data");
-        let get = |key: &[u8]| db.get_cf(meta_cf, key).map_err(StorageError::rocks("read checkpoint metadata"));
-        let generation: u64 = get(KEY_GENERATION)?.map(|b| decode("generation", &b)).transpose()?.unwrap_or(0);
-        let last_log_id: Option<LogId> =
-            get(KEY_LAST_APPLIED)?.map(|b| decode("last applied", &b)).transpose()?.flatten();
-        let last_membership: StoredMembership =
-            get(KEY_MEMBERSHIP)?.map(|b| decode("membership", &b)).transpose()?.unwrap_or_default();
-        let meta = SnapshotMeta { last_log_id, last_membership };
+        let SmMeta { generation, last_applied, membership } = SmMeta::read(&db)?;
+        let meta = SnapshotMeta { last_log_id: last_applied, last_membership: membership };
 
         let part = sm.scratch_path("building-", ".part");
         let mut writer = SnapshotWriter::create(&part, &meta)?;

@@ -70,17 +70,30 @@ pub struct ScanPage {
     pub more: bool,
 }
 
+/// What `sm_meta` holds: which key generation is live, and the last applied log id and membership
+/// written with the data in the same batch.
+pub(crate) struct SmMeta {
+    pub(crate) generation: u64,
+    pub(crate) last_applied: Option<LogId>,
+    pub(crate) membership: StoredMembership,
+}
+
+impl SmMeta {
+    /// Reads it from `db` (the live database or a checkpoint of it).
+    pub(crate) fn read(db: &DB) -> Result<SmMeta> {
+        let cf = db.cf_handle(CF_SM_META).expect("sm_meta column family is created at open");
+        let get = |key: &[u8]| db.get_cf(cf, key).map_err(StorageError::rocks("read state machine metadata"));
+        Ok(SmMeta {
+            generation: get(KEY_GENERATION)?.map(|b| decode("generation", &b)).transpose()?.unwrap_or(0),
+            last_applied: get(KEY_LAST_APPLIED)?.map(|b| decode("last applied", &b)).transpose()?.flatten(),
+            membership: get(KEY_MEMBERSHIP)?.map(|b| decode("membership", &b)).transpose()?.unwrap_or_default(),
+        })
+    }
+}
+
 impl KvStateMachine {
     pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<KvStateMachine> {
-        let read_meta = |key: &'static [u8]| -> Result<Option<Vec<u8>>> {
-            let cf = db.cf_handle(CF_SM_META).expect("sm_meta column family is created at open");
-            db.get_cf(cf, key).map_err(StorageError::rocks("read state machine metadata"))
-        };
-        let generation: u64 = read_meta(KEY_GENERATION)?.map(|b| decode("generation", &b)).transpose()?.unwrap_or(0);
-        let last_applied: Option<LogId> =
-            read_meta(KEY_LAST_APPLIED)?.map(|b| decode("last applied", &b)).transpose()?.flatten();
-        let membership: StoredMembership =
-            read_meta(KEY_MEMBERSHIP)?.map(|b| decode("membership", &b)).transpose()?.unwrap_or_default();
+        let SmMeta { generation, last_applied, membership } = SmMeta::read(&db)?;
 
         let sm = KvStateMachine {
             inner: Arc::new(Inner {
