@@ -136,6 +136,10 @@ impl KvHandle {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         let id = m.current_leader?;
+        // A node that has just stopped leading may still name itself: that is no leader to ask.
+        if id == self.id && m.state != ServerState::Leader {
+            return None;
+        }
         let node = m.membership_config.membership().get_node(&id)?.clone();
         Some((id, node))
     }
