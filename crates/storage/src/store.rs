@@ -45,10 +45,6 @@ pub(crate) fn db_options() -> Options {
     opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
     opts.set_keep_log_file_num(4);
-    // WAL records stay in RocksDB's buffer until the flush thread's `flush_wal(true)` (or a
-    // `sync` write) writes and fsyncs them: one write system call per group commit instead of one
-    // per batch. A crash loses only what was never reported durable, as a power cut would.
-    opts.set_manual_wal_flush(true);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts
 }
