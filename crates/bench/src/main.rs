@@ -114,6 +114,14 @@ struct Shape {
     json: Option<PathBuf>,
 }
 
+/// Writes `value` as pretty JSON to `path`, when one was given.
+fn write_json<T: serde::Serialize>(path: Option<&std::path::Path>, value: &T) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        std::fs::write(path, serde_json::to_vec_pretty(value)?)?;
+    }
+    Ok(())
+}
+
 fn secs(s: f64) -> anyhow::Result<Duration> {
     anyhow::ensure!(s.is_finite() && s >= 0.0, "durations must be non-negative seconds, got {s}");
     Ok(Duration::from_secs_f64(s))
@@ -164,9 +172,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             if let Some(e) = &result.first_error {
                 eprintln!("first error: {e}");
             }
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&result)?)?;
-            }
+            write_json(json.as_deref(), &result)?;
             Ok(())
         }
         Command::Compare {
@@ -191,9 +197,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             })
             .await?;
             println!("{}", markdown(&comparison));
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&comparison)?)?;
-            }
+            write_json(json.as_deref(), &comparison)?;
             Ok(())
         }
         Command::Recovery { raftkv_bin, etcd_bin, rounds, catch_up_writes, base_port, json } => {
@@ -222,9 +226,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                     r.catch_up_ms
                 );
             }
-            if let Some(path) = json {
-                std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
-            }
+            write_json(json.as_deref(), &results)?;
             Ok(())
         }
     }

@@ -366,7 +366,7 @@ pub async fn measure(spec: RecoverySpec) -> anyhow::Result<RecoveryResult> {
     }
     writers.stop().await;
     let leader = cluster.wait_for_leader(Duration::from_secs(30)).await?;
-    let Some((_, target)) = cluster_target(&cluster, leader).await else {
+    let Some((_, target)) = cluster.progress(leader, leader).await else {
         bail!("{}: could not read the leader's progress", spec.system)
     };
     let restarted = Instant::now();
@@ -391,11 +391,6 @@ pub async fn measure(spec: RecoverySpec) -> anyhow::Result<RecoveryResult> {
         catch_up_writes: spec.catch_up_writes,
         catch_up_ms,
     })
-}
-
-/// The leader's last index, read from the leader itself.
-async fn cluster_target(cluster: &ProcCluster, leader: usize) -> Option<(u64, u64)> {
-    cluster.progress(leader, leader).await
 }
 
 /// Waits until the restarted member `i` has caught up and a leader is established.

@@ -30,12 +30,13 @@ pub fn members_of(m: &RaftMetrics<TypeConfig>) -> MembersResponse {
         .nodes()
         .map(|(id, node)| MemberInfo { id: *id, addr: node.addr.clone(), role: role_of(*id, &voters, m) })
         .collect();
-    MembersResponse {
-        leader: m.current_leader,
-        members,
-        change_in_progress: membership.get_joint_config().len() > 1
-            || m.membership_config.log_id() != m.committed_membership_config.log_id(),
-    }
+    MembersResponse { leader: m.current_leader, members, change_in_progress: change_in_progress(m) }
+}
+
+/// Whether a configuration change is under way: a joint configuration, or one not committed yet.
+fn change_in_progress(m: &RaftMetrics<TypeConfig>) -> bool {
+    m.membership_config.membership().get_joint_config().len() > 1
+        || m.membership_config.log_id() != m.committed_membership_config.log_id()
 }
 
 /// `leader`, `voter` or `learner`.
@@ -135,7 +136,7 @@ impl KvHandle {
         let settled = self
             .raft
             .wait(Some(SETTLE_TIMEOUT))
-            .metrics(|m| !members_of(m).change_in_progress, "membership change committed")
+            .metrics(|m| !change_in_progress(m), "membership change committed")
             .await;
         let Ok(m) = settled else {
             return Err(in_progress("the previous membership change is not committed yet"));
@@ -231,7 +232,7 @@ impl KvHandle {
         let _ = self
             .raft
             .wait(Some(SETTLE_TIMEOUT))
-            .metrics(|m| !members_of(m).change_in_progress, "membership change committed")
+            .metrics(|m| !change_in_progress(m), "membership change committed")
             .await;
         Ok(self.members_view())
     }
