@@ -231,6 +231,7 @@ impl Client {
                         Err(ClientError::Api { code, message, .. })
                             if code == "node_stopping" || code == "not_a_member" =>
                         {
+                            self.forget_leader(idx);
                             last = message
                         }
                         checked => {
@@ -242,9 +243,7 @@ impl Client {
                     }
                 }
                 Err(e) if e.is_connect() => {
-                    if Some(idx) == first {
-                        let _ = self.leader.compare_exchange(idx, NO_LEADER, Ordering::Relaxed, Ordering::Relaxed);
-                    }
+                    self.forget_leader(idx);
                     last = e.to_string()
                 }
                 Err(e) => return Err(transport_error(endpoint, e)),
@@ -255,6 +254,12 @@ impl Client {
 }
 
 impl Client {
+    /// Stops sending writes to endpoint `idx` first, if it was the known leader: it is gone,
+    /// stopping, or no longer a member, and a request kept on it could meet a closing connection.
+    fn forget_leader(&self, idx: usize) {
+        let _ = self.leader.compare_exchange(idx, NO_LEADER, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
     /// Remembers the leader a forwarding node named, if it is one of the endpoints.
     fn note_leader(&self, resp: &reqwest::Response) {
         let Some(url) = resp.headers().get(LEADER_HEADER).and_then(|v| v.to_str().ok()) else { return };
