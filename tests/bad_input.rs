@@ -84,10 +84,11 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
             .await;
 
         phase(&format!("peer RPC on node {id}"));
-        for path in ["append", "vote", "pre-vote", "transfer-leader", "snapshot"] {
+        for path in ["append", "append-stream", "vote", "pre-vote", "transfer-leader", "snapshot"] {
             let resp = http.post(format!("{base}/raft/v1/{path}")).body(vec![0xffu8; 64]).send().await.unwrap();
             assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "garbage to /raft/v1/{path}");
         }
+        garbage_on_append_stream(&cluster.addr(id)).await;
         let huge = vec![0u8; 65 << 20];
         let resp = http.post(format!("{base}/raft/v1/append")).body(huge).send().await;
         // Either a 413 or the server closing the oversized upload: never a crash.
@@ -104,4 +105,27 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
     assert_eq!(cluster.wait_for_leader(Duration::from_secs(5)).await, leader);
     // A key exactly at the limits is fine.
     client.put(&"k".repeat(4096), vec![b'v'; 1 << 20]).await.expect("limits are inclusive");
+}
+
+/// An upgraded append stream that receives a frame that is not a request is closed by the peer,
+/// which keeps serving.
+async fn garbage_on_append_stream(addr: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let upgrade = format!(
+        "POST /raft/v1/append-stream HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: raftkv-append/1\r\ncontent-length: 0\r\n\r\n"
+    );
+    tcp.write_all(upgrade.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tcp.read(&mut byte).await.unwrap(), 1, "connection closed during the protocol switch");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    // A frame of 8 bytes of garbage.
+    tcp.write_all(&[0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(Ok(0))), "the peer should close the stream without answering: {read:?}");
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::load::{LoadResult, LoadSpec, Workload, preload, run};
 use crate::procstat::{cpu_seconds, machine_busy, peak_rss_mib};
-use crate::target::System;
+use crate::target::{Placement, System};
 
 /// Settings of a comparison.
 #[derive(Debug, Clone)]
@@ -95,6 +95,12 @@ fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
+/// Where the clients of a row go: writes straight to the leader on both systems (each at its
+/// best: no forwarding hop), reads spread over the members (any member can serve them).
+fn placement(workload: Workload) -> Placement {
+    if workload == Workload::Read { Placement::Spread } else { Placement::Leader }
+}
+
 /// Runs the rows: writes with 1, 16, 64 and 256 clients, then linearizable reads with 64.
 pub async fn compare(spec: CompareSpec) -> anyhow::Result<Comparison> {
     let rows_spec: [(Workload, usize); 5] = [
@@ -134,6 +140,7 @@ pub async fn compare(spec: CompareSpec) -> anyhow::Result<Comparison> {
                 let result = run(LoadSpec {
                     system,
                     endpoints: endpoints.clone(),
+                    placement: placement(workload),
                     workload,
                     consistency: Consistency::Linearizable,
                     clients,

@@ -11,11 +11,12 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use std::time::Duration;
 //! use raftkv_bench::load::{LoadSpec, Workload, run};
-//! use raftkv_bench::target::System;
+//! use raftkv_bench::target::{Placement, System};
 //!
 //! let result = run(LoadSpec {
 //!     system: System::Raftkv,
 //!     endpoints: vec!["http://127.0.0.1:7001".into()],
+//!     placement: Placement::Spread,
 //!     workload: Workload::Write,
 //!     consistency: raftkv_client::Consistency::Linearizable,
 //!     clients: 16,

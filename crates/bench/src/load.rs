@@ -10,7 +10,7 @@ use raftkv_client::Consistency;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::target::{System, Target};
+use crate::target::{Placement, System, Target, leader_first};
 
 /// What the clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -33,6 +33,8 @@ pub struct LoadSpec {
     pub system: System,
     /// Its endpoints.
     pub endpoints: Vec<String>,
+    /// Which members the clients talk to.
+    pub placement: Placement,
     /// The workload.
     pub workload: Workload,
     /// Read consistency (raftkv: as named; etcd: stale = serializable, else linearizable).
@@ -128,9 +130,14 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
         hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3)?),
         first_error: Mutex::new(None),
     });
+    let endpoints = match spec.placement {
+        Placement::Spread => spec.endpoints.clone(),
+        Placement::Leader => leader_first(spec.system, &spec.endpoints).await?,
+    };
     let mut tasks = Vec::new();
     for c in 0..spec.clients {
-        let mut target = Target::connect(spec.system, &spec.endpoints, c, spec.consistency).await?;
+        let first = if spec.placement == Placement::Leader { 0 } else { c };
+        let mut target = Target::connect(spec.system, &endpoints, first, spec.consistency).await?;
         let shared = shared.clone();
         let spec = spec.clone();
         tasks.push(tokio::spawn(async move {

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use raftkv_bench::compare::{CompareSpec, compare, markdown};
 use raftkv_bench::load::{LoadSpec, Workload, preload, run};
 use raftkv_bench::recovery::{RecoverySpec, measure};
-use raftkv_bench::target::System;
+use raftkv_bench::target::{Placement, System};
 use raftkv_client::Consistency;
 
 /// Benchmarks of raftkv, side by side with etcd.
@@ -45,6 +45,9 @@ enum Command {
         /// Fraction of reads in `mixed`.
         #[arg(long, default_value_t = 0.9)]
         read_ratio: f64,
+        /// Which members the clients talk to: `spread` over all, or all to the `leader`.
+        #[arg(long, default_value = "spread")]
+        placement: Placement,
         #[command(flatten)]
         shape: Shape,
     },
@@ -136,6 +139,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             consistency,
             clients,
             read_ratio,
+            placement,
             shape: Shape { duration, warmup, value_size, keys, json },
         } => {
             anyhow::ensure!(clients >= 1, "--clients must be at least 1");
@@ -146,6 +150,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             let result = run(LoadSpec {
                 system: target,
                 endpoints,
+                placement,
                 workload,
                 consistency,
                 clients,

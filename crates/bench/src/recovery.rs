@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use raftkv_client::{Client, Role};
+use raftkv_client::{Client, Consistency, Role};
 use serde::Serialize;
 
-use crate::target::System;
+use crate::target::{ConnectOptions, System, Target, etcd_status};
 
 /// What to measure, on which system.
 #[derive(Debug, Clone)]
@@ -172,7 +172,7 @@ impl ProcCluster {
                 }
                 System::Etcd => {
                     if let Ok(s) = etcd_status(&m.client_url).await
-                        && s.0 == s.1
+                        && s.member_id == s.leader_id
                     {
                         return Some(i);
                     }
@@ -195,7 +195,7 @@ impl ProcCluster {
             System::Etcd => {
                 let mine = etcd_status(&url(i)).await.ok()?;
                 let theirs = etcd_status(&url(leader)).await.ok()?;
-                Some((mine.2, theirs.3))
+                Some((mine.applied_index, theirs.raft_index))
             }
         }
     }
@@ -220,16 +220,6 @@ impl Drop for ProcCluster {
             self.kill(i);
         }
     }
-}
-
-/// (member id, leader id, applied index, raft index) of the etcd member at `url`.
-async fn etcd_status(url: &str) -> anyhow::Result<(u64, u64, u64, u64)> {
-    let host = url.trim_start_matches("http://").to_string();
-    let options = etcd_client::ConnectOptions::new().with_timeout(Duration::from_millis(500));
-    let mut client = etcd_client::Client::connect([host], Some(options)).await?;
-    let s = client.status().await?;
-    let id = s.header().map_or(0, |h| h.member_id());
-    Ok((id, s.leader(), s.raft_applied_index(), s.raft_index()))
 }
 
 /// Writers that put unique keys until stopped, recording when each acknowledged write was sent.
@@ -303,24 +293,10 @@ impl Writers {
     }
 }
 
-async fn connect(system: System, endpoints: &[String], n: usize) -> Option<crate::target::Target> {
-    let eps: Vec<String> = match system {
-        System::Raftkv => endpoints.to_vec(),
-        System::Etcd => endpoints.iter().map(|e| e.trim_start_matches("http://").to_string()).collect(),
-    };
-    match system {
-        System::Raftkv => {
-            let mut rotated = eps;
-            rotated.rotate_left(n % endpoints.len());
-            let client = Client::with_timeout(rotated, Duration::from_secs(2)).ok()?;
-            Some(crate::target::Target::Raftkv { client, consistency: raftkv_client::Consistency::Linearizable })
-        }
-        System::Etcd => {
-            let options = etcd_client::ConnectOptions::new().with_timeout(Duration::from_secs(2));
-            let client = etcd_client::Client::connect(eps, Some(options)).await.ok()?;
-            Some(crate::target::Target::Etcd { client: Box::new(client), linearizable: true })
-        }
-    }
+/// A writer's connection: short timeouts, and every member to fail over to.
+async fn connect(system: System, endpoints: &[String], n: usize) -> Option<Target> {
+    let options = ConnectOptions { timeout: Some(Duration::from_secs(2)), fail_over: true };
+    Target::connect_with(system, endpoints, n, Consistency::Linearizable, options).await.ok()
 }
 
 fn median(values: &[f64]) -> f64 {

@@ -1,6 +1,8 @@
 //! The systems under test, behind one interface: raftkv over its HTTP API, etcd over gRPC.
 
-use raftkv_client::{Client, Consistency};
+use std::time::Duration;
+
+use raftkv_client::{Client, Consistency, Role};
 
 /// A connection to the system under test, owned by one benchmark client.
 pub enum Target {
@@ -18,6 +20,27 @@ pub enum Target {
         /// `true` for linearizable reads, `false` for serializable (local) ones.
         linearizable: bool,
     },
+}
+
+/// How a [`Target`] connects.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOptions {
+    /// Per-request timeout (the client library's default when `None`).
+    pub timeout: Option<Duration>,
+    /// Give an etcd client every member (it fails over), not only its own.
+    pub fail_over: bool,
+}
+
+/// Which members the clients of a run talk to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Placement {
+    /// Client `n` starts at member `n mod members`: the load spreads over the members, and a
+    /// follower forwards what only the leader can do.
+    Spread,
+    /// Every client starts at the member that leads when the run begins: no forwarding hop. Both
+    /// systems' best case for writes (raftkv's client also moves to the leader by itself).
+    Leader,
 }
 
 /// Which system.
@@ -39,23 +62,91 @@ impl std::fmt::Display for System {
     }
 }
 
+/// `endpoints` with the member that currently leads first; the order of the others is kept.
+pub async fn leader_first(system: System, endpoints: &[String]) -> anyhow::Result<Vec<String>> {
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let leads = match system {
+            System::Raftkv => {
+                let client = Client::with_timeout([endpoint.clone()], Duration::from_millis(500))?;
+                client.status().await.is_ok_and(|s| s.role == Role::Leader)
+            }
+            System::Etcd => etcd_status(endpoint).await.is_ok_and(|s| s.member_id == s.leader_id),
+        };
+        if leads {
+            let mut ordered = endpoints.to_vec();
+            let leader = ordered.remove(i);
+            ordered.insert(0, leader);
+            return Ok(ordered);
+        }
+    }
+    anyhow::bail!("{system}: no member reports itself leader")
+}
+
+/// What an etcd member reports of itself.
+#[derive(Debug, Clone, Copy)]
+pub struct EtcdStatus {
+    /// The member's id.
+    pub member_id: u64,
+    /// The id of the member it believes leads.
+    pub leader_id: u64,
+    /// Its applied index.
+    pub applied_index: u64,
+    /// Its last raft index.
+    pub raft_index: u64,
+}
+
+/// The status of the etcd member at `url`.
+pub async fn etcd_status(url: &str) -> anyhow::Result<EtcdStatus> {
+    let host = url.trim_start_matches("http://").to_string();
+    let options = etcd_client::ConnectOptions::new().with_timeout(Duration::from_millis(500));
+    let mut client = etcd_client::Client::connect([host], Some(options)).await?;
+    let s = client.status().await?;
+    Ok(EtcdStatus {
+        member_id: s.header().map_or(0, |h| h.member_id()),
+        leader_id: s.leader(),
+        applied_index: s.raft_applied_index(),
+        raft_index: s.raft_index(),
+    })
+}
+
 impl Target {
     /// Connects client number `n` to `endpoints`, starting at a different endpoint per client so
     /// that the load spreads over the nodes (followers forward to the leader, on both systems).
+    /// An etcd client stays on that one member.
     pub async fn connect(
         system: System,
         endpoints: &[String],
         n: usize,
         consistency: Consistency,
     ) -> anyhow::Result<Target> {
+        Self::connect_with(system, endpoints, n, consistency, ConnectOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with a request timeout and, for etcd, every member to fail
+    /// over to.
+    pub async fn connect_with(
+        system: System,
+        endpoints: &[String],
+        n: usize,
+        consistency: Consistency,
+        options: ConnectOptions,
+    ) -> anyhow::Result<Target> {
         let mut rotated = endpoints.to_vec();
         rotated.rotate_left(n % endpoints.len().max(1));
         Ok(match system {
-            System::Raftkv => Target::Raftkv { client: Client::new(&rotated)?, consistency },
+            System::Raftkv => {
+                let client = match options.timeout {
+                    Some(timeout) => Client::with_timeout(&rotated, timeout)?,
+                    None => Client::new(&rotated)?,
+                };
+                Target::Raftkv { client, consistency }
+            }
             System::Etcd => {
+                let members = if options.fail_over { rotated.len() } else { 1 };
                 let hosts: Vec<String> =
-                    rotated.iter().map(|e| e.trim_start_matches("http://").to_string()).take(1).collect();
-                let client = Box::new(etcd_client::Client::connect(hosts, None).await?);
+                    rotated.iter().map(|e| e.trim_start_matches("http://").to_string()).take(members).collect();
+                let etcd_options = options.timeout.map(|t| etcd_client::ConnectOptions::new().with_timeout(t));
+                let client = Box::new(etcd_client::Client::connect(hosts, etcd_options).await?);
                 Target::Etcd { client, linearizable: consistency != Consistency::Stale }
             }
         })

@@ -53,7 +53,7 @@ fn bench_drives_a_real_cluster() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    for workload in ["write", "read", "cas"] {
+    for (workload, placement) in [("write", "leader"), ("read", "spread"), ("cas", "spread")] {
         let json = dir.path().join(format!("{workload}.json"));
         let out = Command::new(&bench)
             .args([
@@ -68,6 +68,8 @@ fn bench_drives_a_real_cluster() {
                 "0.5",
                 "--keys",
                 "200",
+                "--placement",
+                placement,
             ])
             .args(["--endpoints", &endpoints.join(","), "--json", &json.display().to_string()])
             .output()

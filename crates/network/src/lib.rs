@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - [`peer_client`]: [`PeerNetwork`] and [`PeerClient`], openraft's `RaftNetworkFactory` and
-//!   `RaftNetworkV2` over HTTP with bincode bodies.
+//!   `RaftNetworkV2` over HTTP with bincode bodies; replication is pipelined over one upgraded
+//!   connection per peer ([`append_pipe`]).
 //! - [`peer_router`](mod@peer_router): the `/raft/v1/*` routes that deliver those RPCs to the local Raft.
 //! - [`client_router`](mod@client_router): the `/v1/*` client API; [`kv_service`] is what it needs from the node.
 //! - [`leader_proxy`]: forwarding client requests from a follower to the leader.
@@ -22,6 +23,7 @@
 //! ```
 
 pub mod api_error;
+pub mod append_pipe;
 pub mod client_router;
 mod error;
 pub mod kv_service;

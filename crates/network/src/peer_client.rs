@@ -4,15 +4,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
 use openraft::RaftNetworkFactory;
 use openraft::error::{
     NetworkError as RaftNetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{RPCOption, RPCTypes, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use raftkv_storage::SnapshotFile;
 use raftkv_types::{NodeId, PeerNode, TypeConfig, Vote};
@@ -20,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::io::ReaderStream;
 
+use crate::append_pipe::{self, AppendPipe, Link};
 use crate::error::{NetworkError, Result};
 use crate::peer_router::{PATH_APPEND, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, RemoteResult};
 use crate::wire;
@@ -52,12 +55,20 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &PeerNode) -> PeerClient {
-        PeerClient { id: self.id, target, base: node.url(), http: self.http.clone() }
+        PeerClient {
+            id: self.id,
+            target,
+            addr: node.addr.clone(),
+            base: node.url(),
+            http: self.http.clone(),
+            pipe: None,
+        }
     }
 }
 
-/// Sends Raft RPCs from this node to one peer. Each RPC is one HTTP POST with a bincode body,
-/// bounded by the timeout openraft passes in [`RPCOption`].
+/// Sends Raft RPCs from this node to one peer. Replication (AppendEntries, heartbeats included)
+/// is pipelined over one long-lived [`AppendPipe`]; every other RPC is one HTTP POST with a
+/// bincode body, bounded by the timeout openraft passes in [`RPCOption`].
 ///
 /// Errors keep openraft's distinction: a peer that cannot be connected to is
 /// [`Unreachable`] (openraft backs off), a deadline is [`Timeout`], anything else that went wrong
@@ -65,8 +76,11 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 pub struct PeerClient {
     id: NodeId,
     target: NodeId,
+    addr: String,
     base: String,
     http: reqwest::Client,
+    /// The append stream, kept from one replication session to the next.
+    pipe: Option<AppendPipe>,
 }
 
 impl PeerClient {
@@ -162,6 +176,28 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(PATH_APPEND, RPCTypes::AppendEntries, &rpc, &option).await
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<
+        's,
+        Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>>, RPCError<TypeConfig>>,
+    >
+    where
+        S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let ttl = option.hard_ttl();
+            let link = Link { from: self.id, to: self.target };
+            if !self.pipe.as_ref().is_some_and(AppendPipe::reusable) {
+                self.pipe = None;
+                self.pipe = Some(AppendPipe::open(&self.addr, ttl, link).await?);
+            }
+            Ok(append_pipe::session(&mut self.pipe, input, link, ttl))
+        })
     }
 
     async fn vote(

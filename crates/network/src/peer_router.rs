@@ -1,24 +1,32 @@
 //! The server side of peer RPC: HTTP routes that hand Raft messages to the local openraft.
 
+use std::collections::VecDeque;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use openraft::error::{LinearizableReadError, RaftError};
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult, TransferLeaderRequest, VoteRequest,
+};
 use openraft::{ReadPolicy, Snapshot};
 use raftkv_storage::{KvStateMachine, SnapshotFile};
 use raftkv_types::{NodeId, TypeConfig, Vote};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::api_error::ApiError;
+use crate::append_pipe::{self, PATH_APPEND_STREAM, UPGRADE_PROTOCOL};
 use crate::leader_contact::LeaderContact;
 use crate::wire;
 
@@ -98,6 +106,7 @@ pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine, contact: LeaderC
     let state = PeerState { raft, state_machine, contact };
     Router::new()
         .route(PATH_APPEND, post(append))
+        .route(PATH_APPEND_STREAM, post(append_stream))
         .route(PATH_VOTE, post(vote))
         .route(PATH_PRE_VOTE, post(pre_vote))
         .route(PATH_TRANSFER_LEADER, post(transfer_leader))
@@ -131,6 +140,92 @@ async fn append(State(s): State<PeerState>, body: Bytes) -> Result<Response, Api
         s.contact.record(received, committed);
     }
     Ok(reply(result))
+}
+
+/// Switches the connection to the append stream protocol (see [`crate::append_pipe`]) and serves
+/// it on a task of its own. Anything but a proper upgrade request gets a 400 with a JSON error.
+async fn append_stream(State(s): State<PeerState>, mut request: Request) -> Response {
+    let wants = request.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
+    if wants != Some(UPGRADE_PROTOCOL) {
+        let message = format!("expected a connection upgrade to {UPGRADE_PROTOCOL}");
+        return ApiError::bad_request("invalid_upgrade", message).into_response();
+    }
+    let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
+        return ApiError::bad_request("invalid_upgrade", "this connection cannot be upgraded").into_response();
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve_append_stream(s, TokioIo::new(upgraded)).await,
+            Err(e) => tracing::debug!("append stream upgrade failed: {e}"),
+        }
+    });
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    response
+}
+
+/// Feeds the requests read from `io` to openraft's pipelined append and writes its answers back
+/// in order, until either side ends. Accepted requests are recorded in the leader contact.
+async fn serve_append_stream<IO>(s: PeerState, io: IO)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (read, write) = tokio::io::split(io);
+    let mut writer = FramedWrite::new(write, append_pipe::codec());
+    // When each request arrived and the commit index it carried, oldest first: answers come back
+    // in request order, so each answer pops its own request's entry.
+    let arrivals = Arc::new(Mutex::new(VecDeque::<(Instant, u64)>::new()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let input = {
+        let arrivals = arrivals.clone();
+        FramedRead::new(read, append_pipe::codec()).take_until(stopped).scan((), move |(), frame| {
+            let rpc = frame.map_err(|e| e.to_string()).and_then(|frame| {
+                wire::decode::<AppendEntriesRequest<TypeConfig>>("append entries request", &frame)
+                    .map_err(|e| e.to_string())
+            });
+            let next = match rpc {
+                Ok(rpc) => {
+                    let committed = rpc.leader_commit.as_ref().map_or(0, |l| l.index);
+                    arrivals.lock().unwrap_or_else(|e| e.into_inner()).push_back((Instant::now(), committed));
+                    Some(rpc)
+                }
+                Err(e) => {
+                    tracing::warn!("append stream ends: {e}");
+                    None
+                }
+            };
+            std::future::ready(next)
+        })
+    };
+    let mut answers = std::pin::pin!(s.raft.stream_append(input));
+    while let Some(answer) = answers.next().await {
+        let arrival = arrivals.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        let answer: RemoteResult<StreamAppendResult<TypeConfig>> = match answer {
+            Ok(result) => {
+                // Only a message from the leader this node follows says anything about freshness.
+                if let (Ok(_), Some((at, committed))) = (&result, arrival) {
+                    s.contact.record(at, committed);
+                }
+                Ok(result)
+            }
+            Err(fatal) => Err(RemoteFailure { message: fatal.to_string() }),
+        };
+        let last = !matches!(answer, Ok(Ok(_)));
+        let frame = match wire::encode(&answer) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::error!("encode append answer: {e}");
+                break;
+            }
+        };
+        if writer.send(Bytes::from(frame)).await.is_err() || last {
+            break;
+        }
+    }
+    // Ends the input (and with it openraft's reading task) even if the leader keeps the
+    // connection open.
+    drop(stop);
 }
 
 /// Confirms leadership with a quorum (ReadIndex) and answers the index the caller must have

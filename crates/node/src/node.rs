@@ -123,10 +123,14 @@ impl Node {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            // Small answers (acks, votes, responses) go out at once rather than waiting on Nagle.
+            // Small answers (acks, votes, responses) go out at once rather than waiting on Nagle;
+            // keepalive ends a long-lived append stream whose leader was cut off.
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
                 if let Err(err) = tcp.set_nodelay(true) {
                     tracing::warn!(%err, "could not set TCP_NODELAY");
+                }
+                if let Err(err) = raftkv_network::append_pipe::set_keepalive(tcp) {
+                    tracing::warn!(%err, "could not set TCP keepalive");
                 }
             });
             if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
