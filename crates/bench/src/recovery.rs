@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use raftkv_client::{Client, Consistency, Role};
+use raftkv_client::{Client, Consistency};
 use serde::Serialize;
 
-use crate::target::{ConnectOptions, System, Target, etcd_status};
+use crate::target::{ConnectOptions, System, Target, etcd_status, leads};
 
 /// What to measure, on which system.
 #[derive(Debug, Clone)]
@@ -158,25 +158,8 @@ impl ProcCluster {
     /// The index of the member that leads, as the members report it.
     async fn leader(&self) -> Option<usize> {
         for (i, m) in self.members.iter().enumerate() {
-            if m.child.is_none() {
-                continue;
-            }
-            match self.system {
-                System::Raftkv => {
-                    let client = Client::with_timeout([m.client_url.clone()], Duration::from_millis(500)).ok()?;
-                    if let Ok(s) = client.status().await
-                        && s.role == Role::Leader
-                    {
-                        return Some(i);
-                    }
-                }
-                System::Etcd => {
-                    if let Ok(s) = etcd_status(&m.client_url).await
-                        && s.member_id == s.leader_id
-                    {
-                        return Some(i);
-                    }
-                }
+            if m.child.is_some() && leads(self.system, &m.client_url).await {
+                return Some(i);
             }
         }
         None

@@ -62,17 +62,21 @@ impl std::fmt::Display for System {
     }
 }
 
+/// Whether the member at `endpoint` reports that it leads (no answer within 500 ms: no).
+pub async fn leads(system: System, endpoint: &str) -> bool {
+    match system {
+        System::Raftkv => match Client::with_timeout([endpoint], Duration::from_millis(500)) {
+            Ok(client) => client.status().await.is_ok_and(|s| s.role == Role::Leader),
+            Err(_) => false,
+        },
+        System::Etcd => etcd_status(endpoint).await.is_ok_and(|s| s.member_id == s.leader_id),
+    }
+}
+
 /// `endpoints` with the member that currently leads first; the order of the others is kept.
 pub async fn leader_first(system: System, endpoints: &[String]) -> anyhow::Result<Vec<String>> {
     for (i, endpoint) in endpoints.iter().enumerate() {
-        let leads = match system {
-            System::Raftkv => {
-                let client = Client::with_timeout([endpoint.clone()], Duration::from_millis(500))?;
-                client.status().await.is_ok_and(|s| s.role == Role::Leader)
-            }
-            System::Etcd => etcd_status(endpoint).await.is_ok_and(|s| s.member_id == s.leader_id),
-        };
-        if leads {
+        if leads(system, endpoint).await {
             let mut ordered = endpoints.to_vec();
             let leader = ordered.remove(i);
             ordered.insert(0, leader);

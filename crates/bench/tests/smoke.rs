@@ -21,11 +21,17 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn bench_drives_a_real_cluster() {
+/// The `raftkv-bench` binary under test and the `raftkv` binary next to it.
+fn binaries() -> (PathBuf, PathBuf) {
     let bench = PathBuf::from(env!("CARGO_BIN_EXE_raftkv-bench"));
     let raftkv = bench.with_file_name("raftkv");
     assert!(raftkv.exists(), "{} not found: run `cargo build --workspace --bins` first", raftkv.display());
+    (bench, raftkv)
+}
+
+#[test]
+fn bench_drives_a_real_cluster() {
+    let (bench, raftkv) = binaries();
     let dir = tempfile::tempdir().unwrap();
     let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let initial: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
@@ -90,9 +96,7 @@ fn bench_drives_a_real_cluster() {
 
 #[test]
 fn recovery_times_failover_and_catch_up() {
-    let bench = PathBuf::from(env!("CARGO_BIN_EXE_raftkv-bench"));
-    let raftkv = bench.with_file_name("raftkv");
-    assert!(raftkv.exists(), "{} not found: run `cargo build --workspace --bins` first", raftkv.display());
+    let (bench, raftkv) = binaries();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("recovery.json");
     // A port range away from the other smoke test's ephemeral ports.

@@ -55,9 +55,9 @@ const MAX_HANDSHAKE_BYTES: usize = 4096;
 
 /// How long an idle connection may go without a sign of life before the kernel's keepalive
 /// probes start; a peer cut off by a partition is found out within about 15 s even when idle.
-pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
 /// Interval between keepalive probes.
-pub(crate) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The frame codec of both directions.
 pub(crate) fn codec() -> LengthDelimitedCodec {
