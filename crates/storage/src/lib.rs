@@ -7,7 +7,8 @@
 //!   queued meanwhile (group commit, [`WalFlusher`]).
 //! - The vote: before `save_vote` returns.
 //! - State-machine data: it is derived from the log and re-applied from it, so applies are written
-//!   atomically but not fsynced.
+//!   atomically but outside the WAL; they reach disk with the next memtable flush (all column
+//!   families at once), and the log is kept until they have.
 //! - A snapshot: its file is fsynced before it is published; an installed snapshot is switched to
 //!   with one fsynced batch.
 //!
