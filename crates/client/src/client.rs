@@ -4,15 +4,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use raftkv_types::NodeId;
 use raftkv_types::api::{
     CasRequest, CasResponse, Consistency, DeleteResponse, Durability, ErrorBody, LeaderTransferRequest,
     LeaderTransferResponse, MembersResponse, NewMember, NodeStatus, PutResponse, ScanResponse,
 };
-use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
+use crate::connection_pool::{Answer, ConnectionPool, SendError};
 use crate::error::{ClientError, Result};
 
 /// Characters left as they are in a key's URL path segment: RFC 3986's unreserved set.
@@ -35,17 +37,17 @@ const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 #[derive(Clone)]
 pub struct Client {
     endpoints: Arc<Vec<String>>,
+    /// `host:port` of each endpoint, in the same order.
+    authorities: Arc<Vec<String>>,
     current: Arc<AtomicUsize>,
     /// Index of the endpoint last named as leader; `NO_LEADER` when unknown.
     leader: Arc<AtomicUsize>,
-    http: reqwest::Client,
+    pool: Arc<ConnectionPool>,
+    timeout: Duration,
 }
 
 /// `Client::leader` when no leader is known.
 const NO_LEADER: usize = usize::MAX;
-
-/// The header in which a forwarding node names the leader.
-const LEADER_HEADER: &str = "x-raftkv-leader";
 
 impl Client {
     /// A client of the nodes at `endpoints` (`http://host:port`, or `host:port`), with a 15 s
@@ -73,17 +75,14 @@ impl Client {
         if endpoints.is_empty() {
             return Err(ClientError::Config("no endpoints given".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .build()
-            .map_err(|e| ClientError::Config(format!("http client: {e}")))?;
+        let authorities = endpoints.iter().map(|e| authority(e)).collect::<Result<Vec<_>>>()?;
         Ok(Client {
             endpoints: Arc::new(endpoints),
+            authorities: Arc::new(authorities),
             current: Arc::new(AtomicUsize::new(0)),
             leader: Arc::new(AtomicUsize::new(NO_LEADER)),
-            http,
+            pool: Arc::new(ConnectionPool::new(Duration::from_secs(2))),
+            timeout,
         })
     }
 
@@ -105,14 +104,14 @@ impl Client {
             Durability::Majority => key_path(key, ""),
             Durability::All => format!("{}?durability=all", key_path(key, "")),
         };
-        json(self.send(Method::PUT, &path, Payload::Raw(value.into())).await?).await
+        self.json(self.send(Method::PUT, &path, Payload::Raw(value.into())).await?)
     }
 
     /// Reads `key` at `consistency`; `None` when it is absent.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
         let path = format!("{}?consistency={consistency}", key_path(key, ""));
         match self.send(Method::GET, &path, Payload::Empty).await {
-            Ok(resp) => Ok(Some(body(resp).await?.to_vec())),
+            Ok((_, body)) => Ok(Some(body.to_vec())),
             Err(ClientError::Api { code, .. }) if code == "key_not_found" => Ok(None),
             Err(e) => Err(e),
         }
@@ -123,7 +122,7 @@ impl Client {
     pub async fn get_bounded(&self, key: &str, max_lag: Duration) -> Result<Option<Vec<u8>>> {
         let path = format!("{}?consistency=stale&max_lag_ms={}", key_path(key, ""), max_lag.as_millis());
         match self.send(Method::GET, &path, Payload::Empty).await {
-            Ok(resp) => Ok(Some(body(resp).await?.to_vec())),
+            Ok((_, body)) => Ok(Some(body.to_vec())),
             Err(ClientError::Api { code, .. }) if code == "key_not_found" => Ok(None),
             Err(e) => Err(e),
         }
@@ -131,14 +130,14 @@ impl Client {
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
-        json(self.send(Method::DELETE, &key_path(key, ""), Payload::Empty).await?).await
+        self.json(self.send(Method::DELETE, &key_path(key, ""), Payload::Empty).await?)
     }
 
     /// Sets `key` to `value` if it holds `expected` (`None`: if it is absent).
     pub async fn cas(&self, key: &str, expected: Option<&str>, value: &str) -> Result<CasResponse> {
         let req = CasRequest { expected: expected.map(str::to_string), value: value.to_string() };
         let body = serde_json::to_vec(&req).map_err(|e| ClientError::Config(format!("encode cas body: {e}")))?;
-        json(self.send(Method::POST, &key_path(key, "/cas"), Payload::Json(body)).await?).await
+        self.json(self.send(Method::POST, &key_path(key, "/cas"), Payload::Json(body)).await?)
     }
 
     /// Lists up to `limit` keys under `prefix` after `start_after`.
@@ -154,42 +153,50 @@ impl Client {
         if let Some(after) = start_after {
             path.push_str(&format!("&start_after={}", enc(after)));
         }
-        json(self.send(Method::GET, &path, Payload::Empty).await?).await
+        self.json(self.send(Method::GET, &path, Payload::Empty).await?)
     }
 
     /// The status of the node this client currently talks to.
     pub async fn status(&self) -> Result<NodeStatus> {
-        json(self.send(Method::GET, "/v1/status", Payload::Empty).await?).await
+        self.json(self.send(Method::GET, "/v1/status", Payload::Empty).await?)
     }
 
     /// The status of the node at `endpoint`, without moving to another node.
     pub async fn status_of(&self, endpoint: &str) -> Result<NodeStatus> {
-        let resp =
-            self.http.get(format!("{endpoint}/v1/status")).send().await.map_err(|e| transport_error(endpoint, e))?;
-        json((endpoint.to_string(), check(endpoint, resp).await?)).await
+        let endpoint = endpoint.trim().trim_end_matches('/');
+        let endpoint = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+        let authority = authority(&endpoint)?;
+        let sent = self.pool.send(&authority, Method::GET, "/v1/status", false, Bytes::new());
+        let answer = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => return Err(transport_error(&endpoint, e)),
+            Err(_) => return Err(timed_out(&endpoint, self.timeout)),
+        };
+        let body = check(answer)?;
+        decode(&endpoint, &body)
     }
 
     /// The members, as the node this client talks to knows them.
     pub async fn members(&self) -> Result<MembersResponse> {
-        json(self.send(Method::GET, "/v1/cluster/members", Payload::Empty).await?).await
+        self.json(self.send(Method::GET, "/v1/cluster/members", Payload::Empty).await?)
     }
 
     /// Adds node `id` at `addr` (`host:port`) as a learner; it then catches up asynchronously.
     pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<MembersResponse> {
         let body = encode(&NewMember { id, addr: addr.to_string() })?;
-        json(self.send(Method::POST, "/v1/cluster/members", Payload::Json(body)).await?).await
+        self.json(self.send(Method::POST, "/v1/cluster/members", Payload::Json(body)).await?)
     }
 
     /// Makes learner `id` a voter. `force` skips the check that a quorum stays reachable.
     pub async fn promote(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
         let path = format!("/v1/cluster/members/{id}/promote?force={force}");
-        json(self.send(Method::POST, &path, Payload::Empty).await?).await
+        self.json(self.send(Method::POST, &path, Payload::Empty).await?)
     }
 
     /// Removes member `id`. `force` skips the check that a quorum stays reachable.
     pub async fn remove_member(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
         let path = format!("/v1/cluster/members/{id}?force={force}");
-        json(self.send(Method::DELETE, &path, Payload::Empty).await?).await
+        self.json(self.send(Method::DELETE, &path, Payload::Empty).await?)
     }
 
     /// Replaces voter `old` by the new node `id` at `addr`: it joins as a learner, catches up, and
@@ -197,59 +204,68 @@ impl Client {
     pub async fn replace_member(&self, old: NodeId, id: NodeId, addr: &str, force: bool) -> Result<MembersResponse> {
         let body = encode(&NewMember { id, addr: addr.to_string() })?;
         let path = format!("/v1/cluster/members/{old}/replace?force={force}");
-        json(self.send(Method::POST, &path, Payload::Json(body)).await?).await
+        self.json(self.send(Method::POST, &path, Payload::Json(body)).await?)
     }
 
     /// Hands leadership to voter `to`; returns once it leads.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse> {
         let body = encode(&LeaderTransferRequest { to })?;
-        json(self.send(Method::POST, "/v1/cluster/leader", Payload::Json(body)).await?).await
+        self.json(self.send(Method::POST, "/v1/cluster/leader", Payload::Json(body)).await?)
     }
 
-    async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(String, reqwest::Response)> {
+    /// Sends the request to the known leader (writes) or the sticky endpoint, moving on to the
+    /// next endpoint only when nothing was done; returns the endpoint that answered and the body
+    /// of its successful answer.
+    async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(usize, Bytes)> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
         let leader = self.leader.load(Ordering::Relaxed);
         // Writes try the known leader first; everything else, and writes after it, the rotation.
         let first = (method != Method::GET && leader < n).then_some(leader);
         let order = first.into_iter().chain((0..n).map(|i| (start + i) % n).filter(|idx| Some(*idx) != first));
+        let (json, body) = match payload {
+            Payload::Empty => (false, Bytes::new()),
+            Payload::Raw(bytes) => (false, Bytes::from(bytes)),
+            Payload::Json(bytes) => (true, Bytes::from(bytes)),
+        };
         let mut last = String::new();
         for idx in order {
             let endpoint = &self.endpoints[idx];
-            let mut req = self.http.request(method.clone(), format!("{endpoint}{path}"));
-            match &payload {
-                Payload::Empty => {}
-                Payload::Raw(bytes) => req = req.body(bytes.clone()),
-                Payload::Json(bytes) => req = req.header("content-type", "application/json").body(bytes.clone()),
-            }
-            match req.send().await {
-                Ok(resp) => {
-                    self.note_leader(&resp);
-                    match check(endpoint, resp).await {
-                        // The node is shutting down, or not (or no longer) a member, and did
-                        // nothing: the next one will serve.
-                        Err(ClientError::Api { code, message, .. })
-                            if code == "node_stopping" || code == "not_a_member" =>
-                        {
-                            self.forget_leader(idx);
-                            last = message
-                        }
-                        checked => {
-                            if Some(idx) != first {
-                                self.current.store(idx, Ordering::Relaxed);
-                            }
-                            return Ok((endpoint.clone(), checked?));
-                        }
-                    }
-                }
-                Err(e) if e.is_connect() => {
+            let sent = self.pool.send(&self.authorities[idx], method.clone(), path, json, body.clone());
+            let answer = match tokio::time::timeout(self.timeout, sent).await {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(SendError::Connect(e))) => {
                     self.forget_leader(idx);
-                    last = e.to_string()
+                    last = e;
+                    continue;
                 }
-                Err(e) => return Err(transport_error(endpoint, e)),
+                Ok(Err(e)) => return Err(transport_error(endpoint, e)),
+                Err(_) => return Err(timed_out(endpoint, self.timeout)),
+            };
+            if let Some(named) = &answer.leader {
+                self.note_leader(named);
+            }
+            match check(answer) {
+                // The node is shutting down, or not (or no longer) a member, and did nothing:
+                // the next one will serve.
+                Err(ClientError::Api { code, message, .. }) if code == "node_stopping" || code == "not_a_member" => {
+                    self.forget_leader(idx);
+                    last = message
+                }
+                checked => {
+                    if Some(idx) != first {
+                        self.current.store(idx, Ordering::Relaxed);
+                    }
+                    return Ok((idx, checked?));
+                }
             }
         }
         Err(ClientError::Unreachable { tried: self.endpoints.join(","), last })
+    }
+
+    /// Decodes the JSON body of a successful answer from endpoint `idx`.
+    fn json<T: DeserializeOwned>(&self, (idx, body): (usize, Bytes)) -> Result<T> {
+        decode(&self.endpoints[idx], &body)
     }
 }
 
@@ -260,9 +276,9 @@ impl Client {
         let _ = self.leader.compare_exchange(idx, NO_LEADER, Ordering::Relaxed, Ordering::Relaxed);
     }
 
-    /// Remembers the leader a forwarding node named, if it is one of the endpoints.
-    fn note_leader(&self, resp: &reqwest::Response) {
-        let Some(url) = resp.headers().get(LEADER_HEADER).and_then(|v| v.to_str().ok()) else { return };
+    /// Remembers the leader a forwarding node named (its base URL), if it is one of the
+    /// endpoints.
+    fn note_leader(&self, url: &str) {
         let url = url.trim_end_matches('/');
         if let Some(idx) = self.endpoints.iter().position(|e| e == url) {
             self.leader.store(idx, Ordering::Relaxed);
@@ -285,38 +301,48 @@ fn key_path(key: &str, suffix: &str) -> String {
     format!("/v1/kv/{}{suffix}", utf8_percent_encode(key, KEY_SEGMENT))
 }
 
-fn transport_error(endpoint: &str, e: reqwest::Error) -> ClientError {
-    if e.is_connect() {
-        ClientError::Unreachable { tried: endpoint.to_string(), last: e.to_string() }
-    } else {
-        ClientError::NoAnswer { endpoint: endpoint.to_string(), reason: e.to_string() }
+/// The `host:port` of an `http://host:port` endpoint.
+fn authority(endpoint: &str) -> Result<String> {
+    let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
+        ClientError::Config(format!("endpoint {endpoint:?}: only http://host:port endpoints are supported"))
+    })?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return Err(ClientError::Config(format!("endpoint {endpoint:?} is not http://host:port")));
+    }
+    Ok(rest.to_string())
+}
+
+fn transport_error(endpoint: &str, e: SendError) -> ClientError {
+    match e {
+        SendError::Connect(last) => ClientError::Unreachable { tried: endpoint.to_string(), last },
+        SendError::NoAnswer(reason) => ClientError::NoAnswer { endpoint: endpoint.to_string(), reason },
+        SendError::Invalid(reason) => ClientError::Config(reason),
     }
 }
 
-async fn check(endpoint: &str, resp: reqwest::Response) -> Result<reqwest::Response> {
-    let status = resp.status();
+fn timed_out(endpoint: &str, timeout: Duration) -> ClientError {
+    ClientError::NoAnswer { endpoint: endpoint.to_string(), reason: format!("no answer within {timeout:?}") }
+}
+
+/// The body of a successful answer, or the error the node answered.
+fn check(answer: Answer) -> Result<Bytes> {
+    let status = answer.status;
     if status.is_success() {
-        return Ok(resp);
+        return Ok(answer.body);
     }
-    let bytes = resp.bytes().await.map_err(|e| transport_error(endpoint, e))?;
-    match serde_json::from_slice::<ErrorBody>(&bytes) {
+    match serde_json::from_slice::<ErrorBody>(&answer.body) {
         Ok(body) => {
             Err(ClientError::Api { status: status.as_u16(), code: body.error.code, message: body.error.message })
         }
         Err(_) => Err(ClientError::Api {
             status: status.as_u16(),
             code: if status == StatusCode::GATEWAY_TIMEOUT { "outcome_unknown" } else { "http_error" }.into(),
-            message: String::from_utf8_lossy(&bytes).into_owned(),
+            message: String::from_utf8_lossy(&answer.body).into_owned(),
         }),
     }
 }
 
-async fn body((endpoint, resp): (String, reqwest::Response)) -> Result<bytes::Bytes> {
-    resp.bytes().await.map_err(|e| transport_error(&endpoint, e))
-}
-
-async fn json<T: DeserializeOwned>(sent: (String, reqwest::Response)) -> Result<T> {
-    let endpoint = sent.0.clone();
-    let bytes = body(sent).await?;
-    serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer { endpoint, reason: e.to_string() })
+fn decode<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body)
+        .map_err(|e| ClientError::BadAnswer { endpoint: endpoint.to_string(), reason: e.to_string() })
 }

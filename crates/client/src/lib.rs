@@ -16,6 +16,7 @@
 //! ```
 
 mod client;
+mod connection_pool;
 mod error;
 
 pub use client::Client;
