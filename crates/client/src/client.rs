@@ -301,15 +301,20 @@ fn key_path(key: &str, suffix: &str) -> String {
     format!("/v1/kv/{}{suffix}", utf8_percent_encode(key, KEY_SEGMENT))
 }
 
-/// The `host:port` of an `http://host:port` endpoint.
+/// The `host:port` of an `http://host[:port]` endpoint (port 80 when none is given).
 fn authority(endpoint: &str) -> Result<String> {
+    let bad = || ClientError::Config(format!("endpoint {endpoint:?} is not http://host:port"));
     let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
         ClientError::Config(format!("endpoint {endpoint:?}: only http://host:port endpoints are supported"))
     })?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
-        return Err(ClientError::Config(format!("endpoint {endpoint:?} is not http://host:port")));
+    if rest.contains(['/', '?', '#', '@']) {
+        return Err(bad());
     }
-    Ok(rest.to_string())
+    let authority: hyper::http::uri::Authority = rest.parse().map_err(|_| bad())?;
+    if authority.host().is_empty() {
+        return Err(bad());
+    }
+    Ok(format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80)))
 }
 
 fn transport_error(endpoint: &str, e: SendError) -> ClientError {

@@ -84,7 +84,12 @@ impl ConnectionPool {
                         request = unsent;
                         continue;
                     }
-                    _ => return Err(SendError::NoAnswer(err.into_error().to_string())),
+                    // A new connection closed at once (the node is going away): nothing was sent.
+                    Some(_) => {
+                        let e = err.into_error();
+                        return Err(SendError::Connect(format!("{authority} closed the connection: {e}")));
+                    }
+                    None => return Err(SendError::NoAnswer(err.into_error().to_string())),
                 },
             };
             let status = response.status();
