@@ -15,7 +15,7 @@ use raftkv_network::{
     ApiError, ApiLimits, KvService, LeaderContact, LeaderProxy, MemberRpc, MembershipChange, PeerNetwork,
     client_router, peer_router,
 };
-use raftkv_storage::{ScanPage, Store};
+use raftkv_storage::{ScanPage, Store, StoreClosed};
 use raftkv_types::api::{
     CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MembersResponse, NodeStatus,
     PutResponse,
@@ -36,6 +36,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a stopping node refuses new client requests (so that clients move on) before it closes
 /// its connections.
 const CLOSE_NOTICE: Duration = Duration::from_millis(300);
+/// How long `shutdown` waits for the storage to be closed once Raft has stopped.
+const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running raftkv node: storage, Raft and the HTTP server (client API and peer RPC on one port).
 ///
@@ -55,6 +57,8 @@ pub struct Node {
     /// Set at shutdown: answers carry `Connection: close` so that clients stop reusing
     /// connections before they are closed.
     draining: Arc<AtomicBool>,
+    /// Resolves once the storage is closed.
+    store_closed: StoreClosed,
 }
 
 impl Node {
@@ -69,6 +73,7 @@ impl Node {
         let addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
 
         let store = open_store(&config.data_dir).await?;
+        let store_closed = store.closed.clone();
         let state_machine = store.state_machine.clone();
         let raft_config = raft_config(&config)?;
         let network = PeerNetwork::new(config.id)?;
@@ -153,7 +158,7 @@ impl Node {
             };
             Some(tokio::spawn(join_cluster(config.id, advertise, config.join.clone(), raft.clone())))
         };
-        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default(), joiner, draining })
+        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default(), joiner, draining, store_closed })
     }
 
     /// This node's id.
@@ -339,23 +344,33 @@ impl Node {
             .await
     }
 
-    /// Stops the node: stops accepting requests, lets in-flight ones finish (up to 3 s), then
-    /// stops Raft. Everything acknowledged is on disk already.
+    /// Stops the node: stops accepting requests, lets in-flight ones finish (up to 3 s), stops
+    /// Raft, then waits (up to 5 s) until the storage is closed, so that the same data directory
+    /// can be opened again at once. Everything acknowledged is on disk already.
+    ///
+    /// The storage closes once nothing uses it any more: a [`KvHandle`] clone kept by the caller
+    /// holds it open, and the wait then ends at its timeout with a warning.
     pub async fn shutdown(self) -> Result<()> {
-        if let Some(joiner) = &self.joiner {
+        let Node { handle, stop_server, server, joiner, draining, store_closed, forwarder, addr: _ } = self;
+        if let Some(joiner) = &joiner {
             joiner.abort();
         }
         // First send active clients elsewhere (their next request is refused, certainly undone,
         // and the client library moves to another node), so that none sends a request on a
         // connection as it is closed.
-        self.draining.store(true, Ordering::Relaxed);
+        draining.store(true, Ordering::Relaxed);
         tokio::time::sleep(CLOSE_NOTICE).await;
-        let _ = self.stop_server.send(true);
-        if tokio::time::timeout(DRAIN_TIMEOUT, self.server).await.is_err() {
+        let _ = stop_server.send(true);
+        if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
             tracing::warn!("http requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         }
-        self.handle.raft.shutdown().await.map_err(|e| NodeError::Raft(format!("shutdown: {e}")))?;
-        tracing::info!(id = self.handle.id, "node stopped");
+        handle.raft.shutdown().await.map_err(|e| NodeError::Raft(format!("shutdown: {e}")))?;
+        let id = handle.id;
+        drop((handle, forwarder, joiner));
+        if !store_closed.wait(STORE_CLOSE_TIMEOUT).await {
+            tracing::warn!(id, "storage still open {STORE_CLOSE_TIMEOUT:?} after stopping; something still holds it");
+        }
+        tracing::info!(id, "node stopped");
         Ok(())
     }
 

@@ -35,6 +35,13 @@ async fn single_node_round_trip_and_restart() {
     assert!(status.applied_index >= cas.revision);
     node.shutdown().await.unwrap();
 
+    // Once shutdown returns, the storage is closed: the directory opens again at once, with the
+    // applies (written outside the WAL) flushed on close.
+    let store = raftkv_storage::Store::open(dir.path()).expect("storage released by shutdown");
+    assert_eq!(store.state_machine.get("a").unwrap(), Some(b"2".to_vec()));
+    assert!(store.state_machine.applied_index() >= cas.revision);
+    drop(store);
+
     // Same data directory: rejoins without re-initialising, state intact.
     let node = Node::start(config).await.unwrap();
     node.wait_for_leader(Duration::from_secs(10)).await.unwrap();

@@ -13,7 +13,8 @@
 //!   with one fsynced batch.
 //!
 //! # Layout
-//! - [`store`]: [`Store::open`] opens the database and recovers.
+//! - [`store`]: [`Store::open`] opens the database and recovers; [`StoreClosed`] tells when it
+//!   has been closed again.
 //! - [`log_store`]: [`RocksLogStore`], the log and vote.
 //! - [`wal_flusher`]: [`WalFlusher`], group commit.
 //! - [`state_machine`]: [`KvStateMachine`], the key-value map and its reads.
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod codec;
+mod database;
 mod error;
 pub mod keys;
 pub mod log_store;
@@ -37,6 +39,7 @@ pub mod state_machine;
 pub mod store;
 pub mod wal_flusher;
 
+pub use database::StoreClosed;
 pub use error::{Result, StorageError};
 pub use log_store::RocksLogStore;
 pub use snapshot::{SnapshotFile, SnapshotReader, SnapshotWriter};

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{OptionalSend, RaftTypeConfig};
 use raftkv_types::{Entry, LogId, TypeConfig, Vote};
-use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{decode, encode};
+use crate::database::Database;
 use crate::error::{Result, StorageError};
 use crate::keys::{CF_LOG, CF_RAFT_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, log_index, log_key};
 use crate::wal_flusher::{WalFlusher, WalStats};
@@ -31,12 +32,12 @@ use crate::wal_flusher::{WalFlusher, WalStats};
 /// Cloning is cheap: clones share the database and the flush thread, and serve as log readers.
 #[derive(Clone)]
 pub struct RocksLogStore {
-    db: Arc<DB>,
+    db: Arc<Database>,
     flusher: Arc<WalFlusher>,
 }
 
 impl RocksLogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Result<RocksLogStore> {
+    pub(crate) fn new(db: Arc<Database>) -> Result<RocksLogStore> {
         let flusher = WalFlusher::start(db.clone()).map_err(StorageError::io("start wal flush thread", "-"))?;
         Ok(RocksLogStore { db, flusher: Arc::new(flusher) })
     }

@@ -14,6 +14,7 @@ use raftkv_types::{Command, CommandResult, LogId, Outcome, SnapshotMeta, StoredM
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use crate::codec::{decode, encode};
+use crate::database::Database;
 use crate::error::{Result, StorageError};
 use crate::keys::{
     CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP, data_key, generation_start,
@@ -55,7 +56,7 @@ pub struct KvStateMachine {
 }
 
 struct Inner {
-    db: Arc<DB>,
+    db: Arc<Database>,
     snapshot_dir: PathBuf,
     /// The live data generation. Readers hold the read lock while they read, so a generation
     /// switch never pulls data from under a read.
@@ -97,7 +98,7 @@ impl SmMeta {
 }
 
 impl KvStateMachine {
-    pub(crate) fn open(db: Arc<DB>, snapshot_dir: PathBuf) -> Result<KvStateMachine> {
+    pub(crate) fn open(db: Arc<Database>, snapshot_dir: PathBuf) -> Result<KvStateMachine> {
         let SmMeta { generation, last_applied, membership } = SmMeta::read(&db)?;
 
         let sm = KvStateMachine {
@@ -196,7 +197,7 @@ impl KvStateMachine {
         self.inner.applied_index.load(Ordering::Acquire)
     }
 
-    pub(crate) fn db(&self) -> &Arc<DB> {
+    pub(crate) fn db(&self) -> &DB {
         &self.inner.db
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+use crate::database::{Database, StoreClosed};
 use crate::error::{Result, StorageError};
 use crate::keys::{ALL_CFS, CF_SM_DATA};
 
@@ -22,6 +23,9 @@ pub struct Store {
     pub log: RocksLogStore,
     /// The key-value state machine and its snapshots.
     pub state_machine: KvStateMachine,
+    /// Resolves once the database is closed, after the log store, the state machine and every
+    /// clone of them are dropped.
+    pub closed: StoreClosed,
 }
 
 impl Store {
@@ -33,10 +37,11 @@ impl Store {
         let snapshot_dir = dir.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir).map_err(StorageError::io("create directory", &snapshot_dir))?;
 
-        let db = Arc::new(open_db(&db_dir)?);
+        let (db, closed) = Database::new(open_db(&db_dir)?);
+        let db = Arc::new(db);
         let log = RocksLogStore::new(db.clone())?;
         let state_machine = KvStateMachine::open(db, snapshot_dir)?;
-        Ok(Store { log, state_machine })
+        Ok(Store { log, state_machine, closed })
     }
 }
 

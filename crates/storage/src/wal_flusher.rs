@@ -8,7 +8,8 @@ use std::thread;
 
 use openraft::storage::IOFlushed;
 use raftkv_types::TypeConfig;
-use rocksdb::DB;
+
+use crate::database::Database;
 
 /// A dedicated thread that makes appended log entries durable and then reports them flushed.
 ///
@@ -46,7 +47,7 @@ struct Counters {
 
 impl WalFlusher {
     /// Starts the flush thread for `db`. It ends when the `WalFlusher` is dropped.
-    pub fn start(db: Arc<DB>) -> io::Result<WalFlusher> {
+    pub(crate) fn start(db: Arc<Database>) -> io::Result<WalFlusher> {
         let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
@@ -82,7 +83,7 @@ impl Drop for WalFlusher {
     }
 }
 
-fn run(db: Arc<DB>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>, counters: &Counters) {
+fn run(db: Arc<Database>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>, counters: &Counters) {
     let mut batch = Vec::new();
     // Blocks for the first callback, then takes whatever else is already queued.
     while let Ok(first) = rx.recv() {
