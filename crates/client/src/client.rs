@@ -68,9 +68,8 @@ impl Client {
     {
         let endpoints: Vec<String> = endpoints
             .into_iter()
-            .map(|e| e.as_ref().trim().trim_end_matches('/').to_string())
-            .filter(|e| !e.is_empty())
-            .map(|e| if e.contains("://") { e } else { format!("http://{e}") })
+            .filter(|e| !e.as_ref().trim().trim_end_matches('/').is_empty())
+            .map(|e| endpoint_url(e.as_ref()))
             .collect();
         if endpoints.is_empty() {
             return Err(ClientError::Config("no endpoints given".into()));
@@ -163,15 +162,11 @@ impl Client {
 
     /// The status of the node at `endpoint`, without moving to another node.
     pub async fn status_of(&self, endpoint: &str) -> Result<NodeStatus> {
-        let endpoint = endpoint.trim().trim_end_matches('/');
-        let endpoint = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        let authority = authority(&endpoint)?;
-        let sent = self.pool.send(&authority, Method::GET, "/v1/status", false, Bytes::new());
-        let answer = match tokio::time::timeout(self.timeout, sent).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(e)) => return Err(transport_error(&endpoint, e)),
-            Err(_) => return Err(timed_out(&endpoint, self.timeout)),
-        };
+        let endpoint = endpoint_url(endpoint);
+        let answer = self
+            .request(&authority(&endpoint)?, Method::GET, "/v1/status", false, Bytes::new())
+            .await
+            .map_err(|e| transport_error(&endpoint, e))?;
         let body = check(answer)?;
         decode(&endpoint, &body)
     }
@@ -231,16 +226,14 @@ impl Client {
         let mut last = String::new();
         for idx in order {
             let endpoint = &self.endpoints[idx];
-            let sent = self.pool.send(&self.authorities[idx], method.clone(), path, json, body.clone());
-            let answer = match tokio::time::timeout(self.timeout, sent).await {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(SendError::Connect(e))) => {
+            let answer = match self.request(&self.authorities[idx], method.clone(), path, json, body.clone()).await {
+                Ok(answer) => answer,
+                Err(SendError::Connect(e)) => {
                     self.forget_leader(idx);
                     last = e;
                     continue;
                 }
-                Ok(Err(e)) => return Err(transport_error(endpoint, e)),
-                Err(_) => return Err(timed_out(endpoint, self.timeout)),
+                Err(e) => return Err(transport_error(endpoint, e)),
             };
             if let Some(named) = &answer.leader {
                 self.note_leader(named);
@@ -261,6 +254,21 @@ impl Client {
             }
         }
         Err(ClientError::Unreachable { tried: self.endpoints.join(","), last })
+    }
+
+    /// One request to the node at `authority`, within the client's request timeout.
+    async fn request(
+        &self,
+        authority: &str,
+        method: Method,
+        path: &str,
+        json: bool,
+        body: Bytes,
+    ) -> std::result::Result<Answer, SendError> {
+        match tokio::time::timeout(self.timeout, self.pool.send(authority, method, path, json, body)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(SendError::NoAnswer(format!("no answer within {:?}", self.timeout))),
+        }
     }
 
     /// Decodes the JSON body of a successful answer from endpoint `idx`.
@@ -301,6 +309,13 @@ fn key_path(key: &str, suffix: &str) -> String {
     format!("/v1/kv/{}{suffix}", utf8_percent_encode(key, KEY_SEGMENT))
 }
 
+/// `endpoint` as a base URL: trimmed, without a trailing `/`, `http://` added when no scheme is
+/// given.
+fn endpoint_url(endpoint: &str) -> String {
+    let e = endpoint.trim().trim_end_matches('/');
+    if e.contains("://") { e.to_string() } else { format!("http://{e}") }
+}
+
 /// The `host:port` of an `http://host[:port]` endpoint (port 80 when none is given).
 fn authority(endpoint: &str) -> Result<String> {
     let bad = || ClientError::Config(format!("endpoint {endpoint:?} is not http://host:port"));
@@ -323,10 +338,6 @@ fn transport_error(endpoint: &str, e: SendError) -> ClientError {
         SendError::NoAnswer(reason) => ClientError::NoAnswer { endpoint: endpoint.to_string(), reason },
         SendError::Invalid(reason) => ClientError::Config(reason),
     }
-}
-
-fn timed_out(endpoint: &str, timeout: Duration) -> ClientError {
-    ClientError::NoAnswer { endpoint: endpoint.to_string(), reason: format!("no answer within {timeout:?}") }
 }
 
 /// The body of a successful answer, or the error the node answered.

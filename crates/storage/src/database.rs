@@ -51,9 +51,4 @@ impl StoreClosed {
     pub async fn wait(mut self, timeout: Duration) -> bool {
         tokio::time::timeout(timeout, self.rx.wait_for(|closed| *closed)).await.is_ok_and(|r| r.is_ok())
     }
-
-    /// Whether the database is closed.
-    pub fn is_closed(&self) -> bool {
-        *self.rx.borrow()
-    }
 }

@@ -8,11 +8,11 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 use crate::database::{Database, StoreClosed};
 use crate::error::{Result, StorageError};
 use crate::keys::{ALL_CFS, CF_SM_DATA};
+use crate::log_store::RocksLogStore;
+use crate::state_machine::KvStateMachine;
 
 /// Memtable size of the state machine's data column family.
 const SM_DATA_WRITE_BUFFER_BYTES: usize = 8 << 20;
-use crate::log_store::RocksLogStore;
-use crate::state_machine::KvStateMachine;
 
 /// The two halves of a node's storage, sharing one RocksDB.
 ///
