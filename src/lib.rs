@@ -18,6 +18,7 @@
 
 pub use raftkv_client::{Client, ClientError};
 pub use raftkv_node::{
-    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo, MemberRole,
-    MembersResponse, Node, NodeConfig, NodeError, NodeStatus, PutResponse, RaftTuning, Role, ScanPage, parse_members,
+    BackupConsistency, CasResponse, ClusterIdentity, Consistency, DeleteResponse, Durability, LeaderTransferResponse,
+    MemberInfo, MemberRole, MembersResponse, Node, NodeConfig, NodeError, NodeStatus, PutResponse, RaftTuning, Role,
+    ScanPage, parse_members,
 };

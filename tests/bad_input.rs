@@ -129,3 +129,52 @@ async fn garbage_on_append_stream(addr: &str) {
     let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
     assert!(matches!(read, Ok(Ok(0))), "the peer should close the stream without answering: {read:?}");
 }
+
+/// A snapshot damaged on the way to a follower is refused before anything is installed: the
+/// follower answers 400 `invalid_snapshot` naming the damage and keeps its state (the leader sends
+/// the snapshot again on its next attempt, as after any failed transfer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_damaged_in_transit_is_refused() {
+    let extra = ["--snapshot-every", "50"].map(String::from).to_vec();
+    let cluster = Cluster::start(ClusterOptions { extra_args: extra, ..ClusterOptions::default() }).await;
+    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+    let client = cluster.client();
+    for i in 0..120 {
+        client.put(&format!("snap{i}"), format!("v{i}")).await.unwrap();
+    }
+    phase("take a real snapshot file off the leader and flip one byte of it");
+    let snapshots = cluster.nodes.iter().find(|n| n.id == leader).unwrap().data_dir.join("snapshots");
+    let file = support::wait_for(Duration::from_secs(20), "a snapshot file", || async {
+        std::fs::read_dir(&snapshots)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "snap"))
+    })
+    .await;
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+
+    phase("send it to a follower the way the leader does: vote, then the file");
+    let follower = cluster.nodes.iter().find(|n| n.id != leader).unwrap();
+    let before = cluster.status(follower.id).await.unwrap().applied_index;
+    let vote = raftkv_network::wire::encode(&raftkv_types::Vote::new(1, leader)).unwrap();
+    let mut body = (vote.len() as u32).to_le_bytes().to_vec();
+    body.extend_from_slice(&vote);
+    body.extend_from_slice(&bytes);
+    let resp =
+        reqwest::Client::new().post(format!("{}/raft/v1/snapshot", follower.url())).body(body).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let error: Value = resp.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "invalid_snapshot");
+    assert!(error["error"]["message"].as_str().unwrap().contains("checksum"), "{error}");
+
+    phase("the follower kept its state and keeps up");
+    let after = cluster.status(follower.id).await.unwrap();
+    assert!(after.applied_index >= before);
+    client.put("after-bad-snapshot", "ok").await.unwrap();
+    let follower_client = cluster.client_of(follower.id);
+    let read = follower_client.get("snap7", raftkv::Consistency::Linearizable).await.unwrap();
+    assert_eq!(read.as_deref(), Some(&b"v7"[..]));
+}

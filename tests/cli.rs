@@ -4,34 +4,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use support::cli::{assert_one_line_error, raftkv, stderr, stdout};
 use support::{Cluster, ClusterOptions, free_port, phase, raftkv_bin};
-
-fn raftkv(args: &[&str]) -> Output {
-    Command::new(raftkv_bin()).args(args).env("RUST_LOG", "warn").output().expect("run raftkv")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts a failure with exactly one line on stderr starting with "error:" (clap's usage errors
-/// add a usage hint, so they are checked separately).
-fn assert_one_line_error(out: &Output, contains: &str) {
-    assert!(!out.status.success(), "expected failure, got {:?}", out.status);
-    let err = stderr(out);
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line expected, got: {err}");
-    assert!(lines[0].starts_with("error: ") && lines[0].contains(contains), "got: {err}");
-}
 
 #[test]
 fn help_and_bad_invocations() {

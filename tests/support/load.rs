@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 pub struct WriteLog {
     /// Keys whose put was acknowledged, with the value written.
     pub acked: Vec<(String, String)>,
+    /// The revision each acknowledged put got, in the order of `acked`.
+    pub acked_revisions: Vec<u64>,
     /// Keys whose put certainly did not happen (refused before being proposed).
     pub refused: Vec<String>,
     /// Keys whose put may or may not have happened.
@@ -52,13 +54,14 @@ impl WriteLoad {
                     let value = format!("v{n}");
                     n += 1;
                     match client.put(&key, value.clone()).await {
-                        Ok(_) => {
+                        Ok(put) => {
                             let mut log = log.lock().unwrap();
                             let now = Instant::now();
                             let mut last = last_ack.lock().unwrap();
                             log.longest_stall = log.longest_stall.max(now - *last);
                             *last = now;
                             log.acked.push((key, value));
+                            log.acked_revisions.push(put.revision);
                             acked.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => {

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod load;
 
 use std::future::Future;
@@ -150,6 +151,25 @@ impl Cluster {
         cluster
     }
 
+    /// A cluster of nodes started (here) on data directories prepared beforehand, e.g. by
+    /// `raftkv backup restore`: each `(id, addr, data_dir)` is started with `extra_args`.
+    pub async fn from_dirs(nodes: Vec<(u64, String, PathBuf)>, extra_args: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new().prefix("raftkv-test-").tempdir().expect("temp dir");
+        let mut procs = Vec::new();
+        for (id, addr, data_dir) in nodes {
+            let mut args = serve_args(id, &addr, &data_dir);
+            args.extend(extra_args.iter().map(|a| a.to_string()));
+            let log = dir.path().join(format!("node-{id}.log"));
+            procs.push(ProcNode { id, addr, data_dir, log, args, child: None });
+        }
+        for node in &mut procs {
+            node.start();
+        }
+        let cluster = Cluster { nodes: procs, dir: Some(dir) };
+        cluster.wait_for_leader(Duration::from_secs(20)).await;
+        cluster
+    }
+
     /// Adds node `id` (not started) on a free port: with `join`, started with `--join` and the
     /// current endpoints, so it asks to be added as a learner; without, it starts with no
     /// cluster state and waits for an operator to add it.
@@ -223,7 +243,6 @@ impl Cluster {
     /// Waits until a running node reports itself leader and a majority of running nodes agree.
     pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
         let running: Vec<u64> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect();
-        let voters = self.leader_voter_count().await.unwrap_or(self.nodes.len());
         wait_for(timeout, "a leader", || async {
             let mut statuses = Vec::new();
             for id in &running {
@@ -232,20 +251,13 @@ impl Cluster {
                 }
             }
             let leader = statuses.iter().filter(|s| s.role == Role::Leader).max_by_key(|s| s.term)?;
-            let agree = statuses.iter().filter(|s| s.leader == Some(leader.id)).count();
-            (agree * 2 > voters).then_some(leader.id)
+            // The voters as the leader knows them: the configuration may have changed (a forced
+            // recovery shrinks it to one).
+            let voters: Vec<u64> = leader.members.values().filter(|m| m.voter).map(|m| m.id).collect();
+            let agree = statuses.iter().filter(|s| voters.contains(&s.id) && s.leader == Some(leader.id)).count();
+            (agree * 2 > voters.len()).then_some(leader.id)
         })
         .await
-    }
-
-    /// How many voters the configuration has, as the first answering node knows it.
-    async fn leader_voter_count(&self) -> Option<usize> {
-        for node in self.nodes.iter().filter(|n| n.is_running()) {
-            if let Some(s) = self.status(node.id).await {
-                return Some(s.members.values().filter(|m| m.voter).count());
-            }
-        }
-        None
     }
 
     /// Waits until node `id` has applied at least `index`.
@@ -298,6 +310,20 @@ where
         }
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Copies the directory tree `from` to `to` (a data directory, say).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create directory");
+    for entry in std::fs::read_dir(from).expect("read directory") {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
     }
 }
 

@@ -40,6 +40,13 @@ pub(crate) struct Answer {
     pub(crate) body: Bytes,
 }
 
+/// An answer whose body is read as it arrives (a backup).
+pub(crate) struct StreamingAnswer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: hyper::HeaderMap,
+    pub(crate) body: hyper::body::Incoming,
+}
+
 /// Why a request got no answer.
 #[derive(Debug)]
 pub(crate) enum SendError {
@@ -103,6 +110,16 @@ impl ConnectionPool {
             self.checkin(authority, sender);
             return Ok(Answer { status, leader, body });
         }
+    }
+
+    /// Sends a GET for `path` to `authority` on a connection of its own (it may carry a long
+    /// answer) and returns the answer's head, with the body still to be read.
+    pub(crate) async fn get_streaming(&self, authority: &str, path: &str) -> Result<StreamingAnswer, SendError> {
+        let request = build_request(authority, Method::GET, path, false, Bytes::new())?;
+        let mut sender = self.connect(authority).await?;
+        let response = sender.send_request(request).await.map_err(|e| SendError::NoAnswer(e.to_string()))?;
+        let (parts, body) = response.into_parts();
+        Ok(StreamingAnswer { status: parts.status, headers: parts.headers, body })
     }
 
     fn checkout(&self, authority: &str) -> Option<SendRequest<Full<Bytes>>> {

@@ -19,9 +19,9 @@ mod client;
 mod connection_pool;
 mod error;
 
-pub use client::Client;
+pub use client::{BackupDownload, Client};
 pub use error::{ClientError, Result};
 pub use raftkv_types::api::{
-    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo, MemberRole, MemberStatus,
-    MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
+    BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
+    MemberRole, MemberStatus, MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
 };

@@ -32,6 +32,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+use crate::cluster_guard::ClusterGuard;
 use crate::peer_router::{MAX_PEER_REQUEST_BYTES, RemoteResult};
 use crate::wire;
 
@@ -87,8 +88,13 @@ impl AppendPipe {
     /// Connects to `addr` (`host:port`) and switches the connection to the append stream protocol,
     /// all within `deadline`. A peer that cannot be connected to is [`Unreachable`] (openraft
     /// backs off longer); one that does not finish the switch in time is a [`Timeout`].
-    pub(crate) async fn open(addr: &str, deadline: Duration, link: Link) -> Result<AppendPipe, RPCError<TypeConfig>> {
-        match tokio::time::timeout(deadline, Self::handshake(addr)).await {
+    pub(crate) async fn open(
+        addr: &str,
+        guard: &ClusterGuard,
+        deadline: Duration,
+        link: Link,
+    ) -> Result<AppendPipe, RPCError<TypeConfig>> {
+        match tokio::time::timeout(deadline, Self::handshake(addr, guard)).await {
             Ok(Ok(pipe)) => Ok(pipe),
             Ok(Err(Refused::Connect(e))) => Err(RPCError::Unreachable(Unreachable::new(&e))),
             Ok(Err(Refused::Protocol(message))) => Err(network_error(message)),
@@ -96,12 +102,17 @@ impl AppendPipe {
         }
     }
 
-    async fn handshake(addr: &str) -> Result<AppendPipe, Refused> {
+    async fn handshake(addr: &str, guard: &ClusterGuard) -> Result<AppendPipe, Refused> {
         let mut tcp = TcpStream::connect(addr).await.map_err(Refused::Connect)?;
         tcp.set_nodelay(true).map_err(|e| Refused::Protocol(format!("set TCP_NODELAY: {e}")))?;
         set_keepalive(&tcp).map_err(|e| Refused::Protocol(format!("set TCP keepalive: {e}")))?;
+        let identity: String = guard
+            .headers()
+            .iter()
+            .map(|(name, value)| format!("{name}: {}\r\n", value.to_str().unwrap_or_default()))
+            .collect();
         let request = format!(
-            "POST {PATH_APPEND_STREAM} HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: {UPGRADE_PROTOCOL}\r\ncontent-length: 0\r\n\r\n"
+            "POST {PATH_APPEND_STREAM} HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: {UPGRADE_PROTOCOL}\r\n{identity}content-length: 0\r\n\r\n"
         );
         tcp.write_all(request.as_bytes()).await.map_err(|e| Refused::Protocol(format!("send upgrade request: {e}")))?;
 

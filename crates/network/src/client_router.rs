@@ -55,9 +55,10 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/cluster/members/{id}/promote", post(promote::<S>))
         .route("/v1/cluster/members/{id}/replace", post(replace::<S>))
         .route("/v1/cluster/leader", post(transfer_leader::<S>))
+        .with_state(ApiState { service: service.clone(), proxy })
+        .merge(crate::admin_router::admin_router(service))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
-        .with_state(ApiState { service, proxy })
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,8 +3,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use futures::stream::BoxStream;
 use raftkv_storage::ScanPage;
-use raftkv_types::api::{Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus};
+use raftkv_types::api::{
+    BackupConsistency, Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus,
+};
 use raftkv_types::{Command, CommandResult, NodeId};
 
 use crate::api_error::ApiError;
@@ -81,10 +85,26 @@ pub trait KvService: Clone + Send + Sync + 'static {
     /// Hands leadership (leader only) to voter `to` and waits until it leads.
     fn transfer_leader(&self, to: NodeId) -> impl Future<Output = Result<LeaderTransferResponse, ApiError>> + Send;
 
+    /// Starts a backup of this node's applied state. With [`BackupConsistency::Linearizable`]
+    /// the node first obtains a read index from the leader and waits until it has applied it, so
+    /// the backup holds every write acknowledged before the call; with `Stale`, it backs up what
+    /// it has.
+    fn backup(&self, consistency: BackupConsistency) -> impl Future<Output = Result<BackupStream, ApiError>> + Send;
+
     /// Waits until a leader other than `not` is known, or until `deadline`; returns whether one
     /// is. Called when the leader a request was forwarded to cannot be reached, or may have
     /// been replaced while it holds the request.
     fn await_new_leader(&self, not: Option<NodeId>, deadline: Instant) -> impl Future<Output = bool> + Send;
+}
+
+/// A backup being streamed out of a node: the bytes of a backup file, produced as they are read.
+pub struct BackupStream {
+    /// The revision of the state in the backup.
+    pub revision: u64,
+    /// The node serving it.
+    pub node: NodeId,
+    /// The file, piece by piece; an error ends it early (the receiver sees a truncated file).
+    pub body: BoxStream<'static, std::io::Result<Bytes>>,
 }
 
 /// A membership change asked for through the admin API.

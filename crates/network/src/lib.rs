@@ -6,7 +6,10 @@
 //!   `RaftNetworkV2` over HTTP with bincode bodies; replication is pipelined over one upgraded
 //!   connection per peer ([`append_pipe`]).
 //! - [`peer_router`](mod@peer_router): the `/raft/v1/*` routes that deliver those RPCs to the local Raft.
+//! - [`cluster_guard`]: [`ClusterGuard`], the cluster id and epoch every peer RPC carries and
+//!   checks.
 //! - [`client_router`](mod@client_router): the `/v1/*` client API; [`kv_service`] is what it needs from the node.
+//! - [`admin_router`](mod@admin_router): the `/v1/admin/*` routes (backups).
 //! - [`leader_proxy`]: forwarding client requests from a follower to the leader.
 //! - [`member_rpc`]: the application's own member-to-member calls (read index for follower
 //!   reads, await-applied for `durability=all`); [`leader_contact`] tracks how fresh a
@@ -22,9 +25,11 @@
 //! # }
 //! ```
 
+pub mod admin_router;
 pub mod api_error;
 pub mod append_pipe;
 pub mod client_router;
+pub mod cluster_guard;
 mod error;
 pub mod kv_service;
 pub mod leader_contact;
@@ -36,8 +41,9 @@ pub mod wire;
 
 pub use api_error::ApiError;
 pub use client_router::client_router;
+pub use cluster_guard::ClusterGuard;
 pub use error::{NetworkError, Result};
-pub use kv_service::{ApiLimits, KvService, MembershipChange};
+pub use kv_service::{ApiLimits, BackupStream, KvService, MembershipChange};
 pub use leader_contact::LeaderContact;
 pub use leader_proxy::LeaderProxy;
 pub use member_rpc::{MemberRpc, MemberRpcError};

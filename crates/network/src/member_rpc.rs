@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use raftkv_types::PeerNode;
 
+use crate::cluster_guard::ClusterGuard;
 use crate::error::{NetworkError, Result};
 use crate::peer_router::{AwaitApplied, PATH_AWAIT_APPLIED, PATH_READ_INDEX, ReadIndexRefusal};
 use crate::wire;
@@ -27,18 +28,19 @@ pub enum MemberRpcError {
 #[derive(Clone, Debug)]
 pub struct MemberRpc {
     http: reqwest::Client,
+    guard: ClusterGuard,
 }
 
 impl MemberRpc {
-    /// A caller with its own connection pool.
-    pub fn new() -> Result<MemberRpc> {
+    /// A caller with its own connection pool, whose calls carry the identity `guard` gives.
+    pub fn new(guard: ClusterGuard) -> Result<MemberRpc> {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .tcp_nodelay(true)
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(NetworkError::Client)?;
-        Ok(MemberRpc { http })
+        Ok(MemberRpc { http, guard })
     }
 
     /// Asks `leader` for a linearizable read index: it confirms its leadership with a quorum and
@@ -67,7 +69,9 @@ impl MemberRpc {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<bytes::Bytes, MemberRpcError> {
-        let sent = self.http.post(format!("{}{path}", to.url())).timeout(timeout).body(body).send().await;
+        let headers = self.guard.headers().into_iter().collect();
+        let sent =
+            self.http.post(format!("{}{path}", to.url())).headers(headers).timeout(timeout).body(body).send().await;
         let response = sent.map_err(|e| {
             if e.is_connect() {
                 MemberRpcError::Unreachable(format!("{}: {e}", to.addr))

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use tokio_util::io::ReaderStream;
 
 use crate::append_pipe::{self, AppendPipe, Link};
+use crate::cluster_guard::ClusterGuard;
 use crate::error::{NetworkError, Result};
 use crate::peer_router::{PATH_APPEND, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, RemoteResult};
 use crate::wire;
@@ -35,11 +36,12 @@ type RaftSnapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, Snapsho
 pub struct PeerNetwork {
     id: NodeId,
     http: reqwest::Client,
+    guard: ClusterGuard,
 }
 
 impl PeerNetwork {
-    /// A factory for node `id`'s outgoing peer connections.
-    pub fn new(id: NodeId) -> Result<PeerNetwork> {
+    /// A factory for node `id`'s outgoing peer connections, which carry the identity `guard` gives.
+    pub fn new(id: NodeId, guard: ClusterGuard) -> Result<PeerNetwork> {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
@@ -47,7 +49,7 @@ impl PeerNetwork {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(NetworkError::Client)?;
-        Ok(PeerNetwork { id, http })
+        Ok(PeerNetwork { id, http, guard })
     }
 }
 
@@ -61,6 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             addr: node.addr.clone(),
             base: node.url(),
             http: self.http.clone(),
+            guard: self.guard.clone(),
             pipe: None,
         }
     }
@@ -79,6 +82,7 @@ pub struct PeerClient {
     addr: String,
     base: String,
     http: reqwest::Client,
+    guard: ClusterGuard,
     /// The append stream, kept from one replication session to the next.
     pipe: Option<AppendPipe>,
 }
@@ -100,6 +104,7 @@ impl PeerClient {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
+            .headers(self.guard.headers().into_iter().collect())
             .timeout(timeout)
             .body(body)
             .send()
@@ -152,6 +157,7 @@ impl PeerClient {
         let response = self
             .http
             .post(format!("{}{PATH_SNAPSHOT}", self.base))
+            .headers(self.guard.headers().into_iter().collect())
             .timeout(timeout)
             .body(body)
             .send()
@@ -194,7 +200,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             let link = Link { from: self.id, to: self.target };
             if !self.pipe.as_ref().is_some_and(AppendPipe::reusable) {
                 self.pipe = None;
-                self.pipe = Some(AppendPipe::open(&self.addr, ttl, link).await?);
+                self.pipe = Some(AppendPipe::open(&self.addr, &self.guard, ttl, link).await?);
             }
             Ok(append_pipe::session(&mut self.pipe, input, link, ttl))
         })

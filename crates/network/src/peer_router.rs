@@ -27,6 +27,7 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::api_error::ApiError;
 use crate::append_pipe::{self, PATH_APPEND_STREAM, UPGRADE_PROTOCOL};
+use crate::cluster_guard::{ClusterGuard, check_identity};
 use crate::leader_contact::LeaderContact;
 use crate::wire;
 
@@ -102,7 +103,9 @@ struct PeerState {
 
 /// Routes for peer RPC under `/raft/v1/`. Bodies are bincode; a body that does not decode gets a
 /// 400 with a JSON error and changes nothing. Accepted AppendEntries are recorded in `contact`.
+/// Every route first checks the sender's cluster identity ([`ClusterGuard`]).
 pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine, contact: LeaderContact) -> Router {
+    let guard = ClusterGuard::new(state_machine.clone());
     let state = PeerState { raft, state_machine, contact };
     Router::new()
         .route(PATH_APPEND, post(append))
@@ -116,6 +119,7 @@ pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine, contact: LeaderC
         // Snapshots are streamed to disk, never buffered: no body limit.
         .route(PATH_SNAPSHOT, post(snapshot).layer(DefaultBodyLimit::disable()))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, check_identity))
 }
 
 fn reply<T: Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Response {
@@ -292,7 +296,7 @@ async fn snapshot(State(s): State<PeerState>, body: Body) -> Result<Response, Ap
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let meta = match meta {
-        Ok(meta) => meta,
+        Ok((header, _)) => header.snapshot_meta(),
         Err(err) => {
             let _ = tokio::fs::remove_file(&path).await;
             return Err(ApiError::bad_request("invalid_snapshot", err.to_string()));

@@ -10,7 +10,9 @@ use axum::http::{Request, StatusCode};
 use raftkv_network::leader_proxy::FORWARDED_HEADER;
 use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, MembershipChange, client_router};
 use raftkv_storage::ScanPage;
-use raftkv_types::api::{Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus, Role};
+use raftkv_types::api::{
+    BackupConsistency, Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus, Role,
+};
 use raftkv_types::{Command, CommandResult, NodeId, Outcome};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -27,6 +29,11 @@ struct MapService {
 impl KvService for MapService {
     fn limits(&self) -> ApiLimits {
         ApiLimits { max_value_bytes: 16, leader_wait: Duration::from_millis(200), ..ApiLimits::default() }
+    }
+
+    async fn backup(&self, _: BackupConsistency) -> Result<raftkv_network::BackupStream, ApiError> {
+        let body = futures::stream::iter([Ok(bytes::Bytes::from_static(b"backup bytes"))]);
+        Ok(raftkv_network::BackupStream { revision: *self.revision.lock().unwrap(), node: 1, body: Box::pin(body) })
     }
 
     async fn await_new_leader(&self, _: Option<NodeId>, deadline: Instant) -> bool {
@@ -58,8 +65,9 @@ impl KvService for MapService {
                 }
                 Outcome::Cas { succeeded, current }
             }
+            Command::FoundCluster { .. } => Outcome::None,
         };
-        Ok(CommandResult { revision: *rev, outcome })
+        Ok(CommandResult { revision: *rev, log_index: *rev, outcome })
     }
 
     async fn read(&self, key: String, _: Consistency, _: Option<Duration>) -> Result<Option<Vec<u8>>, ApiError> {
@@ -87,6 +95,10 @@ impl KvService for MapService {
     async fn status(&self) -> Result<NodeStatus, ApiError> {
         Ok(NodeStatus {
             id: 1,
+            cluster_id: None,
+            epoch: None,
+            revision: *self.revision.lock().unwrap(),
+            recovered: None,
             role: Role::Leader,
             term: 1,
             leader: Some(1),

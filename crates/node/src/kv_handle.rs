@@ -11,10 +11,12 @@ use raftkv_network::{
     ReadIndexRefusal,
 };
 use raftkv_storage::{KvStateMachine, ScanPage};
+use raftkv_types::api::BackupConsistency;
 use raftkv_types::api::{Consistency, Durability, LaggingMember, LeaderTransferResponse, MembersResponse, NodeStatus};
-use raftkv_types::{Command, CommandResult, NodeId, PeerNode, TypeConfig};
+use raftkv_types::{Command, CommandResult, NodeId, PeerNode, Proposal, TypeConfig};
 
 use crate::append_clock::AppendClock;
+use crate::proposal_clock::ProposalClock;
 use crate::read_index::ReadIndexBatcher;
 use crate::status::node_status;
 
@@ -40,6 +42,8 @@ pub struct KvHandle {
     pub(crate) reads: ReadIndexBatcher,
     /// Held by the membership change under way on this (leader) node.
     pub(crate) membership_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Stamps this node's proposals with its clock.
+    pub(crate) proposal_clock: Arc<ProposalClock>,
 }
 
 impl KvHandle {
@@ -50,7 +54,7 @@ impl KvHandle {
     ///   reads share a round) and waits until it has applied up to the read index.
     /// - `lease`: the same without the quorum round while the leader's lease holds; once it has
     ///   lapsed, falls back to ReadIndex.
-    async fn ready_to_read(&self, consistency: Consistency) -> Result<(), ApiError> {
+    pub(crate) async fn ready_to_read(&self, consistency: Consistency) -> Result<(), ApiError> {
         if consistency != Consistency::Stale {
             self.ensure_member()?;
         }
@@ -179,9 +183,9 @@ impl KvHandle {
         self.contact.staleness(self.state_machine.applied_index(), Instant::now())
     }
 
-    /// Waits until every member but this (leader) node has applied `revision`, up to the write
-    /// timeout; names those that did not.
-    async fn confirm_on_all(&self, revision: u64) -> Result<(), ApiError> {
+    /// Waits until every member but this (leader) node has applied the entry at `index` (the
+    /// write at `revision`), up to the write timeout; names those that did not.
+    async fn confirm_on_all(&self, index: u64, revision: u64) -> Result<(), ApiError> {
         let members: Vec<(NodeId, PeerNode)> = {
             let metrics = self.raft.metrics();
             let m = metrics.borrow_watched();
@@ -193,12 +197,12 @@ impl KvHandle {
                 .collect()
         };
         let confirmations = members.iter().map(|(id, node)| async move {
-            match self.rpc.await_applied(node, revision, self.write_timeout).await {
-                Ok(applied) if applied >= revision => None,
+            match self.rpc.await_applied(node, index, self.write_timeout).await {
+                Ok(applied) if applied >= index => None,
                 Ok(applied) => Some(LaggingMember {
                     id: *id,
                     applied_index: Some(applied),
-                    reason: format!("applied {applied} of {revision} within {:?}", self.write_timeout),
+                    reason: format!("applied log index {applied} of {index} within {:?}", self.write_timeout),
                 }),
                 Err(e) => Some(LaggingMember { id: *id, applied_index: None, reason: e.to_string() }),
             }
@@ -210,7 +214,8 @@ impl KvHandle {
 
     /// One attempt of [`KvService::write`].
     async fn propose(&self, command: Command) -> Result<CommandResult, Refusal> {
-        let proposed = tokio::time::timeout(self.write_timeout, self.raft.client_write(command)).await;
+        let proposal = Proposal::new(self.proposal_clock.stamp(), command);
+        let proposed = tokio::time::timeout(self.write_timeout, self.raft.client_write(proposal)).await;
         let unknown = |msg: String| Err(Refusal::Final(ApiError::OutcomeUnknown(msg)));
         match proposed {
             Ok(Ok(response)) => Ok(response.data),
@@ -293,7 +298,7 @@ impl KvService for KvHandle {
             }
         };
         if durability == Durability::All {
-            self.confirm_on_all(result.revision).await?;
+            self.confirm_on_all(result.log_index, result.revision).await?;
         }
         Ok(result)
     }
@@ -349,5 +354,9 @@ impl KvService for KvHandle {
     async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse, ApiError> {
         self.ensure_member()?;
         self.transfer_leadership(to).await
+    }
+
+    async fn backup(&self, consistency: BackupConsistency) -> Result<raftkv_network::BackupStream, ApiError> {
+        self.start_backup(consistency).await
     }
 }

@@ -10,6 +10,8 @@
 //! - [`membership`]: membership changes and leader transfer, with their safety checks.
 //! - [`status`]: `/v1/status` from openraft's metrics; [`append_clock`] gives replication lag in
 //!   milliseconds.
+//! - [`proposal_clock`]: the time stamped on each proposal (the state machine's clock); backups are
+//!   streamed out by `backup_stream`.
 //!
 //! # Example
 //! ```no_run
@@ -28,11 +30,13 @@
 //! ```
 
 pub mod append_clock;
+mod backup_stream;
 pub mod config;
 mod error;
 pub mod kv_handle;
 pub mod membership;
 pub mod node;
+pub mod proposal_clock;
 pub mod read_index;
 pub mod status;
 
@@ -40,8 +44,9 @@ pub use config::{NodeConfig, RaftTuning, parse_members};
 pub use error::{NodeError, Result};
 pub use kv_handle::KvHandle;
 pub use node::Node;
-pub use raftkv_storage::ScanPage;
+pub use raftkv_storage::{FileSummary, ScanPage, SnapshotHeader};
+pub use raftkv_types::ClusterIdentity;
 pub use raftkv_types::api::{
-    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo, MemberRole,
-    MembersResponse, NodeStatus, PutResponse, Role,
+    BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
+    MemberRole, MembersResponse, NodeStatus, PutResponse, Role,
 };

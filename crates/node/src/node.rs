@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,15 +13,15 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use raftkv_client::{Client, ClientError};
 use raftkv_network::{
-    ApiError, ApiLimits, KvService, LeaderContact, LeaderProxy, MemberRpc, MembershipChange, PeerNetwork,
+    ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, MembershipChange, PeerNetwork,
     client_router, peer_router,
 };
-use raftkv_storage::{ScanPage, Store, StoreClosed};
+use raftkv_storage::{FileSummary, ScanPage, SnapshotHeader, Store, StoreClosed};
 use raftkv_types::api::{
-    CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MembersResponse, NodeStatus,
-    PutResponse,
+    BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MembersResponse,
+    NodeStatus, PutResponse,
 };
-use raftkv_types::{Command, NodeId, Outcome, PeerNode};
+use raftkv_types::{ClusterIdentity, Command, NodeId, Outcome, PeerNode};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -54,6 +55,8 @@ pub struct Node {
     forwarder: Arc<tokio::sync::Mutex<Option<(NodeId, Client)>>>,
     /// Asks the cluster to add this node, when started with `join`.
     joiner: Option<JoinHandle<()>>,
+    /// Gives the cluster its identity once this node leads a cluster without one.
+    founder: Option<JoinHandle<()>>,
     /// Set at shutdown: answers carry `Connection: close` so that clients stop reusing
     /// connections before they are closed.
     draining: Arc<AtomicBool>,
@@ -72,16 +75,17 @@ impl Node {
             .map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
 
-        let store = open_store(&config.data_dir).await?;
+        let store = open_store(&config.data_dir, config.id).await?;
         let store_closed = store.closed.clone();
         let state_machine = store.state_machine.clone();
         let raft_config = raft_config(&config)?;
-        let network = PeerNetwork::new(config.id)?;
+        let guard = ClusterGuard::new(state_machine.clone());
+        let network = PeerNetwork::new(config.id, guard.clone())?;
         let raft = openraft::Raft::new(config.id, raft_config, network, store.log, store.state_machine)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
 
-        let rpc = MemberRpc::new()?;
+        let rpc = MemberRpc::new(guard)?;
         let contact = LeaderContact::new();
         let handle = KvHandle {
             id: config.id,
@@ -100,6 +104,7 @@ impl Node {
             reads: ReadIndexBatcher::new(rpc.clone(), config.read_timeout),
             rpc,
             membership_lock: Arc::default(),
+            proposal_clock: Arc::default(),
         };
         if !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
@@ -158,7 +163,45 @@ impl Node {
             };
             Some(tokio::spawn(join_cluster(config.id, advertise, config.join.clone(), raft.clone())))
         };
-        Ok(Node { handle, addr, stop_server, server, forwarder: Arc::default(), joiner, draining, store_closed })
+        let founder = Some(tokio::spawn(found_cluster(handle.clone())));
+        Ok(Node {
+            handle,
+            addr,
+            stop_server,
+            server,
+            forwarder: Arc::default(),
+            joiner,
+            founder,
+            draining,
+            store_closed,
+        })
+    }
+
+    /// The cluster this node's data belongs to: its id and epoch. `None` until the cluster's
+    /// first leader has founded it (a moment after the cluster first forms).
+    pub fn cluster_identity(&self) -> Option<ClusterIdentity> {
+        self.handle.state_machine.identity()
+    }
+
+    /// The revision of this node's applied state: data-changing commands applied so far.
+    pub fn revision(&self) -> u64 {
+        self.handle.state_machine.applied_meta().revision
+    }
+
+    /// Writes a backup of the cluster's state to the file `path` (`path.part` until it is
+    /// complete, verified and fsynced; never a partial file under `path`). With
+    /// [`BackupConsistency::Linearizable`] it holds every write acknowledged before the call,
+    /// with `Stale` this node's applied state. Returns the backup's header and summary.
+    pub async fn backup(&self, path: &Path, consistency: BackupConsistency) -> Result<(SnapshotHeader, FileSummary)> {
+        if consistency == BackupConsistency::Linearizable {
+            self.handle.ready_to_read(Consistency::Linearizable).await?;
+        }
+        let state_machine = self.handle.state_machine.clone();
+        let path = path.to_path_buf();
+        let written = tokio::task::spawn_blocking(move || state_machine.backup_to_file(&path, consistency))
+            .await
+            .map_err(|e| NodeError::Raft(format!("backup task: {e}")))?;
+        Ok(written?)
     }
 
     /// This node's id.
@@ -351,9 +394,13 @@ impl Node {
     /// The storage closes once nothing uses it any more: a [`KvHandle`] clone kept by the caller
     /// holds it open, and the wait then ends at its timeout with a warning.
     pub async fn shutdown(self) -> Result<()> {
-        let Node { handle, stop_server, server, joiner, draining, store_closed, forwarder, addr: _ } = self;
-        if let Some(joiner) = &joiner {
-            joiner.abort();
+        let Node { handle, stop_server, server, joiner, founder, draining, store_closed, forwarder, addr: _ } = self;
+        for task in [&joiner, &founder].into_iter().flatten() {
+            task.abort();
+        }
+        if let Some(founder) = founder {
+            // It holds a handle on the storage: wait until it is gone.
+            let _ = founder.await;
         }
         // First send active clients elsewhere (their next request is refused, certainly undone,
         // and the client library moves to another node), so that none sends a request on a
@@ -435,11 +482,11 @@ async fn refuse_when_draining(
 /// Opens the node's storage. A node of this process that was just shut down on the same directory
 /// may still be releasing RocksDB's lock (its tasks wind down after `shutdown` returns): that is
 /// waited out for a few seconds.
-async fn open_store(dir: &std::path::Path) -> Result<Store> {
+async fn open_store(dir: &std::path::Path, id: NodeId) -> Result<Store> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let dir = dir.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || Store::open(dir))
+        let opened = tokio::task::spawn_blocking(move || Store::open_as(dir, id))
             .await
             .map_err(|e| NodeError::Raft(format!("open storage task: {e}")))?;
         match opened {
@@ -448,6 +495,30 @@ async fn open_store(dir: &std::path::Path) -> Result<Store> {
             }
             other => return Ok(other?),
         }
+    }
+}
+
+/// Gives the cluster its identity: once this node leads a cluster whose state machine has none
+/// (a new cluster, or one whose data predates identities), proposes a random cluster id. The first
+/// one applied wins; every member then has it, and snapshots carry it to new members.
+async fn found_cluster(handle: KvHandle) {
+    const CHECK_EVERY: Duration = Duration::from_millis(200);
+    loop {
+        if handle.state_machine.identity().is_some() {
+            return;
+        }
+        if handle.leads() {
+            let cluster_id = format!("{:032x}", rand::random::<u128>());
+            match handle.write(Command::FoundCluster { cluster_id: cluster_id.clone() }, Durability::Majority).await {
+                Ok(_) => {
+                    if let Some(identity) = handle.state_machine.identity() {
+                        tracing::info!(cluster_id = %identity.cluster_id, epoch = identity.epoch, "cluster founded");
+                    }
+                }
+                Err(err) => tracing::debug!(%err, "could not found the cluster yet"),
+            }
+        }
+        tokio::time::sleep(CHECK_EVERY).await;
     }
 }
 

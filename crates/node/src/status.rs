@@ -43,8 +43,13 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
             (*nid, status)
         })
         .collect();
+    let applied = handle.state_machine.applied_meta();
     NodeStatus {
         id: handle.id,
+        cluster_id: applied.identity.as_ref().map(|i| i.cluster_id.clone()),
+        epoch: applied.identity.as_ref().map(|i| i.epoch),
+        revision: applied.revision,
+        recovered: applied.recovery,
         role,
         term: m.current_term,
         leader: m.current_leader,

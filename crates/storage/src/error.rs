@@ -38,6 +38,30 @@ pub enum StorageError {
         /// Why it is unreadable.
         reason: String,
     },
+    /// A snapshot or backup file ends before it should.
+    #[error("truncated file: {reason}")]
+    Truncated {
+        /// Where it ends and what was being read.
+        reason: String,
+    },
+    /// The data directory was written in a format this release does not read.
+    #[error(
+        "data directory {path} has format version {found}, but this raftkv reads versions 1 to {supported}: {advice}"
+    )]
+    UnsupportedFormat {
+        /// The data directory.
+        path: String,
+        /// The version it records.
+        found: u32,
+        /// The newest version this release reads.
+        supported: u32,
+        /// What to do about it.
+        advice: &'static str,
+    },
+    /// A state-changing operation on a data directory was refused (restore into a non-empty
+    /// directory, recovery of a directory with no membership, ...).
+    #[error("{0}")]
+    Refused(String),
     /// A background task that owns part of the store stopped.
     #[error("storage background task stopped: {0}")]
     Stopped(&'static str),
@@ -58,6 +82,21 @@ impl StorageError {
 
     pub(crate) fn corrupt(what: &'static str, reason: impl ToString) -> StorageError {
         StorageError::Corrupt { what, reason: reason.to_string() }
+    }
+
+    /// Names `path` in an I/O error that was raised without one.
+    pub(crate) fn at_path(self, op: &'static str, path: &std::path::Path) -> StorageError {
+        match self {
+            StorageError::Io { path: p, source, .. } if p.is_empty() => {
+                StorageError::Io { op, path: path.display().to_string(), source }
+            }
+            other => other,
+        }
+    }
+
+    /// Whether the error is a damaged or truncated file (as opposed to an I/O failure).
+    pub fn is_damaged_file(&self) -> bool {
+        matches!(self, StorageError::Corrupt { .. } | StorageError::Truncated { .. })
     }
 }
 

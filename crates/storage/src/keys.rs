@@ -2,10 +2,15 @@
 //!
 //! | column family | key                          | value                              |
 //! |---------------|------------------------------|------------------------------------|
-//! | `raft_meta`   | `vote`, `committed`, `last_purged` | versioned bincode             |
+//! | `raft_meta`   | `vote`, `committed`, `last_purged`, `format`, `node_id` | versioned bincode |
 //! | `log`         | log index, u64 big-endian     | versioned bincode of the entry    |
-//! | `sm_meta`     | `last_applied`, `membership`, `generation` | versioned bincode    |
+//! | `sm_meta`     | `last_applied`, `membership`, `generation`, `revision`, `clock`, `identity`, `recovery` | versioned bincode |
 //! | `sm_data`     | generation (u64 BE) ++ user key | raw value                        |
+//!
+//! Everything in `sm_meta` but `generation` is written in the same batch as the apply that
+//! changed it, so it always describes the same prefix of the log as the data. `format` is written
+//! when a data directory is created or upgraded (see [`crate::data_format`]); `node_id` on a
+//! node's first start.
 //!
 //! Big-endian integers sort numerically, so the log and each generation iterate in order.
 //! State-machine data is prefixed by a generation so that a snapshot can be installed beside the
@@ -30,12 +35,25 @@ pub const KEY_COMMITTED: &[u8] = b"committed";
 /// `raft_meta` key of the last purged log id.
 pub const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
+/// `raft_meta` key of the data directory's format version (absent: format 1).
+pub const KEY_FORMAT: &[u8] = b"format";
+/// `raft_meta` key of the id of the node that owns the data directory.
+pub const KEY_NODE_ID: &[u8] = b"node_id";
+
 /// `sm_meta` key of the last applied log id.
 pub const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 /// `sm_meta` key of the last applied membership.
 pub const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// `sm_meta` key of the live data generation.
 pub const KEY_GENERATION: &[u8] = b"generation";
+/// `sm_meta` key of the revision: data-changing commands applied.
+pub const KEY_REVISION: &[u8] = b"revision";
+/// `sm_meta` key of the state-machine clock: the newest proposal time applied, in ms.
+pub const KEY_CLOCK: &[u8] = b"clock";
+/// `sm_meta` key of the cluster identity (absent until the cluster is founded).
+pub const KEY_IDENTITY: &[u8] = b"identity";
+/// `sm_meta` key of the last forced recovery's record.
+pub const KEY_RECOVERY: &[u8] = b"recovery";
 
 /// The `log` key of the entry at `index`.
 pub fn log_key(index: u64) -> [u8; 8] {

@@ -18,8 +18,14 @@
 //! - [`log_store`]: [`RocksLogStore`], the log and vote.
 //! - [`wal_flusher`]: [`WalFlusher`], group commit.
 //! - [`state_machine`]: [`KvStateMachine`], the key-value map and its reads.
-//! - [`snapshot`] and [`snapshot_builder`]: the snapshot file format and how one is built.
-//! - [`keys`] and [`codec`]: column families, key layout and record encoding.
+//! - `apply` and [`applied_state`]: how commands are evaluated, and the revision, clock and
+//!   identity kept beside the data.
+//! - [`snapshot`], [`snapshot_header`] and [`snapshot_builder`]: the checksummed file format of
+//!   snapshots and backups, and how one is built.
+//! - [`backup`]: backups of a running state machine, and [`restore`] into a new cluster.
+//! - [`recovery`]: offline inspection and forced recovery of a data directory.
+//! - [`keys`], [`codec`] and [`data_format`]: column families, key layout, record encoding, and
+//!   the data directory's format version and upgrades.
 //!
 //! # Example
 //! ```no_run
@@ -28,22 +34,33 @@
 //! # Ok::<(), raftkv_storage::StorageError>(())
 //! ```
 
+pub mod applied_state;
+pub(crate) mod apply;
+pub mod backup;
 pub mod codec;
+pub mod data_format;
 mod database;
 mod error;
 pub mod keys;
 pub mod log_store;
+pub mod recovery;
 pub mod snapshot;
 pub mod snapshot_builder;
+pub mod snapshot_header;
 pub mod state_machine;
 pub mod store;
 pub mod wal_flusher;
 
+pub use applied_state::AppliedState;
+pub use backup::{RestoreSummary, finish_backup_file, part_path, restore};
+pub use data_format::DATA_FORMAT_VERSION;
 pub use database::StoreClosed;
 pub use error::{Result, StorageError};
 pub use log_store::RocksLogStore;
-pub use snapshot::{SnapshotFile, SnapshotReader, SnapshotWriter};
+pub use recovery::{DataDirReport, RecoverySummary};
+pub use snapshot::{FileSummary, SnapshotFile, SnapshotReader, SnapshotWriter};
 pub use snapshot_builder::KvSnapshotBuilder;
+pub use snapshot_header::{BackupConsistency, FileKind, SnapshotHeader};
 pub use state_machine::{KvStateMachine, ScanPage};
 pub use store::Store;
 pub use wal_flusher::{WalFlusher, WalStats};

@@ -12,7 +12,7 @@ use rocksdb::{ColumnFamily, Direction, IteratorMode, WriteBatch, WriteOptions};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{decode, encode};
+use crate::codec::{FORMAT_V2, decode, decode_versions, encode};
 use crate::database::Database;
 use crate::error::{Result, StorageError};
 use crate::keys::{CF_LOG, CF_RAFT_META, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, log_index, log_key};
@@ -40,6 +40,40 @@ impl RocksLogStore {
     pub(crate) fn new(db: Arc<Database>) -> Result<RocksLogStore> {
         let flusher = WalFlusher::start(db.clone()).map_err(StorageError::io("start wal flush thread", "-"))?;
         Ok(RocksLogStore { db, flusher: Arc::new(flusher) })
+    }
+
+    pub(crate) fn db(&self) -> &rocksdb::DB {
+        &self.db
+    }
+
+    /// The whole log, read without openraft (offline inspection and recovery).
+    pub fn entries(&self) -> Result<Vec<Entry>> {
+        self.read_entries(0..)
+    }
+
+    /// The vote, the committed log id and the last purged log id, read without openraft.
+    pub fn raft_state(&self) -> Result<(Option<Vote>, Option<LogId>, Option<LogId>)> {
+        let committed = self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten();
+        Ok((self.get_meta(KEY_VOTE)?, committed, self.get_meta(KEY_LAST_PURGED)?))
+    }
+
+    /// The id of the last entry in the log (or the last purged one when the log is empty).
+    pub fn last_log_id(&self) -> Result<Option<LogId>> {
+        Ok(self.last_entry_log_id()?.or(self.get_meta(KEY_LAST_PURGED)?))
+    }
+
+    /// Empties the log as if everything up to `last` had been compacted into the state machine,
+    /// and records `last` as committed; one synced batch. Used by a forced recovery once the
+    /// state machine has applied everything up to `last`.
+    pub(crate) fn reset_to(&self, last: LogId) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(self.log_cf(), log_key(0), log_key(u64::MAX));
+        batch.delete_cf(self.log_cf(), log_key(u64::MAX));
+        batch.put_cf(self.meta_cf(), KEY_LAST_PURGED, encode(&last)?);
+        batch.put_cf(self.meta_cf(), KEY_COMMITTED, encode(&Some(last))?);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        self.db.write_opt(batch, &opts).map_err(StorageError::rocks("reset log"))
     }
 
     /// Group-commit counters of this store's WAL flush thread.
@@ -76,7 +110,7 @@ impl RocksLogStore {
         match iter.next() {
             Some(item) => {
                 let (_, value) = item.map_err(StorageError::rocks("read last log entry"))?;
-                let entry: Entry = decode("log entry", &value)?;
+                let entry: Entry = decode_versions("log entry", &value, &[FORMAT_V2])?;
                 Ok(Some(entry.log_id))
             }
             None => Ok(None),
@@ -97,7 +131,7 @@ impl RocksLogStore {
             if !range.contains(&index) {
                 break;
             }
-            entries.push(decode("log entry", &value)?);
+            entries.push(decode_versions("log entry", &value, &[FORMAT_V2])?);
         }
         Ok(entries)
     }

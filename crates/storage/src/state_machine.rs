@@ -1,26 +1,26 @@
 //! The key-value state machine, in RocksDB.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use futures::{Stream, StreamExt};
 use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::SnapshotOf;
-use openraft::{EntryPayload, OptionalSend, Snapshot};
-use raftkv_types::{Command, CommandResult, LogId, Outcome, SnapshotMeta, StoredMembership, TypeConfig};
+use openraft::{OptionalSend, Snapshot};
+use raftkv_types::{ClusterIdentity, CommandResult, Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
-use crate::codec::{decode, encode};
+use crate::applied_state::AppliedState;
+use crate::apply::ApplyBatch;
+use crate::codec::encode;
 use crate::database::Database;
 use crate::error::{Result, StorageError};
-use crate::keys::{
-    CF_SM_DATA, CF_SM_META, KEY_GENERATION, KEY_LAST_APPLIED, KEY_MEMBERSHIP, data_key, generation_start,
-};
+use crate::keys::{CF_SM_DATA, CF_SM_META, KEY_GENERATION, data_key, generation_start};
 use crate::snapshot::{SnapshotFile, SnapshotReader};
 use crate::snapshot_builder::KvSnapshotBuilder;
+use crate::snapshot_header::SnapshotHeader;
 use crate::store::sync_dir;
 
 /// Entries applied per RocksDB batch when openraft hands over a long run (e.g. after a restart).
@@ -30,12 +30,11 @@ const INSTALL_BATCH_BYTES: usize = 4 << 20;
 /// Snapshot files kept: the newest, and the one before it that may still be being sent.
 const SNAPSHOTS_KEPT: usize = 2;
 
-/// The replicated key-value map: data in `sm_data`, last applied log id and membership in
-/// `sm_meta`.
+/// The replicated key-value map: data in `sm_data`; last applied log id, membership, revision,
+/// clock and cluster identity ([`AppliedState`]) in `sm_meta`.
 ///
 /// # Durability and atomicity
-/// Each apply writes the data, the last applied log id and the membership in one atomic RocksDB
-/// batch, so the stored state is always the result of a prefix of the log. Applies skip RocksDB's
+/// Each apply writes the data and the applied state it leads to in one atomic RocksDB batch, so the stored state is always the result of a prefix of the log. Applies skip RocksDB's
 /// write-ahead log: the log entries they come from are already fsynced in it, so writing the same
 /// data there a second time would only double the bytes each group commit syncs. An apply reaches
 /// disk with the next memtable flush (all column families at once, see `atomic_flush` in
@@ -61,10 +60,12 @@ struct Inner {
     /// The live data generation. Readers hold the read lock while they read, so a generation
     /// switch never pulls data from under a read.
     generation: RwLock<u64>,
-    applied: Mutex<(Option<LogId>, StoredMembership)>,
+    applied: Mutex<AppliedState>,
     /// Index of the last applied entry (0 before any), readable without a lock.
     applied_index: AtomicU64,
     snapshot_seq: AtomicU64,
+    /// The node that owns the data directory, named in the files it writes.
+    node_id: OnceLock<NodeId>,
 }
 
 /// One page of a prefix scan.
@@ -76,43 +77,31 @@ pub struct ScanPage {
     pub more: bool,
 }
 
-/// What `sm_meta` holds: which key generation is live, and the last applied log id and membership
-/// written with the data in the same batch.
-pub(crate) struct SmMeta {
-    pub(crate) generation: u64,
-    pub(crate) last_applied: Option<LogId>,
-    pub(crate) membership: StoredMembership,
-}
-
-impl SmMeta {
-    /// Reads it from `db` (the live database or a checkpoint of it).
-    pub(crate) fn read(db: &DB) -> Result<SmMeta> {
-        let cf = db.cf_handle(CF_SM_META).expect("sm_meta column family is created at open");
-        let get = |key: &[u8]| db.get_cf(cf, key).map_err(StorageError::rocks("read state machine metadata"));
-        Ok(SmMeta {
-            generation: get(KEY_GENERATION)?.map(|b| decode("generation", &b)).transpose()?.unwrap_or(0),
-            last_applied: get(KEY_LAST_APPLIED)?.map(|b| decode("last applied", &b)).transpose()?.flatten(),
-            membership: get(KEY_MEMBERSHIP)?.map(|b| decode("membership", &b)).transpose()?.unwrap_or_default(),
-        })
-    }
-}
-
 impl KvStateMachine {
     pub(crate) fn open(db: Arc<Database>, snapshot_dir: PathBuf) -> Result<KvStateMachine> {
-        let SmMeta { generation, last_applied, membership } = SmMeta::read(&db)?;
-
+        let (generation, applied) = AppliedState::read(&db)?;
         let sm = KvStateMachine {
             inner: Arc::new(Inner {
                 snapshot_dir,
                 generation: RwLock::new(generation),
-                applied_index: AtomicU64::new(last_applied.as_ref().map_or(0, |l| l.index)),
-                applied: Mutex::new((last_applied, membership)),
+                applied_index: AtomicU64::new(applied.applied_index()),
+                applied: Mutex::new(applied),
                 snapshot_seq: AtomicU64::new(0),
+                node_id: OnceLock::new(),
                 db,
             }),
         };
         sm.remove_leftovers(generation)?;
         Ok(sm)
+    }
+
+    /// Records which node owns the data directory (named in the snapshots and backups it writes).
+    pub(crate) fn set_node_id(&self, id: NodeId) {
+        let _ = self.inner.node_id.set(id);
+    }
+
+    pub(crate) fn node_id(&self) -> Option<NodeId> {
+        self.inner.node_id.get().copied()
     }
 
     /// Removes what an interrupted snapshot build or install left behind: data of other
@@ -189,7 +178,19 @@ impl KvStateMachine {
 
     /// The last applied log id and membership.
     pub fn applied(&self) -> (Option<LogId>, StoredMembership) {
+        let applied = self.inner.applied.lock().expect("applied lock poisoned");
+        (applied.last_applied, applied.membership.clone())
+    }
+
+    /// Everything about the applied state but the data: position, membership, revision, clock,
+    /// identity and recovery record.
+    pub fn applied_meta(&self) -> AppliedState {
         self.inner.applied.lock().expect("applied lock poisoned").clone()
+    }
+
+    /// The cluster this state belongs to, once founded.
+    pub fn identity(&self) -> Option<ClusterIdentity> {
+        self.inner.applied.lock().expect("applied lock poisoned").identity.clone()
     }
 
     /// Index of the last applied log entry, 0 before any.
@@ -214,8 +215,8 @@ impl KvStateMachine {
     }
 
     /// Moves a complete snapshot file into place as the newest snapshot and drops older ones.
-    pub(crate) fn publish_snapshot(&self, file: &SnapshotFile, meta: &SnapshotMeta) -> Result<SnapshotFile> {
-        let index = meta.last_log_id.as_ref().map_or(0, |l| l.index);
+    pub(crate) fn publish_snapshot(&self, file: &SnapshotFile, header: &SnapshotHeader) -> Result<SnapshotFile> {
+        let index = header.last_log_id.as_ref().map_or(0, |l| l.index);
         let seq = self.inner.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let dest = self.inner.snapshot_dir.join(format!("snap-{index:020}-{:020}-{seq}.snap", now_nanos()));
         std::fs::rename(file.path(), &dest).map_err(StorageError::io("publish snapshot", &dest))?;
@@ -232,84 +233,30 @@ impl KvStateMachine {
     }
 
     /// Published snapshot files, oldest first.
-    fn snapshot_files(&self) -> Result<Vec<PathBuf>> {
-        let dir = &self.inner.snapshot_dir;
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(StorageError::io("list snapshots", dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap-") && n.ends_with(".snap"))
-            })
-            .collect();
-        files.sort();
-        Ok(files)
+    pub(crate) fn snapshot_files(&self) -> Result<Vec<PathBuf>> {
+        snapshot_files(&self.inner.snapshot_dir)
     }
 
-    fn apply_command(
-        &self,
-        generation: u64,
-        batch: &mut WriteBatch,
-        overlay: &mut HashMap<String, Option<Vec<u8>>>,
-        command: Command,
-    ) -> Result<Outcome> {
-        let current = |key: &str, overlay: &HashMap<String, Option<Vec<u8>>>| -> Result<Option<Vec<u8>>> {
-            match overlay.get(key) {
-                Some(v) => Ok(v.clone()),
-                None => self
-                    .inner
-                    .db
-                    .get_cf(self.data_cf(), data_key(generation, key.as_bytes()))
-                    .map_err(StorageError::rocks("read key")),
-            }
-        };
-        let outcome = match command {
-            Command::Put { key, value } => {
-                batch.put_cf(self.data_cf(), data_key(generation, key.as_bytes()), &value);
-                overlay.insert(key, Some(value));
-                Outcome::Put
-            }
-            Command::Delete { key } => {
-                let deleted = current(&key, overlay)?.is_some();
-                batch.delete_cf(self.data_cf(), data_key(generation, key.as_bytes()));
-                overlay.insert(key, None);
-                Outcome::Delete { deleted }
-            }
-            Command::Cas { key, expected, value } => {
-                let now = current(&key, overlay)?;
-                let succeeded = now == expected;
-                if succeeded {
-                    batch.put_cf(self.data_cf(), data_key(generation, key.as_bytes()), &value);
-                    overlay.insert(key, Some(value));
-                }
-                Outcome::Cas { succeeded, current: now }
-            }
-        };
-        Ok(outcome)
-    }
-
-    /// Writes one apply batch with the new last applied id and membership, then answers clients.
+    /// Writes one apply batch with the applied state it leads to, then answers clients.
     fn commit_batch(
         &self,
-        mut batch: WriteBatch,
-        last: Option<LogId>,
-        membership: Option<StoredMembership>,
+        batch: &mut ApplyBatch<'_>,
+        before: &mut AppliedState,
         responses: &mut Vec<(ApplyResponder<TypeConfig>, CommandResult)>,
     ) -> Result<()> {
-        let Some(last) = last else { return Ok(()) };
-        batch.put_cf(self.meta_cf(), KEY_LAST_APPLIED, encode(&Some(last))?);
-        if let Some(m) = &membership {
-            batch.put_cf(self.meta_cf(), KEY_MEMBERSHIP, encode(m)?);
+        if batch.state.last_applied == before.last_applied {
+            return Ok(());
         }
+        let mut write = batch.take();
+        batch.state.write_changes(before, &self.inner.db, &mut write)?;
         let mut opts = WriteOptions::default();
         opts.disable_wal(true);
-        self.inner.db.write_opt(batch, &opts).map_err(StorageError::rocks("apply entries"))?;
+        self.inner.db.write_opt(write, &opts).map_err(StorageError::rocks("apply entries"))?;
+        *before = batch.state.clone();
         {
             let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
-            self.inner.applied_index.store(last.index, Ordering::Release);
-            applied.0 = Some(last);
-            if let Some(m) = membership {
-                applied.1 = m;
-            }
+            self.inner.applied_index.store(before.applied_index(), Ordering::Release);
+            *applied = before.clone();
         }
         for (responder, result) in responses.drain(..) {
             responder.send(result);
@@ -317,7 +264,37 @@ impl KvStateMachine {
         Ok(())
     }
 
-    fn install_blocking(&self, meta: &SnapshotMeta, file: &SnapshotFile) -> Result<()> {
+    /// Applies `entries` outside openraft (a recovery applying what the log holds beyond the last
+    /// applied entry). Same evaluation, same batches, no one to answer.
+    pub(crate) fn apply_entries(&self, entries: Vec<Entry>) -> Result<()> {
+        let generation = *self.inner.generation.read().expect("generation lock poisoned");
+        let mut before = self.applied_meta();
+        let mut batch = ApplyBatch::new(&self.inner.db, generation, before.clone());
+        for (n, entry) in entries.into_iter().enumerate() {
+            batch.apply(entry)?;
+            if (n + 1) % APPLY_CHUNK == 0 {
+                self.commit_batch(&mut batch, &mut before, &mut Vec::new())?;
+            }
+        }
+        self.commit_batch(&mut batch, &mut before, &mut Vec::new())
+    }
+
+    /// Replaces the applied state but the data (a recovery's new membership and epoch), with one
+    /// synced write.
+    pub(crate) fn overwrite_applied_state(&self, state: AppliedState) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        state.write_all(&self.inner.db, &mut batch)?;
+        let mut synced = WriteOptions::default();
+        synced.set_sync(true);
+        self.inner.db.write_opt(batch, &synced).map_err(StorageError::rocks("write applied state"))?;
+        self.inner.applied_index.store(state.applied_index(), Ordering::Release);
+        *self.inner.applied.lock().expect("applied lock poisoned") = state;
+        Ok(())
+    }
+
+    /// Loads the records of `file` as the whole state, with `state` as the applied state (the
+    /// file's own for a snapshot; a new identity and revision for a restore).
+    pub(crate) fn install_blocking(&self, state: AppliedState, file: &SnapshotFile) -> Result<()> {
         let db = &self.inner.db;
         let old_generation = *self.inner.generation.read().expect("generation lock poisoned");
         let new_generation = old_generation + 1;
@@ -329,6 +306,9 @@ impl KvStateMachine {
         let mut unsynced = WriteOptions::default();
         unsynced.set_sync(false);
         let mut batch = WriteBatch::default();
+        // Records of a chunk are handed out only once its checksum matched, and the switch below
+        // happens only once the trailer and the file's SHA-256 did: a damaged file leaves the
+        // state as it was.
         while let Some((key, value)) = reader.next_record()? {
             batch.put_cf(self.data_cf(), data_key(new_generation, &key), &value);
             if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
@@ -336,11 +316,10 @@ impl KvStateMachine {
                     .map_err(StorageError::rocks("install snapshot data"))?;
             }
         }
-        // The switch: generation, last applied and membership together, fsynced (which also makes
-        // the data batches above durable, as they share the WAL).
+        // The switch: generation and applied state together, fsynced (which also makes the data
+        // batches above durable, as they share the WAL).
         batch.put_cf(self.meta_cf(), KEY_GENERATION, encode(&new_generation)?);
-        batch.put_cf(self.meta_cf(), KEY_LAST_APPLIED, encode(&meta.last_log_id)?);
-        batch.put_cf(self.meta_cf(), KEY_MEMBERSHIP, encode(&meta.last_membership)?);
+        state.write_all(db, &mut batch)?;
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
         {
@@ -348,13 +327,38 @@ impl KvStateMachine {
             db.write_opt(batch, &synced).map_err(StorageError::rocks("switch to snapshot"))?;
             *generation = new_generation;
             let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
-            *applied = (meta.last_log_id, meta.last_membership.clone());
-            self.inner.applied_index.store(meta.last_log_id.as_ref().map_or(0, |l| l.index), Ordering::Release);
+            self.inner.applied_index.store(state.applied_index(), Ordering::Release);
+            *applied = state;
         }
         db.delete_range_cf(self.data_cf(), generation_start(0), generation_start(new_generation))
             .map_err(StorageError::rocks("drop replaced generation"))?;
         Ok(())
     }
+}
+
+/// The applied state a snapshot or backup file describes.
+pub(crate) fn state_of(header: &SnapshotHeader) -> AppliedState {
+    AppliedState {
+        last_applied: header.last_log_id,
+        membership: header.membership.clone(),
+        revision: header.revision,
+        clock_ms: header.clock_ms,
+        identity: header.identity.clone(),
+        recovery: header.recovery.clone(),
+    }
+}
+
+/// Published snapshot files in `dir`, oldest first.
+pub(crate) fn snapshot_files(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(StorageError::io("list snapshots", dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("snap-") && n.ends_with(".snap"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 impl RaftStateMachine<TypeConfig> for KvStateMachine {
@@ -372,36 +376,23 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         // Applies and installs both run on openraft's state-machine task, one at a time, so the
         // generation cannot change during this call.
         let generation = *self.inner.generation.read().expect("generation lock poisoned");
-        let mut batch = WriteBatch::default();
-        // Values written earlier in this batch but not yet in RocksDB: later commands must see them.
-        let mut overlay = HashMap::new();
+        let mut before = self.applied_meta();
+        let mut batch = ApplyBatch::new(&self.inner.db, generation, before.clone());
         let mut responses = Vec::new();
-        let mut last = None;
-        let mut membership = None;
         let mut pending = 0;
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            let revision = entry.log_id.index;
-            let outcome = match entry.payload {
-                EntryPayload::Blank => Outcome::None,
-                EntryPayload::Normal(command) => self.apply_command(generation, &mut batch, &mut overlay, command)?,
-                EntryPayload::Membership(m) => {
-                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
-                    Outcome::None
-                }
-            };
-            last = Some(entry.log_id);
+            let result = batch.apply(entry)?;
             if let Some(responder) = responder {
-                responses.push((responder, CommandResult { revision, outcome }));
+                responses.push((responder, result));
             }
             pending += 1;
             if pending == APPLY_CHUNK {
-                self.commit_batch(std::mem::take(&mut batch), last, membership.take(), &mut responses)?;
-                overlay.clear();
+                self.commit_batch(&mut batch, &mut before, &mut responses)?;
                 pending = 0;
             }
         }
-        self.commit_batch(batch, last, membership, &mut responses)?;
+        self.commit_batch(&mut batch, &mut before, &mut responses)?;
         Ok(())
     }
 
@@ -420,8 +411,15 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         let sm = self.clone();
         let meta = meta.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            sm.install_blocking(&meta, &snapshot)?;
-            sm.publish_snapshot(&snapshot, &meta)?;
+            let header = SnapshotReader::open(snapshot.path())?.header().clone();
+            if header.last_log_id != meta.last_log_id {
+                return Err(StorageError::corrupt(
+                    "snapshot",
+                    format!("file holds state at {:?}, openraft installs {:?}", header.last_log_id, meta.last_log_id),
+                ));
+            }
+            sm.install_blocking(state_of(&header), &snapshot)?;
+            sm.publish_snapshot(&snapshot, &header)?;
             Ok(())
         })
         .await
@@ -435,7 +433,7 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
             for path in sm.snapshot_files()?.into_iter().rev() {
                 match SnapshotReader::open(&path) {
                     Ok(reader) => {
-                        return Ok(Some((reader.meta().clone(), SnapshotFile::new(path))));
+                        return Ok(Some((reader.header().snapshot_meta(), SnapshotFile::new(path))));
                     }
                     Err(err) => {
                         tracing::warn!(path = %path.display(), %err, "skipping unreadable snapshot")

@@ -5,9 +5,13 @@ use std::sync::Arc;
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+use raftkv_types::NodeId;
+
+use crate::codec::{decode, encode};
+use crate::data_format;
 use crate::database::{Database, StoreClosed};
 use crate::error::{Result, StorageError};
-use crate::keys::{ALL_CFS, CF_SM_DATA};
+use crate::keys::{ALL_CFS, CF_RAFT_META, CF_SM_DATA, KEY_NODE_ID};
 use crate::log_store::RocksLogStore;
 use crate::state_machine::KvStateMachine;
 
@@ -17,7 +21,8 @@ const SM_DATA_WRITE_BUFFER_BYTES: usize = 8 << 20;
 /// The two halves of a node's storage, sharing one RocksDB.
 ///
 /// Opening is also recovery: leftovers of an interrupted snapshot build or install are removed,
-/// and the state machine comes back at its last applied log id.
+/// and the state machine comes back at its last applied log id. A data directory of an older
+/// format is upgraded first; one of a newer format is refused (see [`crate::data_format`]).
 pub struct Store {
     /// The Raft log and vote.
     pub log: RocksLogStore,
@@ -35,13 +40,59 @@ impl Store {
         let dir = dir.as_ref();
         let db_dir = dir.join("db");
         let snapshot_dir = dir.join("snapshots");
+        let created = !db_dir.join("CURRENT").exists();
         std::fs::create_dir_all(&snapshot_dir).map_err(StorageError::io("create directory", &snapshot_dir))?;
 
-        let (db, closed) = Database::new(open_db(&db_dir)?);
+        let db = open_db(&db_dir)?;
+        data_format::check_and_upgrade(&db, dir, &snapshot_dir, created)?;
+        let (db, closed) = Database::new(db);
         let db = Arc::new(db);
         let log = RocksLogStore::new(db.clone())?;
         let state_machine = KvStateMachine::open(db, snapshot_dir)?;
+        if let Some(id) = log.node_id()? {
+            state_machine.set_node_id(id);
+        }
         Ok(Store { log, state_machine, closed })
+    }
+
+    /// Opens the store under `dir` for node `id`: records the id on first use and refuses a
+    /// directory that belongs to another node.
+    pub fn open_as(dir: impl AsRef<Path>, id: NodeId) -> Result<Store> {
+        let dir = dir.as_ref();
+        let store = Store::open(dir)?;
+        match store.log.node_id()? {
+            Some(owner) if owner != id => {
+                return Err(StorageError::Refused(format!(
+                    "data directory {} belongs to node {owner}, not node {id}: start it with --id {owner}, or give node {id} a directory of its own",
+                    dir.display()
+                )));
+            }
+            Some(_) => {}
+            None => store.log.set_node_id(id)?,
+        }
+        store.state_machine.set_node_id(id);
+        Ok(store)
+    }
+
+    /// The id of the node that owns the data directory, if it has been started as one.
+    pub fn node_id(&self) -> Result<Option<NodeId>> {
+        self.log.node_id()
+    }
+}
+
+impl crate::RocksLogStore {
+    /// The id recorded by [`Store::open_as`].
+    pub(crate) fn node_id(&self) -> Result<Option<NodeId>> {
+        let meta = self.db().cf_handle(CF_RAFT_META).expect("raft_meta column family is created at open");
+        let bytes = self.db().get_cf(meta, KEY_NODE_ID).map_err(StorageError::rocks("read node id"))?;
+        bytes.map(|b| decode("node id", &b)).transpose()
+    }
+
+    fn set_node_id(&self, id: NodeId) -> Result<()> {
+        let meta = self.db().cf_handle(CF_RAFT_META).expect("raft_meta column family is created at open");
+        let mut synced = rocksdb::WriteOptions::default();
+        synced.set_sync(true);
+        self.db().put_cf_opt(meta, KEY_NODE_ID, encode(&id)?, &synced).map_err(StorageError::rocks("write node id"))
     }
 }
 

@@ -7,7 +7,7 @@ use openraft::type_config::alias::CommittedLeaderIdOf;
 use openraft::vote::RaftLeaderId;
 use openraft::{Entry, EntryPayload, LogId};
 use raftkv_storage::Store;
-use raftkv_types::{Command, TypeConfig};
+use raftkv_types::{Command, Proposal, TypeConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn back_to_back_appends_share_fsyncs() {
@@ -18,7 +18,10 @@ async fn back_to_back_appends_share_fsyncs() {
     for index in 1..=appends {
         let entry = Entry {
             log_id: LogId::new(CommittedLeaderIdOf::<TypeConfig>::new(1, 1), index),
-            payload: EntryPayload::Normal(Command::Put { key: format!("k{index}"), value: vec![7; 100] }),
+            payload: EntryPayload::Normal(Proposal::new(
+                0,
+                Command::Put { key: format!("k{index}"), value: vec![7; 100] },
+            )),
         };
         let (tx, rx) = TypeConfig::oneshot();
         // Like openraft, issue the next append without waiting for the previous flush.

@@ -9,7 +9,7 @@ use openraft::type_config::alias::CommittedLeaderIdOf;
 use openraft::vote::RaftLeaderId;
 use openraft::{Entry, EntryPayload, LogId, Membership, RaftSnapshotBuilder};
 use raftkv_storage::Store;
-use raftkv_types::{Command, LogId as KvLogId, PeerNode, TypeConfig, Vote};
+use raftkv_types::{Command, LogId as KvLogId, PeerNode, Proposal, TypeConfig, Vote};
 
 fn log_id(term: u64, index: u64) -> KvLogId {
     LogId::new(CommittedLeaderIdOf::<TypeConfig>::new(term, 1), index)
@@ -18,7 +18,10 @@ fn log_id(term: u64, index: u64) -> KvLogId {
 fn put(term: u64, index: u64, key: &str, value: &str) -> raftkv_types::Entry {
     Entry {
         log_id: log_id(term, index),
-        payload: EntryPayload::Normal(Command::Put { key: key.into(), value: value.as_bytes().to_vec() }),
+        payload: EntryPayload::Normal(Proposal::new(
+            0,
+            Command::Put { key: key.into(), value: value.as_bytes().to_vec() },
+        )),
     }
 }
 
@@ -112,7 +115,7 @@ async fn installed_snapshot_replaces_state_and_survives_reopen() {
         let received = follower_dir.path().join("snapshots").join("incoming.part");
         std::fs::copy(snapshot.snapshot.path(), &received).unwrap();
         let file = raftkv_storage::SnapshotFile::new(received);
-        assert_eq!(file.verify().unwrap(), snapshot.meta);
+        assert_eq!(file.verify().unwrap().0.snapshot_meta(), snapshot.meta);
         follower.state_machine.install_snapshot(&snapshot.meta, file).await.unwrap();
     }
     let mut follower = Store::open(follower_dir.path()).unwrap();

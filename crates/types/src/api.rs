@@ -48,17 +48,57 @@ impl fmt::Display for Consistency {
     }
 }
 
+/// How fresh the state in a backup is guaranteed to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupConsistency {
+    /// Taken after the serving node had applied a read index confirmed by the leader: holds every
+    /// write acknowledged before the backup began.
+    Linearizable,
+    /// The serving node's own applied state, which may be behind the leader's.
+    Stale,
+}
+
+impl fmt::Display for BackupConsistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackupConsistency::Linearizable => "linearizable",
+            BackupConsistency::Stale => "stale",
+        })
+    }
+}
+
+impl FromStr for BackupConsistency {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "linearizable" => Ok(BackupConsistency::Linearizable),
+            "stale" => Ok(BackupConsistency::Stale),
+            other => Err(format!("unknown backup consistency {other:?}; expected linearizable or stale")),
+        }
+    }
+}
+
+/// Response headers of `GET /v1/admin/backup` (the body is the backup file).
+pub mod backup_headers {
+    /// The revision of the state in the backup.
+    pub const REVISION: &str = "x-raftkv-revision";
+    /// The node that serves the backup.
+    pub const NODE: &str = "x-raftkv-node";
+}
+
 /// Response to `PUT /v1/kv/{key}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutResponse {
-    /// Log index of the write.
+    /// The cluster revision of the write (see [`crate::CommandResult::revision`]).
     pub revision: u64,
 }
 
 /// Response to `DELETE /v1/kv/{key}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeleteResponse {
-    /// Log index of the delete.
+    /// The cluster revision after the delete: raised by one if the key existed, else unchanged.
     pub revision: u64,
     /// Whether the key existed.
     pub deleted: bool,
@@ -81,7 +121,7 @@ pub struct CasResponse {
     pub succeeded: bool,
     /// The value before the operation (`null`: absent).
     pub current: Option<String>,
-    /// Log index at which the cas was evaluated.
+    /// The cluster revision after the cas: raised by one if it swapped, else unchanged.
     pub revision: u64,
 }
 
@@ -266,6 +306,19 @@ pub struct LeaderTransferResponse {
 pub struct NodeStatus {
     /// This node's id.
     pub id: NodeId,
+    /// The cluster this node's data belongs to (`null` until the cluster's first leader has given
+    /// it one, a moment after it is founded).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
+    /// The cluster's epoch: 1, raised by each forced recovery (`null` with `cluster_id`).
+    #[serde(default)]
+    pub epoch: Option<u64>,
+    /// The revision of this node's applied state: the number of data-changing commands applied.
+    #[serde(default)]
+    pub revision: u64,
+    /// The last forced recovery of this cluster, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<crate::RecoveryRecord>,
     /// This node's role.
     pub role: Role,
     /// Current term.

@@ -1,4 +1,8 @@
 //! Commands replicated through the Raft log and what applying them returns.
+//!
+//! A log entry's payload is a [`Proposal`]: a [`Command`] stamped by the leader that proposed it
+//! with its clock, so that everything time-based in the state machine uses one deterministic time
+//! (the largest stamp applied so far) instead of each replica's own clock.
 
 use std::fmt;
 
@@ -29,13 +33,46 @@ pub enum Command {
         /// The value to store on success.
         value: Vec<u8>,
     },
+    /// Gives the cluster its identity: proposed by the first leader of a cluster whose state
+    /// machine has none. The first one applied wins (epoch 1); later ones change nothing. From this
+    /// entry on, revisions count data-changing commands (before it, a write's revision is its log
+    /// index, as data directories of format 1 had it).
+    FoundCluster {
+        /// The new cluster id: 32 lowercase hex digits (128 random bits).
+        cluster_id: String,
+    },
+}
+
+/// A log entry's payload: a command and when the leader proposed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The leader's wall clock when it proposed the command, in milliseconds since the Unix epoch,
+    /// never lower than an earlier proposal of the same leader. 0 for entries written before
+    /// proposals were stamped (data directory format 1).
+    pub proposed_at_ms: u64,
+    /// The command.
+    pub command: Command,
+}
+
+impl Proposal {
+    /// `command`, stamped with `proposed_at_ms`.
+    pub fn new(proposed_at_ms: u64, command: Command) -> Proposal {
+        Proposal { proposed_at_ms, command }
+    }
+}
+
+impl fmt::Display for Proposal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.command, self.proposed_at_ms)
+    }
 }
 
 impl Command {
-    /// The key this command touches.
-    pub fn key(&self) -> &str {
+    /// The key this command touches, if it is a key-value command.
+    pub fn key(&self) -> Option<&str> {
         match self {
-            Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => key,
+            Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => Some(key),
+            Command::FoundCluster { .. } => None,
         }
     }
 }
@@ -46,6 +83,7 @@ impl fmt::Display for Command {
             Command::Put { key, value } => write!(f, "put({key:?}, {} bytes)", value.len()),
             Command::Delete { key } => write!(f, "delete({key:?})"),
             Command::Cas { key, value, .. } => write!(f, "cas({key:?}, {} bytes)", value.len()),
+            Command::FoundCluster { cluster_id } => write!(f, "found-cluster({cluster_id})"),
         }
     }
 }
@@ -53,9 +91,12 @@ impl fmt::Display for Command {
 /// What applying a [`Command`] did, as seen by the client that proposed it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandResult {
-    /// Log index at which the command was applied: the cluster-wide revision of the write. It
-    /// grows with every applied entry, so a client can order writes by it.
+    /// The cluster-wide revision after the command: raised by exactly one by each command that
+    /// changed data, unchanged by one that did not (a failed cas, a delete of an absent key). It
+    /// never goes backwards, across snapshots, restores and recoveries included.
     pub revision: u64,
+    /// Log index of the entry that carried the command.
+    pub log_index: u64,
     /// The command-specific outcome.
     pub outcome: Outcome,
 }

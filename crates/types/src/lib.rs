@@ -6,26 +6,29 @@
 //!
 //! # Layout
 //! - [`api`]: the JSON bodies of the client HTTP API (see `docs/api.md`).
-//! - [`command`]: [`Command`], a state-machine mutation, and [`CommandResult`], what applying it
-//!   returned.
+//! - [`command`]: [`Command`], a state-machine mutation, [`Proposal`], a command as the leader
+//!   stamped it in the log, and [`CommandResult`], what applying it returned.
+//! - [`identity`]: [`ClusterIdentity`] (cluster id and epoch) and [`RecoveryRecord`].
 //! - [`peer`]: [`PeerNode`], the address book entry for one member.
 //! - [`TypeConfig`]: the openraft type configuration.
 
 pub mod api;
 pub mod command;
+pub mod identity;
 pub mod peer;
 
-pub use command::{Command, CommandResult, Outcome};
+pub use command::{Command, CommandResult, Outcome, Proposal};
+pub use identity::{ClusterIdentity, RecoveryRecord};
 pub use peer::PeerNode;
 
 /// Identifier of one member of a raftkv cluster. Stable for the life of a node's data directory.
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// openraft type configuration of raftkv: log entries carry [`Command`]s, applying one yields a
-    /// [`CommandResult`], and members are addressed by [`PeerNode`].
+    /// openraft type configuration of raftkv: log entries carry [`Proposal`]s, applying one yields
+    /// a [`CommandResult`], and members are addressed by [`PeerNode`].
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = CommandResult,
         NodeId = NodeId,
         Node = PeerNode,
@@ -41,5 +44,7 @@ pub type LogId = openraft::type_config::alias::LogIdOf<TypeConfig>;
 pub type Vote = openraft::type_config::alias::VoteOf<TypeConfig>;
 /// Membership as stored in the log and the state machine.
 pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<TypeConfig>;
-/// Snapshot metadata: the last included log id, membership and snapshot id.
+/// Membership: the voter configuration(s) and every member's address.
+pub type Membership = openraft::Membership<NodeId, PeerNode>;
+/// Snapshot metadata: the last included log id and membership.
 pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<TypeConfig>;

@@ -108,6 +108,16 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let reference = leader_status.as_ref().unwrap_or(&first);
+    match (&reference.cluster_id, reference.epoch) {
+        (Some(cluster), Some(epoch)) => println!("cluster {cluster} epoch {epoch} revision {}", reference.revision),
+        _ => println!("cluster (not founded yet) revision {}", reference.revision),
+    }
+    if let Some(rec) = &reference.recovered {
+        println!(
+            "recovered at {} from node {} (epoch {} -> {}; {} entries implicitly committed)",
+            rec.at, rec.node_id, rec.old_epoch, rec.new_epoch, rec.implicitly_committed
+        );
+    }
     println!(
         "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
         "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "MATCHED", "BEHIND", "LAG_MS", "LAST_ACK"

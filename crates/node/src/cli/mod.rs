@@ -6,8 +6,10 @@ use clap::{Args, Parser, Subcommand};
 use raftkv_types::NodeId;
 use raftkv_types::api::{Consistency, Durability};
 
+mod backup;
 mod client_cmds;
 mod cluster;
+mod recover;
 mod serve;
 
 /// raftkv: a replicated key-value store on Raft.
@@ -108,6 +110,16 @@ enum Command {
     Leader {
         #[command(subcommand)]
         action: LeaderAction,
+    },
+    /// Backups: save, inspect, export, restore into a new cluster, schedule.
+    Backup {
+        #[command(subcommand)]
+        action: backup::BackupAction,
+    },
+    /// Disaster recovery of stopped nodes: inspect survivors, force a new cluster.
+    Recover {
+        #[command(subcommand)]
+        action: recover::RecoverAction,
     },
 }
 
@@ -232,6 +244,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leader { action: LeaderAction::Transfer { endpoints, to } } => {
             client_cmds::leader_transfer(&endpoints.endpoints, to).await
         }
+        Command::Backup { action } => backup::run(action).await,
+        Command::Recover { action } => recover::run(action).await,
     }
 }
 

@@ -1,0 +1,145 @@
+//! `raftkv recover`: offline disaster recovery of stopped nodes' data directories.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use raftkv_storage::recovery::{self, DataDirReport};
+use raftkv_types::NodeId;
+
+/// `raftkv recover` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RecoverAction {
+    /// Show what each stopped node's data directory holds, and which is the best survivor.
+    Inspect {
+        /// A data directory (repeat for each survivor).
+        #[arg(long = "data-dir", required = true)]
+        data_dirs: Vec<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a stopped survivor the only member of its cluster, at a new epoch (quorum lost for
+    /// good, or the primary site lost and this is the DR replica).
+    ForceNewCluster {
+        /// The survivor's data directory (the node must be stopped).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Confirms that writes acknowledged by the lost members but missing here are lost, and
+        /// that entries this node has but never saw committed now count as committed.
+        #[arg(long)]
+        accept_data_loss: bool,
+        /// The node's id, when the directory does not record it.
+        #[arg(long)]
+        id: Option<NodeId>,
+    },
+}
+
+/// Runs a `raftkv recover` subcommand.
+pub async fn run(action: RecoverAction) -> anyhow::Result<()> {
+    match action {
+        RecoverAction::Inspect { data_dirs, json } => inspect(data_dirs, json).await,
+        RecoverAction::ForceNewCluster { data_dir, accept_data_loss, id } => {
+            force_new_cluster(data_dir, accept_data_loss, id).await
+        }
+    }
+}
+
+async fn inspect(data_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
+    let reports = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<DataDirReport>> {
+        data_dirs
+            .iter()
+            .map(|dir| recovery::inspect(dir).with_context(|| format!("cannot inspect {}", dir.display())))
+            .collect()
+    })
+    .await??;
+    // The latest log wins; among equals, the first named.
+    let best =
+        reports.iter().enumerate().max_by(|(i, a), (j, b)| a.rank().cmp(&b.rank()).then(j.cmp(i))).map(|(i, _)| i);
+    if json {
+        #[derive(serde::Serialize)]
+        struct Inspection<'a> {
+            directories: &'a [DataDirReport],
+            best: Option<&'a PathBuf>,
+        }
+        let best = best.map(|i| &reports[i].data_dir);
+        println!("{}", serde_json::to_string_pretty(&Inspection { directories: &reports, best })?);
+        return Ok(());
+    }
+    for (i, r) in reports.iter().enumerate() {
+        let mark = if Some(i) == best && reports.len() > 1 { "  <- best survivor (latest log)" } else { "" };
+        println!("{}{mark}", r.data_dir.display());
+        println!("  node:          {}", r.node_id.map_or("unknown".into(), |n| n.to_string()));
+        match &r.identity {
+            Some(identity) => println!("  cluster:       {} epoch {}", identity.cluster_id, identity.epoch),
+            None => println!("  cluster:       (not founded)"),
+        }
+        println!("  vote:          {}", r.vote.as_ref().map_or("none".into(), |v| v.to_string()));
+        println!("  last log id:   {}", r.last_log_id.map_or("none".into(), |l| l.to_string()));
+        println!("  committed:     {}", r.committed.map_or("unknown".into(), |l| l.to_string()));
+        println!(
+            "  last applied:  {} ({} entries after it)",
+            r.last_applied.map_or("none".into(), |l| l.to_string()),
+            r.unapplied_entries
+        );
+        println!("  revision:      {}", r.revision);
+        println!("  data as of:    {}", time_and_age(r.clock_ms));
+        println!("  voters:        {:?}", r.voters);
+        println!("  learners:      {:?}", r.learners);
+        if let Some(rec) = &r.recovered {
+            println!(
+                "  recovered:     at {} from node {} (epoch {} -> {})",
+                rec.at, rec.node_id, rec.old_epoch, rec.new_epoch
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn force_new_cluster(data_dir: PathBuf, accept_data_loss: bool, id: Option<NodeId>) -> anyhow::Result<()> {
+    if !accept_data_loss {
+        bail!(
+            "force-new-cluster can lose acknowledged writes (those the lost members had and this node lacks); \
+             run `raftkv recover inspect` on every survivor first, pick the best, then add --accept-data-loss"
+        );
+    }
+    let dir = data_dir.clone();
+    let summary = tokio::task::spawn_blocking(move || recovery::force_new_cluster(&dir, id))
+        .await?
+        .with_context(|| format!("cannot recover {}", data_dir.display()))?;
+    let record = &summary.record;
+    let (id, addr) = &summary.member;
+    println!(
+        "recovered {}: node {id} is now the only member of cluster {} at epoch {} (was {})",
+        data_dir.display(),
+        summary.identity.cluster_id,
+        record.new_epoch,
+        record.old_epoch
+    );
+    println!("  removed members:      {:?}", record.removed_members);
+    println!(
+        "  implicitly committed: {} entries this node had but never saw committed now count as committed",
+        record.implicitly_committed
+    );
+    println!("  revision:             {} (was {} before applying them)", record.revision_after, record.revision_before);
+    println!("  recovery point:       the newest write kept was proposed {}", time_and_age(record.data_as_of_ms));
+    println!(
+        "  DATA LOSS: writes acknowledged by the old cluster after that point, which this node did not have, are gone."
+    );
+    println!("next: raftkv serve --id {id} --listen {addr} --data-dir {}", data_dir.display());
+    println!(
+        "      then start new or wiped nodes with --join http://{addr}; old members started with their old data are refused (stale_epoch): wipe them first"
+    );
+    Ok(())
+}
+
+/// `ms` (since the Unix epoch) as RFC 3339 with how long ago it is.
+fn time_and_age(ms: u64) -> String {
+    if ms == 0 {
+        return "unknown (no stamped write applied)".into();
+    }
+    let at = UNIX_EPOCH + Duration::from_millis(ms);
+    let age = SystemTime::now().duration_since(at).unwrap_or_default();
+    format!("{} ({:.1} s ago)", humantime::format_rfc3339_millis(at), age.as_secs_f64())
+}

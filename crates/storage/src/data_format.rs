@@ -1,0 +1,104 @@
+//! The format version of a data directory, and the upgrade of older ones.
+//!
+//! | version | written by | what changed |
+//! |---|---|---|
+//! | 1 | raftkv before cluster identities (no `format` key) | - |
+//! | 2 | this release | log entries carry stamped proposals; `sm_meta` holds revision, clock and identity; snapshots are `RKVSNAP2` |
+//!
+//! Opening a directory of an older version upgrades it in place, in one synced batch, before
+//! anything reads it; a directory of a newer version is refused with one line that names both
+//! versions. Nothing is ever read in a format it was not written in.
+
+use std::path::Path;
+
+use openraft::EntryPayload;
+use raftkv_types::{Command, CommandResult, Entry, NodeId, PeerNode, Proposal};
+use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+
+use crate::applied_state::AppliedState;
+use crate::codec::{FORMAT_V1, decode, decode_versions, encode};
+use crate::error::{Result, StorageError};
+use crate::keys::{CF_LOG, CF_RAFT_META, CF_SM_META, KEY_CLOCK, KEY_FORMAT, KEY_REVISION};
+use crate::state_machine::snapshot_files;
+
+/// The data directory format this release writes.
+pub const DATA_FORMAT_VERSION: u32 = 2;
+
+openraft::declare_raft_types!(
+    /// The type configuration of format 1 data: log entries carried bare commands.
+    LegacyConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = PeerNode,
+);
+
+type LegacyEntry = openraft::type_config::alias::EntryOf<LegacyConfig>;
+
+/// Checks the format of the database just opened from `dir` and upgrades it if it is older.
+/// `created` tells that the directory was empty before this open.
+pub(crate) fn check_and_upgrade(db: &DB, dir: &Path, snapshot_dir: &Path, created: bool) -> Result<()> {
+    let meta = db.cf_handle(CF_RAFT_META).expect("raft_meta column family is created at open");
+    let stored: Option<u32> = db
+        .get_cf(meta, KEY_FORMAT)
+        .map_err(StorageError::rocks("read data format"))?
+        .map(|b| decode("data format", &b))
+        .transpose()?;
+    match stored {
+        Some(DATA_FORMAT_VERSION) => Ok(()),
+        Some(found) => Err(StorageError::UnsupportedFormat {
+            path: dir.display().to_string(),
+            found,
+            supported: DATA_FORMAT_VERSION,
+            advice: "it was written by a newer raftkv; run that version (or newer) on it",
+        }),
+        None if created => write_format(db, WriteBatch::default()),
+        None => upgrade_from_v1(db, dir, snapshot_dir),
+    }
+}
+
+fn write_format(db: &DB, mut batch: WriteBatch) -> Result<()> {
+    let meta = db.cf_handle(CF_RAFT_META).expect("raft_meta column family is created at open");
+    batch.put_cf(meta, KEY_FORMAT, encode(&DATA_FORMAT_VERSION)?);
+    let mut synced = WriteOptions::default();
+    synced.set_sync(true);
+    db.write_opt(batch, &synced).map_err(StorageError::rocks("write data format"))
+}
+
+/// Format 1 to 2: every log entry rewritten with a stamped proposal (stamp 0: unknown), the
+/// revision set to the last applied index (format 1's revision of a write was its log index, so
+/// revisions go on from where they were), format 1 snapshot files removed (openraft builds a new
+/// snapshot at start when the log has been purged).
+fn upgrade_from_v1(db: &DB, dir: &Path, snapshot_dir: &Path) -> Result<()> {
+    let log = db.cf_handle(CF_LOG).expect("log column family is created at open");
+    let sm_meta = db.cf_handle(CF_SM_META).expect("sm_meta column family is created at open");
+    let mut batch = WriteBatch::default();
+    let mut entries = 0u64;
+    for item in db.iterator_cf(log, IteratorMode::Start) {
+        let (key, value) = item.map_err(StorageError::rocks("read log for upgrade"))?;
+        let legacy: LegacyEntry = decode_versions("format 1 log entry", &value, &[FORMAT_V1])?;
+        let payload = match legacy.payload {
+            EntryPayload::Blank => EntryPayload::Blank,
+            EntryPayload::Normal(command) => EntryPayload::Normal(Proposal::new(0, command)),
+            EntryPayload::Membership(m) => EntryPayload::Membership(m),
+        };
+        batch.put_cf(log, key, encode(&Entry { log_id: legacy.log_id, payload })?);
+        entries += 1;
+    }
+    let (_, state) = AppliedState::read(db)?;
+    batch.put_cf(sm_meta, KEY_REVISION, encode(&state.applied_index())?);
+    batch.put_cf(sm_meta, KEY_CLOCK, encode(&0u64)?);
+    // Snapshots first: if the upgrade stops halfway, the directory is still a format 1 one
+    // without snapshots, which format 1 and this upgrade both handle.
+    for path in snapshot_files(snapshot_dir)? {
+        std::fs::remove_file(&path).map_err(StorageError::io("remove format 1 snapshot", &path))?;
+    }
+    write_format(db, batch)?;
+    tracing::info!(
+        path = %dir.display(),
+        log_entries = entries,
+        revision = state.applied_index(),
+        "upgraded data directory from format 1 to format {DATA_FORMAT_VERSION}"
+    );
+    Ok(())
+}
