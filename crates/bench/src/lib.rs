@@ -4,6 +4,7 @@
 //! - [`target`]: the systems under test (raftkv over HTTP, etcd over gRPC).
 //! - [`load`]: a closed-loop load with an HDR latency histogram.
 //! - [`compare`]: the same rows against both systems, alternating, medians of several trials.
+//! - [`backup`]: backup and restore of a large state: duration, throughput, peak memory.
 //! - [`procstat`]: CPU seconds and peak RSS of the servers, and machine load, from /proc.
 //!
 //! # Example
@@ -32,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod backup;
 pub mod compare;
 pub mod load;
 pub mod procstat;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use raftkv_bench::backup::BackupSpec;
 use raftkv_bench::compare::{CompareSpec, compare, markdown};
 use raftkv_bench::load::{LoadSpec, Workload, preload, run};
 use raftkv_bench::recovery::{RecoverySpec, measure};
@@ -71,6 +72,9 @@ enum Command {
         #[command(flatten)]
         shape: Shape,
     },
+    /// Backup and restore of a bulk-loaded state on a node this command starts itself: duration,
+    /// throughput and peak memory of the node and of the command line, per state size.
+    Backup(BackupArgs),
     /// Failover and catch-up times on three-member clusters this command starts itself:
     /// SIGKILL of the leader under a write load until the first write acknowledged after it
     /// (median of --rounds), and a member restarted after missing --catch-up-writes writes until
@@ -95,6 +99,29 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+}
+
+/// Flags of `backup`.
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    /// The raftkv binary.
+    #[arg(long, default_value = "target/release/raftkv")]
+    raftkv_bin: PathBuf,
+    /// State sizes to measure, MiB, comma-separated (each on a fresh node).
+    #[arg(long, value_delimiter = ',', default_values_t = [256u64, 1024])]
+    sizes_mib: Vec<u64>,
+    /// Value size of the bulk load, bytes.
+    #[arg(long, default_value_t = 65536)]
+    value_bytes: usize,
+    /// Concurrent writers of the bulk load.
+    #[arg(long, default_value_t = 16)]
+    writers: usize,
+    /// Port of the node (the restored node uses the next one).
+    #[arg(long, default_value_t = 27101)]
+    port: u16,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// Flags both commands share: how long each measurement runs, and on what data.
@@ -205,6 +232,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             write_json(json.as_deref(), &comparison)?;
             Ok(())
         }
+        Command::Backup(args) => backup(args).await,
         Command::Recovery { raftkv_bin, etcd_bin, rounds, catch_up_writes, base_port, json } => {
             anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
             let dir = std::env::temp_dir().join(format!("raftkv-recovery-{}", std::process::id()));
@@ -235,6 +263,24 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn backup(args: BackupArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.value_bytes >= 1 && args.writers >= 1, "--value-bytes and --writers must be at least 1");
+    let dir = std::env::temp_dir().join(format!("raftkv-backup-bench-{}", std::process::id()));
+    let spec = BackupSpec {
+        bin: args.raftkv_bin,
+        sizes_mib: args.sizes_mib,
+        value_bytes: args.value_bytes,
+        writers: args.writers,
+        port: args.port,
+        dir: dir.clone(),
+    };
+    let results = raftkv_bench::backup::measure(&spec).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let results = results?;
+    println!("{}", raftkv_bench::backup::markdown(&results));
+    write_json(args.json.as_deref(), &results)
 }
 
 fn main() -> ExitCode {
