@@ -113,8 +113,12 @@ async fn quorum_lost_for_good_is_recovered_from_the_survivor() {
 async fn a_dr_learner_takes_over_when_the_primary_site_is_lost() {
     phase("primary site: three voters; DR site: one learner receiving the log asynchronously");
     let mut cluster = Cluster::start(ClusterOptions { nodes: 3, ..Default::default() }).await;
-    cluster.add_node(4, true, &[]).start();
+    cluster.add_node(4, true, &["--zone", "dr"]).start();
     cluster.wait_caught_up(4, Duration::from_secs(30)).await;
+    let leader = cluster.leader_status().await.expect("a leader");
+    assert_eq!(leader.members[&4].zone.as_deref(), Some("dr"), "the DR learner's zone shows in status");
+    let table = raftkv_ok(&["status", "--endpoints", &cluster.endpoints().join(",")]);
+    assert!(table.lines().any(|l| l.starts_with('4') && l.contains(" dr ")), "{table}");
     let load = WriteLoad::start(&cluster.endpoints()[..3], 8, "site");
     load.wait_acked_beyond(0, 500, Duration::from_secs(30)).await;
 

@@ -186,7 +186,8 @@ async fn measure_one(spec: &BackupSpec, size_mib: u64, dir: &Path) -> anyhow::Re
 
     let started = Instant::now();
     let _restored_node = serve(&spec.bin, spec.port + 1, &restored, false)?;
-    let restored_client = Client::with_timeout([format!("http://127.0.0.1:{}", spec.port + 1)], Duration::from_secs(30))?;
+    let restored_client =
+        Client::with_timeout([format!("http://127.0.0.1:{}", spec.port + 1)], Duration::from_secs(30))?;
     wait_serving(&restored_client, Duration::from_secs(120)).await?;
     let restored_serving = started.elapsed();
     let last = format!("bulk-{:012}", keys - 1);

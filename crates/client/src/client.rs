@@ -180,7 +180,12 @@ impl Client {
 
     /// Adds node `id` at `addr` (`host:port`) as a learner; it then catches up asynchronously.
     pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<MembersResponse> {
-        let body = encode(&NewMember { id, addr: addr.to_string() })?;
+        self.add_learner_in_zone(id, addr, None).await
+    }
+
+    /// Adds node `id` at `addr` as a learner in `zone` (a DR site, say), shown in status.
+    pub async fn add_learner_in_zone(&self, id: NodeId, addr: &str, zone: Option<&str>) -> Result<MembersResponse> {
+        let body = encode(&NewMember { id, addr: addr.to_string(), zone: zone.map(str::to_string) })?;
         self.json(self.send(Method::POST, "/v1/cluster/members", Payload::Json(body)).await?)
     }
 
@@ -199,7 +204,7 @@ impl Client {
     /// Replaces voter `old` by the new node `id` at `addr`: it joins as a learner, catches up, and
     /// the two are swapped in one joint-consensus change.
     pub async fn replace_member(&self, old: NodeId, id: NodeId, addr: &str, force: bool) -> Result<MembersResponse> {
-        let body = encode(&NewMember { id, addr: addr.to_string() })?;
+        let body = encode(&NewMember { id, addr: addr.to_string(), zone: None })?;
         let path = format!("/v1/cluster/members/{old}/replace?force={force}");
         self.json(self.send(Method::POST, &path, Payload::Json(body)).await?)
     }

@@ -264,7 +264,20 @@ fn new_member_of(body: &[u8]) -> Result<NewMember, ApiError> {
     if member.addr.parse::<std::net::SocketAddr>().is_err() && !member.addr.contains(':') {
         return Err(ApiError::bad_request("invalid_addr", format!("addr must be host:port, got {:?}", member.addr)));
     }
+    if let Some(zone) = &member.zone
+        && !valid_zone(zone)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_zone",
+            format!("zone must be 1 to 64 letters, digits, '-', '_' or '.', got {zone:?}"),
+        ));
+    }
     Ok(member)
+}
+
+/// Whether `zone` is a usable zone name: 1 to 64 ASCII letters, digits, `-`, `_` or `.`.
+pub fn valid_zone(zone: &str) -> bool {
+    (1..=64).contains(&zone.len()) && zone.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 fn query_of<T: Default>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -427,7 +440,8 @@ async fn change<S: KvService>(s: &ApiState<S>, req: ReceivedRequest, change: Mem
 async fn add_learner<S: KvService>(State(s): State<ApiState<S>>, origin: Origin, body: Bytes) -> Response {
     let member = parsed!(new_member_of(&body));
     let req = origin.with_body(body);
-    change(&s, req, MembershipChange::AddLearner { id: member.id, addr: member.addr }).await
+    let change_of = MembershipChange::AddLearner { id: member.id, addr: member.addr, zone: member.zone };
+    change(&s, req, change_of).await
 }
 
 async fn promote<S: KvService>(

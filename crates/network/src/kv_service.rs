@@ -120,6 +120,8 @@ pub enum MembershipChange {
         id: NodeId,
         /// Its `host:port`.
         addr: String,
+        /// The zone it runs in.
+        zone: Option<String>,
     },
     /// Makes learner `id` a voter.
     Promote {

@@ -211,7 +211,7 @@ async fn admin_routes_reach_the_service() {
     let cases = [
         (
             req("POST", "/v1/cluster/members", r#"{"id":4,"addr":"127.0.0.1:7004"}"#),
-            MembershipChange::AddLearner { id: 4, addr: "127.0.0.1:7004".into() },
+            MembershipChange::AddLearner { id: 4, addr: "127.0.0.1:7004".into(), zone: None },
         ),
         (
             req("POST", "/v1/cluster/members/4/promote", Body::empty()),

@@ -28,6 +28,9 @@ pub struct NodeConfig {
     pub join: Vec<String>,
     /// The `host:port` other members reach this node at. By default, the address bound.
     pub advertise: Option<String>,
+    /// The zone this node runs in (a site or data centre name), given to the cluster when it
+    /// joins with [`NodeConfig::join`] and shown in status. By default, none.
+    pub zone: Option<String>,
     /// Raft timing and compaction.
     pub raft: RaftTuning,
     /// Largest value accepted, in bytes. By default, 1 MiB.
@@ -82,6 +85,7 @@ impl NodeConfig {
             initial_cluster: BTreeMap::new(),
             join: Vec::new(),
             advertise: None,
+            zone: None,
             raft: RaftTuning::default(),
             max_value_bytes: 1 << 20,
             write_timeout: Duration::from_secs(5),
@@ -113,6 +117,14 @@ impl NodeConfig {
         }
         if !self.initial_cluster.is_empty() && !self.initial_cluster.contains_key(&self.id) {
             return bad(format!("--initial-cluster does not include this node's id {}", self.id));
+        }
+        if let Some(zone) = &self.zone {
+            if !raftkv_network::client_router::valid_zone(zone) {
+                return bad(format!("--zone must be 1 to 64 letters, digits, '-', '_' or '.', got {zone:?}"));
+            }
+            if self.join.is_empty() {
+                return bad("--zone is given to the cluster when the node joins: use it with --join".into());
+            }
         }
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.heartbeat_ms >= t.election_timeout_min_ms {

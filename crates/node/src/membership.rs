@@ -28,7 +28,12 @@ pub fn members_of(m: &RaftMetrics<TypeConfig>) -> MembersResponse {
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let members = membership
         .nodes()
-        .map(|(id, node)| MemberInfo { id: *id, addr: node.addr.clone(), role: role_of(*id, &voters, m) })
+        .map(|(id, node)| MemberInfo {
+            id: *id,
+            addr: node.addr.clone(),
+            zone: node.zone.clone(),
+            role: role_of(*id, &voters, m),
+        })
         .collect();
     MembersResponse { leader: m.current_leader, members, change_in_progress: change_in_progress(m) }
 }
@@ -147,12 +152,12 @@ impl KvHandle {
         let address_of = |id: NodeId| membership.get_node(&id).map(|n| n.addr.clone());
 
         match change {
-            MembershipChange::AddLearner { id, addr } => {
+            MembershipChange::AddLearner { id, addr, zone } => {
                 if check_newcomer(&membership, id, &addr)? == Newcomer::AlreadyMember {
                     return Ok(current);
                 }
-                tracing::info!(id, %addr, "adding learner");
-                self.membership_write(self.raft.add_learner(id, PeerNode::new(addr), false)).await?;
+                tracing::info!(id, %addr, ?zone, "adding learner");
+                self.membership_write(self.raft.add_learner(id, PeerNode::in_zone(addr, zone), false)).await?;
             }
             MembershipChange::Promote { id, force } => {
                 if address_of(id).is_none() {

@@ -161,7 +161,8 @@ impl Node {
                 }
                 None => addr.to_string(),
             };
-            Some(tokio::spawn(join_cluster(config.id, advertise, config.join.clone(), raft.clone())))
+            let zone = config.zone.clone();
+            Some(tokio::spawn(join_cluster(config.id, advertise, zone, config.join.clone(), raft.clone())))
         };
         let founder = Some(tokio::spawn(found_cluster(handle.clone())));
         Ok(Node {
@@ -338,7 +339,14 @@ impl Node {
     /// Adds node `id` at `addr` as a learner (through the leader). It catches up asynchronously;
     /// its progress shows in [`Node::status`] on the leader.
     pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<MembersResponse> {
-        self.change_membership(MembershipChange::AddLearner { id, addr: addr.to_string() }).await
+        self.add_learner_in_zone(id, addr, None).await
+    }
+
+    /// Adds node `id` at `addr` as a learner in `zone` (a DR site, say); the zone is shown in
+    /// status and member lists.
+    pub async fn add_learner_in_zone(&self, id: NodeId, addr: &str, zone: Option<&str>) -> Result<MembersResponse> {
+        let zone = zone.map(str::to_string);
+        self.change_membership(MembershipChange::AddLearner { id, addr: addr.to_string(), zone }).await
     }
 
     /// Makes learner `id` a voter. Refused when the new voters would not include a reachable,
@@ -366,7 +374,9 @@ impl Node {
                 let change = change.clone();
                 async move {
                     match change {
-                        MembershipChange::AddLearner { id, addr } => client.add_learner(id, &addr).await,
+                        MembershipChange::AddLearner { id, addr, zone } => {
+                            client.add_learner_in_zone(id, &addr, zone.as_deref()).await
+                        }
                         MembershipChange::Promote { id, force } => client.promote(id, force).await,
                         MembershipChange::Remove { id, force } => client.remove_member(id, force).await,
                         MembershipChange::Replace { old, new, addr, force } => {
@@ -524,7 +534,13 @@ async fn found_cluster(handle: KvHandle) {
 
 /// Asks the cluster at `endpoints` to add this node as a learner until it is a member. Adding
 /// is idempotent, so a node restarted with `--join` asks again harmlessly.
-async fn join_cluster(id: NodeId, advertise: String, endpoints: Vec<String>, raft: raftkv_network::KvRaft) {
+async fn join_cluster(
+    id: NodeId,
+    advertise: String,
+    zone: Option<String>,
+    endpoints: Vec<String>,
+    raft: raftkv_network::KvRaft,
+) {
     const RETRY: Duration = Duration::from_secs(1);
     let client = match Client::with_timeout(&endpoints, Duration::from_secs(10)) {
         Ok(client) => client,
@@ -534,7 +550,7 @@ async fn join_cluster(id: NodeId, advertise: String, endpoints: Vec<String>, raf
         }
     };
     loop {
-        match client.add_learner(id, &advertise).await {
+        match client.add_learner_in_zone(id, &advertise, zone.as_deref()).await {
             Ok(members) if members.members.iter().any(|m| m.id == id) => {
                 tracing::info!(id, %advertise, leader = ?members.leader, "joined the cluster as a learner");
                 return;

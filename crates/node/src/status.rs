@@ -32,6 +32,7 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
             let status = MemberStatus {
                 id: *nid,
                 addr: node.addr.clone(),
+                zone: node.zone.clone(),
                 voter: voters.contains(nid),
                 role: role_of(*nid, &voters, m),
                 matched_index,

@@ -3,7 +3,7 @@
 //! | version | written by | what changed |
 //! |---|---|---|
 //! | 1 | raftkv before cluster identities (no `format` key) | - |
-//! | 2 | this release | log entries carry stamped proposals; `sm_meta` holds revision, clock and identity; snapshots are `RKVSNAP2` |
+//! | 2 | this release | log entries carry stamped proposals; members carry a zone; `sm_meta` holds revision, clock and identity; snapshots are `RKVSNAP2` |
 //!
 //! Opening a directory of an older version upgrades it in place, in one synced batch, before
 //! anything reads it; a directory of a newer version is refused with one line that names both
@@ -11,29 +11,48 @@
 
 use std::path::Path;
 
-use openraft::EntryPayload;
-use raftkv_types::{Command, CommandResult, Entry, NodeId, PeerNode, Proposal};
-use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use std::collections::BTreeMap;
 
-use crate::applied_state::AppliedState;
+use openraft::EntryPayload;
+use raftkv_types::{Command, CommandResult, Entry, Membership, NodeId, PeerNode, Proposal, StoredMembership};
+use rocksdb::{DB, IteratorMode, WriteBatch, WriteOptions};
+use serde::{Deserialize, Serialize};
+
 use crate::codec::{FORMAT_V1, decode, decode_versions, encode};
 use crate::error::{Result, StorageError};
-use crate::keys::{CF_LOG, CF_RAFT_META, CF_SM_META, KEY_CLOCK, KEY_FORMAT, KEY_REVISION};
+use crate::keys::{
+    CF_LOG, CF_RAFT_META, CF_SM_META, KEY_CLOCK, KEY_FORMAT, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_REVISION,
+};
 use crate::state_machine::snapshot_files;
 
 /// The data directory format this release writes.
 pub const DATA_FORMAT_VERSION: u32 = 2;
 
+/// A member's address book entry in format 1: no zone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct LegacyPeerNode {
+    addr: String,
+}
+
 openraft::declare_raft_types!(
-    /// The type configuration of format 1 data: log entries carried bare commands.
+    /// The type configuration of format 1 data: log entries carried bare commands, members no
+    /// zone.
     LegacyConfig:
         D = Command,
         R = CommandResult,
         NodeId = NodeId,
-        Node = PeerNode,
+        Node = LegacyPeerNode,
 );
 
 type LegacyEntry = openraft::type_config::alias::EntryOf<LegacyConfig>;
+type LegacyMembership = openraft::Membership<NodeId, LegacyPeerNode>;
+type LegacyStoredMembership = openraft::type_config::alias::StoredMembershipOf<LegacyConfig>;
+
+/// A format 1 membership with the members in no zone.
+fn upgrade_membership(m: &LegacyMembership) -> Result<Membership> {
+    let nodes: BTreeMap<NodeId, PeerNode> = m.nodes().map(|(id, n)| (*id, PeerNode::new(n.addr.clone()))).collect();
+    Membership::new(m.get_joint_config().clone(), nodes).map_err(|e| StorageError::corrupt("format 1 membership", e))
+}
 
 /// Checks the format of the database just opened from `dir` and upgrades it if it is older.
 /// `created` tells that the directory was empty before this open.
@@ -80,13 +99,24 @@ fn upgrade_from_v1(db: &DB, dir: &Path, snapshot_dir: &Path) -> Result<()> {
         let payload = match legacy.payload {
             EntryPayload::Blank => EntryPayload::Blank,
             EntryPayload::Normal(command) => EntryPayload::Normal(Proposal::new(0, command)),
-            EntryPayload::Membership(m) => EntryPayload::Membership(m),
+            EntryPayload::Membership(m) => EntryPayload::Membership(upgrade_membership(&m)?),
         };
         batch.put_cf(log, key, encode(&Entry { log_id: legacy.log_id, payload })?);
         entries += 1;
     }
-    let (_, state) = AppliedState::read(db)?;
-    batch.put_cf(sm_meta, KEY_REVISION, encode(&state.applied_index())?);
+    let membership: LegacyStoredMembership = match db.get_cf(sm_meta, KEY_MEMBERSHIP) {
+        Ok(Some(bytes)) => decode_versions("format 1 membership", &bytes, &[FORMAT_V1])?,
+        Ok(None) => LegacyStoredMembership::default(),
+        Err(e) => return Err(StorageError::Rocks { op: "read membership for upgrade", source: e }),
+    };
+    let membership = StoredMembership::new(*membership.log_id(), upgrade_membership(membership.membership())?);
+    batch.put_cf(sm_meta, KEY_MEMBERSHIP, encode(&membership)?);
+    let last_applied: Option<raftkv_types::LogId> = match db.get_cf(sm_meta, KEY_LAST_APPLIED) {
+        Ok(bytes) => bytes.map(|b| decode("last applied", &b)).transpose()?.flatten(),
+        Err(e) => return Err(StorageError::Rocks { op: "read last applied for upgrade", source: e }),
+    };
+    let applied_index = last_applied.map_or(0, |l| l.index);
+    batch.put_cf(sm_meta, KEY_REVISION, encode(&applied_index)?);
     batch.put_cf(sm_meta, KEY_CLOCK, encode(&0u64)?);
     // Snapshots first: if the upgrade stops halfway, the directory is still a format 1 one
     // without snapshots, which format 1 and this upgrade both handle.
@@ -97,7 +127,7 @@ fn upgrade_from_v1(db: &DB, dir: &Path, snapshot_dir: &Path) -> Result<()> {
     tracing::info!(
         path = %dir.display(),
         log_entries = entries,
-        revision = state.applied_index(),
+        revision = applied_index,
         "upgraded data directory from format 1 to format {DATA_FORMAT_VERSION}"
     );
     Ok(())

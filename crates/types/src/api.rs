@@ -182,6 +182,9 @@ pub struct MemberStatus {
     pub id: NodeId,
     /// The member's `host:port`.
     pub addr: String,
+    /// The zone it runs in, if one was given when it joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     /// Whether it votes.
     pub voter: bool,
     /// Its role as this node sees it: `leader`, `voter` or `learner`.
@@ -260,6 +263,9 @@ pub struct MemberInfo {
     pub id: NodeId,
     /// The member's `host:port`.
     pub addr: String,
+    /// The zone it runs in, if one was given when it joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     /// `leader`, `voter` or `learner`.
     pub role: MemberRole,
 }
@@ -284,6 +290,9 @@ pub struct NewMember {
     pub id: NodeId,
     /// Its `host:port`, where the other members reach it.
     pub addr: String,
+    /// The zone it runs in (a DR site's name, say); none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 /// Body of `POST /v1/cluster/leader`.

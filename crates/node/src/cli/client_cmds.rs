@@ -119,8 +119,8 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
-        "ID", "ADDRESS", "ROLE", "TERM", "COMMIT", "APPLIED", "MATCHED", "BEHIND", "LAG_MS", "LAST_ACK"
+        "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
+        "ID", "ADDRESS", "ZONE", "ROLE", "TERM", "COMMIT", "APPLIED", "MATCHED", "BEHIND", "LAG_MS", "LAST_ACK"
     );
     for (id, member) in &reference.members {
         let own: Option<NodeStatus> = client.status_of(&format!("http://{}", member.addr)).await.ok();
@@ -134,9 +134,10 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
         };
         let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
         println!(
-            "{:<4} {:<22} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
+            "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
             id,
             member.addr,
+            member.zone.as_deref().unwrap_or("-"),
             role,
             term,
             commit,
@@ -157,9 +158,9 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
 
 /// Prints the members as a table.
 fn print_members(members: &MembersResponse) {
-    println!("{:<4} {:<22} {:<8}", "ID", "ADDRESS", "ROLE");
+    println!("{:<4} {:<22} {:<8} {:<8}", "ID", "ADDRESS", "ZONE", "ROLE");
     for m in &members.members {
-        println!("{:<4} {:<22} {:<8}", m.id, m.addr, m.role);
+        println!("{:<4} {:<22} {:<8} {:<8}", m.id, m.addr, m.zone.as_deref().unwrap_or("-"), m.role);
     }
     if members.change_in_progress {
         println!("a membership change is in progress");
@@ -178,8 +179,13 @@ pub async fn member_list(endpoints: &[String], json: bool) -> anyhow::Result<()>
 }
 
 /// `raftkv member add-learner`.
-pub async fn member_add_learner(endpoints: &[String], id: NodeId, addr: &str) -> anyhow::Result<()> {
-    let members = client(endpoints)?.add_learner(id, addr).await?;
+pub async fn member_add_learner(
+    endpoints: &[String],
+    id: NodeId,
+    addr: &str,
+    zone: Option<&str>,
+) -> anyhow::Result<()> {
+    let members = client(endpoints)?.add_learner_in_zone(id, addr, zone).await?;
     println!("node {id} is a learner; it catches up in the background (see `raftkv status`)");
     print_members(&members);
     Ok(())

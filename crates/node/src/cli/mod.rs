@@ -143,6 +143,9 @@ enum MemberAction {
         /// The HOST:PORT the members reach it at.
         #[arg(long)]
         addr: String,
+        /// The zone it runs in (a DR site, say), shown in status.
+        #[arg(long)]
+        zone: Option<String>,
     },
     /// Make a learner a voter.
     Promote {
@@ -228,8 +231,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { endpoints, json } => client_cmds::status(&endpoints.endpoints, json).await,
         Command::Member { action } => match action {
             MemberAction::List { endpoints, json } => client_cmds::member_list(&endpoints.endpoints, json).await,
-            MemberAction::AddLearner { endpoints, id, addr } => {
-                client_cmds::member_add_learner(&endpoints.endpoints, id, &addr).await
+            MemberAction::AddLearner { endpoints, id, addr, zone } => {
+                client_cmds::member_add_learner(&endpoints.endpoints, id, &addr, zone.as_deref()).await
             }
             MemberAction::Promote { endpoints, id, force } => {
                 client_cmds::member_promote(&endpoints.endpoints, id, force).await

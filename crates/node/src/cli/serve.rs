@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// HOST:PORT the other members reach this node at (default: --listen).
     #[arg(long)]
     advertise: Option<String>,
+    /// The zone this node runs in (a site or data centre, e.g. a DR site), given to the cluster
+    /// when it joins and shown in status. With --join.
+    #[arg(long, requires = "join")]
+    zone: Option<String>,
     /// Heartbeat interval in ms.
     #[arg(long, default_value_t = RaftTuning::default().heartbeat_ms)]
     heartbeat_ms: u64,
@@ -67,6 +71,7 @@ impl ServeArgs {
         }
         config.join = self.join.clone();
         config.advertise = self.advertise.clone();
+        config.zone = self.zone.clone();
         config.raft = RaftTuning {
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,
