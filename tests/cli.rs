@@ -16,7 +16,9 @@ use support::{Cluster, ClusterOptions, free_port, phase, raftkv_bin};
 fn help_and_bad_invocations() {
     let help = raftkv(&["--help"]);
     assert!(help.status.success());
-    for cmd in ["serve", "cluster", "put", "get", "delete", "cas", "scan", "status", "member", "leader"] {
+    for cmd in
+        ["serve", "cluster", "put", "get", "delete", "cas", "scan", "status", "member", "leader", "backup", "recover"]
+    {
         assert!(stdout(&help).contains(cmd), "--help lists {cmd}");
         assert!(raftkv(&[cmd, "--help"]).status.success(), "{cmd} --help");
     }

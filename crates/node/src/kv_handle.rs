@@ -235,6 +235,21 @@ impl KvHandle {
         }
     }
 
+    /// Gives the cluster its identity, if it has none yet: proposes a random cluster id (the first
+    /// one applied wins, so racing proposals are harmless). Failures are left to the next write or
+    /// to the node's founding task.
+    pub(crate) async fn found(&self) {
+        let cluster_id = format!("{:032x}", rand::random::<u128>());
+        match self.propose(Command::FoundCluster { cluster_id }).await {
+            Ok(_) => {
+                if let Some(identity) = self.state_machine.identity() {
+                    tracing::info!(cluster_id = %identity.cluster_id, epoch = identity.epoch, "cluster founded");
+                }
+            }
+            Err(Refusal::Leaderless(e) | Refusal::Final(e)) => tracing::debug!(%e, "could not found the cluster yet"),
+        }
+    }
+
     /// Waits until a leader other than `not` is known (or `deadline`), then a little more, so that
     /// a request refused for want of a leader is retried after the election rather than in a loop.
     async fn await_leader(&self, not: Option<NodeId>, deadline: Instant) -> bool {
@@ -285,6 +300,11 @@ impl KvService for KvHandle {
 
     async fn write(&self, command: Command, durability: Durability) -> Result<CommandResult, ApiError> {
         self.ensure_member()?;
+        // The first write of a new cluster (or of one upgraded from format 1) founds it first, so
+        // that every write of a founded cluster counts one revision.
+        if !self.state_machine.is_founded() && self.leads() && !matches!(command, Command::FoundCluster { .. }) {
+            self.found().await;
+        }
         // While no leader is established the write is refused before being proposed, so trying
         // again after the election is safe; the client sees one answer, not the election.
         let deadline = Instant::now() + self.limits.leader_wait;

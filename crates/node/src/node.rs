@@ -513,22 +513,13 @@ async fn open_store(dir: &std::path::Path, id: NodeId) -> Result<Store> {
 /// one applied wins; every member then has it, and snapshots carry it to new members.
 async fn found_cluster(handle: KvHandle) {
     const CHECK_EVERY: Duration = Duration::from_millis(200);
-    loop {
-        if handle.state_machine.identity().is_some() {
-            return;
-        }
+    let mut metrics = handle.raft.metrics();
+    while !handle.state_machine.is_founded() {
         if handle.leads() {
-            let cluster_id = format!("{:032x}", rand::random::<u128>());
-            match handle.write(Command::FoundCluster { cluster_id: cluster_id.clone() }, Durability::Majority).await {
-                Ok(_) => {
-                    if let Some(identity) = handle.state_machine.identity() {
-                        tracing::info!(cluster_id = %identity.cluster_id, epoch = identity.epoch, "cluster founded");
-                    }
-                }
-                Err(err) => tracing::debug!(%err, "could not found the cluster yet"),
-            }
+            handle.found().await;
         }
-        tokio::time::sleep(CHECK_EVERY).await;
+        // Wakes up as soon as this node becomes leader (a metrics change), or to check again.
+        let _ = tokio::time::timeout(CHECK_EVERY, metrics.changed()).await;
     }
 }
 

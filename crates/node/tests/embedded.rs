@@ -125,3 +125,29 @@ async fn membership_through_the_embedding_api() {
     two.shutdown().await.unwrap();
     one.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_node_has_an_identity_and_takes_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let config = NodeConfig::new(1, addr.clone(), dir.path()).with_initial_cluster(BTreeMap::from([(1, addr)]));
+    let node = Node::start(config).await.unwrap();
+    node.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let first = node.put("a", "1").await.unwrap();
+    let second = node.put("b", "2").await.unwrap();
+    assert_eq!(second.revision, first.revision + 1, "one write, one revision");
+    assert_eq!(node.delete("missing").await.unwrap().revision, second.revision, "nothing deleted, no revision");
+    assert_eq!(node.revision(), second.revision);
+    let identity = node.cluster_identity().expect("the first leader founded the cluster");
+    assert_eq!(identity.epoch, 1);
+    assert_eq!(node.status().await.unwrap().cluster_id.as_deref(), Some(identity.cluster_id.as_str()));
+
+    let file = dir.path().join("embedded.rkvbak");
+    let (header, summary) = node.backup(&file, raftkv_node::BackupConsistency::Linearizable).await.unwrap();
+    assert_eq!(header.revision, second.revision);
+    assert_eq!(header.identity.as_ref(), Some(&identity));
+    assert_eq!(summary.records, 2);
+    let (verified, _) = raftkv_storage::SnapshotFile::new(&file).verify().unwrap();
+    assert_eq!(verified, header);
+    node.shutdown().await.unwrap();
+}

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use futures::{Stream, StreamExt};
@@ -63,6 +63,8 @@ struct Inner {
     applied: Mutex<AppliedState>,
     /// Index of the last applied entry (0 before any), readable without a lock.
     applied_index: AtomicU64,
+    /// Whether the applied state has a cluster identity, readable without a lock.
+    founded: AtomicBool,
     snapshot_seq: AtomicU64,
     /// The node that owns the data directory, named in the files it writes.
     node_id: OnceLock<NodeId>,
@@ -85,6 +87,7 @@ impl KvStateMachine {
                 snapshot_dir,
                 generation: RwLock::new(generation),
                 applied_index: AtomicU64::new(applied.applied_index()),
+                founded: AtomicBool::new(applied.identity.is_some()),
                 applied: Mutex::new(applied),
                 snapshot_seq: AtomicU64::new(0),
                 node_id: OnceLock::new(),
@@ -193,6 +196,11 @@ impl KvStateMachine {
         self.inner.applied.lock().expect("applied lock poisoned").identity.clone()
     }
 
+    /// Whether the applied state has a cluster identity (the cluster has been founded).
+    pub fn is_founded(&self) -> bool {
+        self.inner.founded.load(Ordering::Acquire)
+    }
+
     /// Index of the last applied log entry, 0 before any.
     pub fn applied_index(&self) -> u64 {
         self.inner.applied_index.load(Ordering::Acquire)
@@ -256,6 +264,7 @@ impl KvStateMachine {
         {
             let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
             self.inner.applied_index.store(before.applied_index(), Ordering::Release);
+            self.inner.founded.store(before.identity.is_some(), Ordering::Release);
             *applied = before.clone();
         }
         for (responder, result) in responses.drain(..) {
@@ -288,6 +297,7 @@ impl KvStateMachine {
         synced.set_sync(true);
         self.inner.db.write_opt(batch, &synced).map_err(StorageError::rocks("write applied state"))?;
         self.inner.applied_index.store(state.applied_index(), Ordering::Release);
+        self.inner.founded.store(state.identity.is_some(), Ordering::Release);
         *self.inner.applied.lock().expect("applied lock poisoned") = state;
         Ok(())
     }
@@ -328,6 +338,7 @@ impl KvStateMachine {
             *generation = new_generation;
             let mut applied = self.inner.applied.lock().expect("applied lock poisoned");
             self.inner.applied_index.store(state.applied_index(), Ordering::Release);
+            self.inner.founded.store(state.identity.is_some(), Ordering::Release);
             *applied = state;
         }
         db.delete_range_cf(self.data_cf(), generation_start(0), generation_start(new_generation))
