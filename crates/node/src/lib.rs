@@ -31,6 +31,7 @@
 
 pub mod append_clock;
 mod backup_stream;
+mod cluster_tasks;
 pub mod config;
 mod error;
 pub mod kv_handle;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use raftkv_client::{Client, ClientError};
@@ -27,6 +26,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::append_clock::AppendClock;
+use crate::cluster_tasks::{found_cluster, join_cluster};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, Result};
 use crate::kv_handle::KvHandle;
@@ -505,59 +505,6 @@ async fn open_store(dir: &std::path::Path, id: NodeId) -> Result<Store> {
             }
             other => return Ok(other?),
         }
-    }
-}
-
-/// Gives the cluster its identity: once this node leads a cluster whose state machine has none
-/// (a new cluster, or one whose data predates identities), proposes a random cluster id. The first
-/// one applied wins; every member then has it, and snapshots carry it to new members.
-async fn found_cluster(handle: KvHandle) {
-    const CHECK_EVERY: Duration = Duration::from_millis(200);
-    let mut metrics = handle.raft.metrics();
-    while !handle.state_machine.is_founded() {
-        if handle.leads() {
-            handle.found().await;
-        }
-        // Wakes up as soon as this node becomes leader (a metrics change), or to check again.
-        let _ = tokio::time::timeout(CHECK_EVERY, metrics.changed()).await;
-    }
-}
-
-/// Asks the cluster at `endpoints` to add this node as a learner until it is a member. Adding
-/// is idempotent, so a node restarted with `--join` asks again harmlessly.
-async fn join_cluster(
-    id: NodeId,
-    advertise: String,
-    zone: Option<String>,
-    endpoints: Vec<String>,
-    raft: raftkv_network::KvRaft,
-) {
-    const RETRY: Duration = Duration::from_secs(1);
-    let client = match Client::with_timeout(&endpoints, Duration::from_secs(10)) {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::error!(%err, "cannot join: bad --join endpoints");
-            return;
-        }
-    };
-    loop {
-        match client.add_learner_in_zone(id, &advertise, zone.as_deref()).await {
-            Ok(members) if members.members.iter().any(|m| m.id == id) => {
-                tracing::info!(id, %advertise, leader = ?members.leader, "joined the cluster as a learner");
-                return;
-            }
-            Ok(_) => tracing::warn!("join answered without this node among the members; asking again"),
-            Err(ClientError::Api { status, code, message }) if status == 409 && code != "change_in_progress" => {
-                tracing::error!(%code, %message, "the cluster refused to add this node; not retrying");
-                return;
-            }
-            Err(err) => tracing::warn!(%err, "could not join yet; retrying"),
-        }
-        if raft.metrics().borrow_watched().membership_config.membership().get_node(&id).is_some() {
-            tracing::info!(id, "this node is a member");
-            return;
-        }
-        tokio::time::sleep(RETRY).await;
     }
 }
 

@@ -1,0 +1,63 @@
+//! A node's background tasks: joining a cluster (`--join`) and founding one (giving it its
+//! identity).
+
+use std::time::Duration;
+
+use openraft::async_runtime::watch::WatchReceiver;
+use raftkv_client::{Client, ClientError};
+use raftkv_types::NodeId;
+
+use crate::kv_handle::KvHandle;
+
+/// Gives the cluster its identity: once this node leads a cluster whose state machine has none
+/// (a new cluster, or one whose data predates identities), proposes a random cluster id. The first
+/// one applied wins; every member then has it, and snapshots carry it to new members.
+pub(crate) async fn found_cluster(handle: KvHandle) {
+    const CHECK_EVERY: Duration = Duration::from_millis(200);
+    let mut metrics = handle.raft.metrics();
+    while !handle.state_machine.is_founded() {
+        if handle.leads() {
+            handle.found().await;
+        }
+        // Wakes up as soon as this node becomes leader (a metrics change), or to check again.
+        let _ = tokio::time::timeout(CHECK_EVERY, metrics.changed()).await;
+    }
+}
+
+/// Asks the cluster at `endpoints` to add this node as a learner until it is a member. Adding
+/// is idempotent, so a node restarted with `--join` asks again harmlessly.
+pub(crate) async fn join_cluster(
+    id: NodeId,
+    advertise: String,
+    zone: Option<String>,
+    endpoints: Vec<String>,
+    raft: raftkv_network::KvRaft,
+) {
+    const RETRY: Duration = Duration::from_secs(1);
+    let client = match Client::with_timeout(&endpoints, Duration::from_secs(10)) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(%err, "cannot join: bad --join endpoints");
+            return;
+        }
+    };
+    loop {
+        match client.add_learner_in_zone(id, &advertise, zone.as_deref()).await {
+            Ok(members) if members.members.iter().any(|m| m.id == id) => {
+                tracing::info!(id, %advertise, leader = ?members.leader, "joined the cluster as a learner");
+                return;
+            }
+            Ok(_) => tracing::warn!("join answered without this node among the members; asking again"),
+            Err(ClientError::Api { status, code, message }) if status == 409 && code != "change_in_progress" => {
+                tracing::error!(%code, %message, "the cluster refused to add this node; not retrying");
+                return;
+            }
+            Err(err) => tracing::warn!(%err, "could not join yet; retrying"),
+        }
+        if raft.metrics().borrow_watched().membership_config.membership().get_node(&id).is_some() {
+            tracing::info!(id, "this node is a member");
+            return;
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
