@@ -149,7 +149,10 @@ async fn measure_one(spec: &BackupSpec, size_mib: u64, dir: &Path) -> anyhow::Re
     let next = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for _ in 0..spec.writers {
-        let (client, next, value) = (client.clone(), next.clone(), vec![b'v'; spec.value_bytes]);
+        // Random bytes: a state that compresses as little as real data, so RocksDB and the backup
+        // handle every byte.
+        let value: Vec<u8> = (0..spec.value_bytes).map(|_| rand::random::<u8>()).collect();
+        let (client, next) = (client.clone(), next.clone());
         writers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
