@@ -6,7 +6,8 @@
 //! - [`operation`]: pairing invocations with completions, per key.
 //! - [`checker`]: the linearizability checker for registers.
 //! - [`run`]: one test run; [`cluster`] (the nodes), [`testnet`] (namespaces and nftables),
-//!   [`workload`] (the clients), [`nemesis`] (the faults), [`report`] (report.html).
+//!   [`workload`] (the clients), [`nemesis`] (the faults), [`report`] (report.html);
+//!   [`backup_reads`] records linearizable backups as reads of every key in use.
 //!
 //! # Example
 //! ```
@@ -24,6 +25,7 @@
 //! assert_eq!(report.verdict, Verdict::Linearizable);
 //! ```
 
+pub mod backup_reads;
 pub mod checker;
 pub mod cluster;
 mod error;

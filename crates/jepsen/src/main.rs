@@ -61,6 +61,10 @@ struct RunArgs {
     /// Seconds between faults, and the length of each.
     #[arg(long, default_value_t = 5.0)]
     nemesis_interval: f64,
+    /// Take a linearizable backup every this many milliseconds and check it as a read of every
+    /// key in use (0: none).
+    #[arg(long, default_value_t = 0)]
+    backup_every_ms: u64,
     /// Consistency of the clients' reads: linearizable, lease or stale.
     #[arg(long, default_value = "linearizable")]
     read_consistency: raftkv_client::Consistency,
@@ -110,6 +114,7 @@ fn run_command(args: RunArgs) -> ExitCode {
             ops_per_key: args.ops_per_key.max(1),
             active_keys: args.keys.max(1),
             check_budget: Duration::from_secs(args.check_budget_secs),
+            backup_every: (args.backup_every_ms > 0).then(|| Duration::from_millis(args.backup_every_ms)),
         })
     };
     let opts = match setup() {

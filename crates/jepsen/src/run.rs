@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use raftkv_client::Consistency;
 use serde::Serialize;
 
+use crate::backup_reads::run_backup_reads;
 use crate::checker::{CheckReport, check};
 use crate::cluster::Cluster;
 use crate::history::{Event, EventType, Process, write_history};
@@ -48,6 +49,9 @@ pub struct RunOptions {
     pub active_keys: usize,
     /// Time budget of the check.
     pub check_budget: Duration,
+    /// Take a linearizable backup this often during the run and check it as a read of every key
+    /// in use (`None`: no backups).
+    pub backup_every: Option<Duration>,
 }
 
 /// Counts of completions by operation and outcome.
@@ -81,6 +85,8 @@ pub struct RunResults {
     pub network: String,
     /// Settings used.
     pub settings: BTreeMap<String, String>,
+    /// Backups taken and checked as reads.
+    pub backups: usize,
 }
 
 /// Counts completions by `f` and outcome.
@@ -168,6 +174,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         clients.push(tokio::spawn(async move { run_client(spec, &keys, &values, &rec).await }));
     }
 
+    let backups = Arc::new(AtomicUsize::new(0));
+    if let Some(every) = opts.backup_every {
+        let (keys, rec, backups, endpoints) = (keys.clone(), rec.clone(), backups.clone(), endpoints.clone());
+        clients
+            .push(tokio::spawn(async move { run_backup_reads(endpoints, &keys, every, until, &rec, &backups).await }));
+    }
+
     let mut nemesis = Nemesis::new(opts.faults.clone(), std::process::id() as u64);
     let schedule = run_schedule(&mut nemesis, &mut cluster, &rec, opts.nemesis_interval, until).await;
     for c in clients {
@@ -205,6 +218,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         ops: count_ops(&events),
         faults: fault_windows(&events, end),
         network,
+        backups: backups.load(Ordering::Relaxed),
         settings: BTreeMap::from([
             ("nodes".into(), opts.nodes.to_string()),
             ("learners".into(), opts.learners.to_string()),

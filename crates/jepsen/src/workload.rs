@@ -101,6 +101,11 @@ impl KeySpace {
         picked
     }
 
+    /// The keys in use right now.
+    pub fn active(&self) -> Vec<String> {
+        self.active.lock().expect("keys lock").iter().map(|(key, _)| key.clone()).collect()
+    }
+
     /// Every key that received operations.
     pub fn used(&self) -> Vec<String> {
         self.used.lock().expect("used lock").clone()
@@ -151,7 +156,9 @@ pub struct ClientSpec {
     pub timeout: Duration,
 }
 
-fn value_of(bytes: Option<Vec<u8>>) -> Value {
+/// A stored value as the history records it: a number when it is one, else a string; `null` when
+/// absent.
+pub(crate) fn value_of(bytes: Option<Vec<u8>>) -> Value {
     match bytes {
         None => Value::Null,
         Some(b) => {

@@ -1,6 +1,6 @@
 //! The harness end to end on real `raftkv` processes in network namespaces: it must catch a broken
 //! system (stale reads while the leader is isolated) and pass a correct one under kill, pause and
-//! partition. Needs root; without it the tests skip, except under `CI`, where they fail.
+//! partition, linearizable backups included. Needs root; without it the tests skip, except under `CI`, where they fail.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -69,9 +69,20 @@ fn stays_linearizable_under_kill_pause_and_partition() {
     if !root_or_skip("stays_linearizable_under_kill_pause_and_partition") {
         return;
     }
-    let (code, stdout, results) =
-        jepsen(&["--nemesis", "kill,pause,partition", "--nemesis-interval", "2", "--time-limit", "20"]);
+    // Linearizable backups are taken throughout and checked as reads of every key in use.
+    let (code, stdout, results) = jepsen(&[
+        "--nemesis",
+        "kill,pause,partition",
+        "--nemesis-interval",
+        "2",
+        "--time-limit",
+        "20",
+        "--backup-every-ms",
+        "1000",
+    ]);
     assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    let backups = results["backups"].as_u64().unwrap_or(0);
+    assert!(backups >= 5, "only {backups} backups completed under faults");
     assert!(stdout.starts_with("linearizable"), "{stdout}");
     for f in ["read", "write", "cas"] {
         let ok = results["ops"][f]["ok"].as_u64().unwrap_or(0);
