@@ -21,9 +21,11 @@ const FIRST_PROCESS: u64 = 2_000_000;
 /// How long a backup may go without data before it counts as failed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Takes a backup every `every` until `until`; returns how many completed and were recorded.
+/// Takes a backup at `consistency` from `endpoints` every `every` until `until`, counting those
+/// that completed in `completed`.
 pub async fn run_backup_reads(
     endpoints: Vec<String>,
+    consistency: BackupConsistency,
     keys: &KeySpace,
     every: Duration,
     until: Instant,
@@ -45,7 +47,7 @@ pub async fn run_backup_reads(
         for (key, p) in &reads {
             rec.record(EventType::Invoke, p.clone(), "read", Some(key), Value::Null, None);
         }
-        match download(&client).await {
+        match download(&client, consistency).await {
             Ok(state) => {
                 for (key, p) in reads {
                     let value = value_of(state.get(&key).cloned());
@@ -63,10 +65,9 @@ pub async fn run_backup_reads(
     }
 }
 
-/// Downloads a linearizable backup and reads every key and value out of it, checking every
-/// checksum on the way.
-async fn download(client: &Client) -> anyhow::Result<HashMap<String, Vec<u8>>> {
-    let mut backup = client.backup(BackupConsistency::Linearizable, IDLE_TIMEOUT).await?;
+/// Downloads a backup and reads every key and value out of it, checking every checksum on the way.
+async fn download(client: &Client, consistency: BackupConsistency) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let mut backup = client.backup(consistency, IDLE_TIMEOUT).await?;
     let mut bytes = Vec::new();
     while let Some(chunk) = backup.chunk().await? {
         bytes.extend_from_slice(&chunk);

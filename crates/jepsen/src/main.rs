@@ -65,6 +65,9 @@ struct RunArgs {
     /// key in use (0: none).
     #[arg(long, default_value_t = 0)]
     backup_every_ms: u64,
+    /// Consistency of those backups: linearizable or stale.
+    #[arg(long, default_value = "linearizable")]
+    backup_consistency: raftkv_client::BackupConsistency,
     /// Consistency of the clients' reads: linearizable, lease or stale.
     #[arg(long, default_value = "linearizable")]
     read_consistency: raftkv_client::Consistency,
@@ -115,6 +118,7 @@ fn run_command(args: RunArgs) -> ExitCode {
             active_keys: args.keys.max(1),
             check_budget: Duration::from_secs(args.check_budget_secs),
             backup_every: (args.backup_every_ms > 0).then(|| Duration::from_millis(args.backup_every_ms)),
+            backup_consistency: args.backup_consistency,
         })
     };
     let opts = match setup() {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use raftkv_client::Consistency;
+use raftkv_client::{BackupConsistency, Consistency};
 use serde::Serialize;
 
 use crate::backup_reads::run_backup_reads;
@@ -49,9 +49,11 @@ pub struct RunOptions {
     pub active_keys: usize,
     /// Time budget of the check.
     pub check_budget: Duration,
-    /// Take a linearizable backup this often during the run and check it as a read of every key
-    /// in use (`None`: no backups).
+    /// Take a backup this often during the run and check it as a read of every key in use
+    /// (`None`: no backups). Backups go where the reads go (`read_from_learners`).
     pub backup_every: Option<Duration>,
+    /// Consistency of those backups.
+    pub backup_consistency: BackupConsistency,
 }
 
 /// Counts of completions by operation and outcome.
@@ -176,9 +178,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
 
     let backups = Arc::new(AtomicUsize::new(0));
     if let Some(every) = opts.backup_every {
-        let (keys, rec, backups, endpoints) = (keys.clone(), rec.clone(), backups.clone(), endpoints.clone());
-        clients
-            .push(tokio::spawn(async move { run_backup_reads(endpoints, &keys, every, until, &rec, &backups).await }));
+        let targets = if opts.read_from_learners { learners.clone() } else { endpoints.clone() };
+        let (keys, rec, backups, consistency) = (keys.clone(), rec.clone(), backups.clone(), opts.backup_consistency);
+        clients.push(tokio::spawn(async move {
+            run_backup_reads(targets, consistency, &keys, every, until, &rec, &backups).await
+        }));
     }
 
     let mut nemesis = Nemesis::new(opts.faults.clone(), std::process::id() as u64);

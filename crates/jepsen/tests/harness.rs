@@ -147,6 +147,31 @@ fn catches_stale_reads_on_learners() {
 }
 
 #[test]
+fn catches_stale_backups_on_learners() {
+    if !root_or_skip("catches_stale_backups_on_learners") {
+        return;
+    }
+    // Linearizable reads, but backups of the learner's own state: a backup that misses a write
+    // acknowledged before it began must be caught.
+    let (code, stdout, results) = jepsen(&[
+        "--learners",
+        "1",
+        "--read-from",
+        "learners",
+        "--backup-every-ms",
+        "200",
+        "--backup-consistency",
+        "stale",
+        "--nemesis",
+        "none",
+        "--time-limit",
+        "12",
+    ]);
+    assert_eq!(code, 1, "expected exit 1 (not linearizable): {stdout}");
+    assert!(results["backups"].as_u64().unwrap_or(0) > 0);
+}
+
+#[test]
 fn check_command_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.jsonl");
