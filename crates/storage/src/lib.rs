@@ -62,5 +62,5 @@ pub use snapshot::{FileSummary, SnapshotFile, SnapshotReader, SnapshotWriter};
 pub use snapshot_builder::KvSnapshotBuilder;
 pub use snapshot_header::{BackupConsistency, FileKind, SnapshotHeader};
 pub use state_machine::{KvStateMachine, ScanPage};
-pub use store::Store;
+pub use store::{Store, sync_dir};
 pub use wal_flusher::{WalFlusher, WalStats};

@@ -138,6 +138,6 @@ fn open_db(path: &PathBuf) -> Result<DB> {
 }
 
 /// Fsyncs the directory `dir`, so that a file created or renamed in it survives a power loss.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+pub fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(StorageError::io("fsync directory", dir))
 }

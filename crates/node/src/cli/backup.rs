@@ -103,7 +103,7 @@ pub struct SaveOptions {
 pub async fn run(action: BackupAction) -> anyhow::Result<()> {
     match action {
         BackupAction::Save { endpoints, file, options } => {
-            let (header, summary) = save(&endpoints.endpoints, &file, &options, None).await?;
+            let (header, summary) = save(&endpoints.endpoints, &file, &options).await?;
             println!("{}", saved_line(&file, &header, &summary));
             Ok(())
         }
@@ -172,12 +172,9 @@ pub async fn save(
     endpoints: &[String],
     file: &Path,
     options: &SaveOptions,
-    skip_revision: Option<u64>,
 ) -> anyhow::Result<(SnapshotHeader, FileSummary)> {
-    match save_unless(endpoints, file, options, skip_revision).await? {
-        Some(saved) => Ok(saved),
-        None => bail!("unchanged"),
-    }
+    let saved = save_unless(endpoints, file, options, None).await?;
+    Ok(saved.expect("a backup without a revision to skip is always saved"))
 }
 
 /// A backup's header and summary, as `inspect --json` prints them.
@@ -364,7 +361,7 @@ async fn schedule(
             Ok(Some((header, summary))) => {
                 let path = dir.join(scheduled_name(header.revision, started));
                 std::fs::rename(&staging, &path).with_context(|| format!("rename to {}", path.display()))?;
-                raftkv_storage_sync_dir(dir)?;
+                raftkv_storage::sync_dir(dir)?;
                 println!("{}", saved_line(&path, &header, &summary));
                 let all = scheduled_backups(dir)?;
                 for old in &all[..all.len().saturating_sub(keep)] {
@@ -381,10 +378,6 @@ async fn schedule(
         }
         tokio::time::sleep(every.saturating_sub(started.elapsed().unwrap_or_default())).await;
     }
-}
-
-fn raftkv_storage_sync_dir(dir: &Path) -> anyhow::Result<()> {
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("fsync {}", dir.display()))
 }
 
 #[cfg(test)]
