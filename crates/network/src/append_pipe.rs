@@ -51,6 +51,12 @@ pub const UPGRADE_PROTOCOL: &str = "raftkv-append/1";
 /// replication task and the socket.
 const MAX_IN_FLIGHT: usize = 1;
 
+/// The slowest a peer may take in a request's bytes (read, decode, write and fsync them) before its
+/// answer counts as late: a request's deadline is openraft's RPC deadline plus its size at this
+/// rate. Without it a large entry (a 1 MiB value) could miss the deadline on every attempt, each
+/// attempt re-sending it, and never be replicated.
+const MIN_PEER_BYTES_PER_SEC: f64 = 4.0 * 1024.0 * 1024.0;
+
 /// Largest response head accepted from the peer during the protocol switch.
 const MAX_HANDSHAKE_BYTES: usize = 4096;
 
@@ -155,13 +161,15 @@ impl AppendPipe {
         !self.torn
     }
 
-    async fn send(&mut self, request: &AppendEntriesRequest<TypeConfig>) -> Result<(), String> {
+    /// Sends one request; returns its size in bytes.
+    async fn send(&mut self, request: &AppendEntriesRequest<TypeConfig>) -> Result<usize, String> {
         let body = wire::encode(request).map_err(|e| format!("encode append request: {e}"))?;
+        let size = body.len();
         self.torn = true;
         self.writer.send(Bytes::from(body)).await.map_err(|e| format!("send append request: {e}"))?;
         self.torn = false;
         self.outstanding += 1;
-        Ok(())
+        Ok(size)
     }
 }
 
@@ -197,6 +205,8 @@ struct Session<'s, S> {
     ttl: Duration,
     /// When the oldest unanswered request of this session was sent, or an answer last came.
     progress_at: Instant,
+    /// Time added to `ttl` for the size of the request awaiting its answer.
+    allowance: Duration,
 }
 
 /// One replication session over the pipe in `slot`: sends what `input` yields, yields the answers
@@ -216,7 +226,16 @@ where
     if let Some(pipe) = slot.as_mut() {
         pipe.stale = pipe.outstanding;
     }
-    let state = Session { slot, input, input_done: false, ended: false, link, ttl, progress_at: Instant::now() };
+    let state = Session {
+        slot,
+        input,
+        input_done: false,
+        ended: false,
+        link,
+        ttl,
+        progress_at: Instant::now(),
+        allowance: Duration::ZERO,
+    };
     Box::pin(futures::stream::unfold(state, next_answer))
 }
 
@@ -232,7 +251,7 @@ where
         if s.input_done && pipe.outstanding == 0 {
             return None;
         }
-        let deadline = s.progress_at + s.ttl;
+        let deadline = s.progress_at + s.ttl + s.allowance;
         // Answers first: they are what the replication task is waiting for.
         tokio::select! {
             biased;
@@ -248,6 +267,7 @@ where
                     pipe.stale -= 1;
                     continue;
                 }
+                s.allowance = Duration::ZERO;
                 let answer: RemoteResult<StreamAppendResult<TypeConfig>> = match wire::decode("append answer", &frame) {
                     Ok(answer) => answer,
                     Err(e) => return Some(s.fail(RPCError::Network(RaftNetworkError::new(&e)))),
@@ -267,15 +287,19 @@ where
                     s.input_done = true;
                     continue;
                 };
-                if pipe.outstanding == pipe.stale {
+                let first = pipe.outstanding == pipe.stale;
+                if first {
                     s.progress_at = Instant::now();
                 }
-                if let Err(e) = pipe.send(&request).await {
-                    return Some(s.fail(network_error(e)));
+                match pipe.send(&request).await {
+                    Ok(size) => {
+                        s.allowance = s.allowance.max(Duration::from_secs_f64(size as f64 / MIN_PEER_BYTES_PER_SEC));
+                    }
+                    Err(e) => return Some(s.fail(network_error(e))),
                 }
             }
             _ = tokio::time::sleep_until(deadline), if pipe.outstanding > 0 => {
-                let timeout = s.link.timeout(s.ttl);
+                let timeout = s.link.timeout(s.ttl + s.allowance);
                 return Some(s.fail(RPCError::Timeout(timeout)));
             }
         }
