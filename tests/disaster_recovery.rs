@@ -115,7 +115,10 @@ async fn a_dr_learner_takes_over_when_the_primary_site_is_lost() {
     let mut cluster = Cluster::start(ClusterOptions { nodes: 3, ..Default::default() }).await;
     cluster.add_node(4, true, &["--zone", "dr"]).start();
     cluster.wait_caught_up(4, Duration::from_secs(30)).await;
-    let leader = cluster.leader_status().await.expect("a leader");
+    let leader = wait_for(Duration::from_secs(30), "the DR learner in the leader's members", || async {
+        cluster.leader_status().await.filter(|s| s.members.contains_key(&4))
+    })
+    .await;
     assert_eq!(leader.members[&4].zone.as_deref(), Some("dr"), "the DR learner's zone shows in status");
     let table = raftkv_ok(&["status", "--endpoints", &cluster.endpoints().join(",")]);
     assert!(table.lines().any(|l| l.starts_with('4') && l.contains(" dr ")), "{table}");
