@@ -1,7 +1,8 @@
 //! Rust client of the raftkv HTTP API (see `docs/api.md`).
 //!
 //! # Layout
-//! - [`Client`]: put, get, delete, cas, scan and status against a list of nodes.
+//! - [`Client`]: put, get, delete, cas, scan, status and membership against a list of nodes.
+//! - [`BackupDownload`]: a backup streamed piece by piece ([`Client::backup`]).
 //! - [`ClientError`]: what failed, and whether a failed write may still have been applied.
 //!
 //! # Example
@@ -15,11 +16,13 @@
 //! # Ok(()) }
 //! ```
 
+mod backup_download;
 mod client;
 mod connection_pool;
 mod error;
 
-pub use client::{BackupDownload, Client};
+pub use backup_download::BackupDownload;
+pub use client::Client;
 pub use error::{ClientError, Result};
 pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,

@@ -41,6 +41,7 @@ pub mod codec;
 pub mod data_format;
 mod database;
 mod error;
+mod hashing_io;
 pub mod keys;
 pub mod log_store;
 pub mod recovery;

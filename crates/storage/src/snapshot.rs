@@ -33,9 +33,10 @@ use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use sha2::Digest;
 
 use crate::error::{Result, StorageError};
+use crate::hashing_io::{HashingReader, HashingWriter, read_error};
 use crate::snapshot_header::{FILE_FORMAT_VERSION, SnapshotHeader};
 
 const MAGIC: &[u8; 8] = b"RKVSNAP2";
@@ -378,84 +379,6 @@ impl<R: Read> SnapshotReader<R> {
 /// Lowercase hex of `bytes`.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn read_error(e: io::Error) -> StorageError {
-    StorageError::Io { op: "read snapshot", path: String::new(), source: e }
-}
-
-/// A writer that hashes and counts what goes through it.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    written: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), written: 0 }
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A reader that hashes what it reads and knows its offset, so errors can say where they are.
-struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    offset: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), offset: 0 }
-    }
-
-    fn read_exact_at(&mut self, buf: &mut [u8], what: &str) -> Result<()> {
-        let at = self.offset;
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.inner.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    return Err(StorageError::Truncated {
-                        reason: format!(
-                            "file ends at byte {} while reading the {what} that starts at byte {at}",
-                            at + filled as u64
-                        ),
-                    });
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(read_error(e)),
-            }
-        }
-        self.hasher.update(&buf[..]);
-        self.offset += buf.len() as u64;
-        Ok(())
-    }
-
-    fn read_u32(&mut self, what: &str) -> Result<u32> {
-        let mut buf = [0u8; 4];
-        self.read_exact_at(&mut buf, what)?;
-        Ok(u32::from_le_bytes(buf))
-    }
-
-    fn read_u64(&mut self, what: &str) -> Result<u64> {
-        let mut buf = [0u8; 8];
-        self.read_exact_at(&mut buf, what)?;
-        Ok(u64::from_le_bytes(buf))
-    }
 }
 
 #[cfg(test)]
