@@ -47,10 +47,15 @@ impl ClusterGuard {
     }
 
     /// The headers an outgoing peer RPC carries (none before this node has an identity).
-    pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
-        let Some(identity) = self.identity() else { return Vec::new() };
-        let Ok(cluster) = HeaderValue::from_str(&identity.cluster_id) else { return Vec::new() };
-        vec![(HEADER_CLUSTER, cluster), (HEADER_EPOCH, HeaderValue::from(identity.epoch))]
+    pub fn headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(identity) = self.identity()
+            && let Ok(cluster) = HeaderValue::from_str(&identity.cluster_id)
+        {
+            headers.insert(HEADER_CLUSTER, cluster);
+            headers.insert(HEADER_EPOCH, HeaderValue::from(identity.epoch));
+        }
+        headers
     }
 
     /// Checks the identity an incoming peer RPC carries against this node's.

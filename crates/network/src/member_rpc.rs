@@ -69,7 +69,7 @@ impl MemberRpc {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<bytes::Bytes, MemberRpcError> {
-        let headers = self.guard.headers().into_iter().collect();
+        let headers = self.guard.headers();
         let sent =
             self.http.post(format!("{}{path}", to.url())).headers(headers).timeout(timeout).body(body).send().await;
         let response = sent.map_err(|e| {

@@ -104,7 +104,7 @@ impl PeerClient {
         let response = self
             .http
             .post(format!("{}{path}", self.base))
-            .headers(self.guard.headers().into_iter().collect())
+            .headers(self.guard.headers())
             .timeout(timeout)
             .body(body)
             .send()
@@ -157,7 +157,7 @@ impl PeerClient {
         let response = self
             .http
             .post(format!("{}{PATH_SNAPSHOT}", self.base))
-            .headers(self.guard.headers().into_iter().collect())
+            .headers(self.guard.headers())
             .timeout(timeout)
             .body(body)
             .send()

@@ -239,7 +239,7 @@ impl KvHandle {
     /// one applied wins, so racing proposals are harmless). Failures are left to the next write or
     /// to the node's founding task.
     pub(crate) async fn found(&self) {
-        let cluster_id = format!("{:032x}", rand::random::<u128>());
+        let cluster_id = raftkv_types::ClusterIdentity::random_id();
         match self.propose(Command::FoundCluster { cluster_id }).await {
             Ok(_) => {
                 if let Some(identity) = self.state_machine.identity() {

@@ -61,9 +61,9 @@ pub fn inspect(data_dir: &Path) -> Result<DataDirReport> {
     check_dir(data_dir)?;
     let store = Store::open(data_dir).map_err(stopped_hint)?;
     let (vote, committed, _) = store.log.raft_state()?;
-    catch_up_to_committed(&store)?;
-    let state = store.state_machine.applied_meta();
     let entries = store.log.entries()?;
+    catch_up_to_committed(&store, &entries, committed)?;
+    let state = store.state_machine.applied_meta();
     let last_applied = state.last_applied;
     let mut membership = state.membership.membership().clone();
     for entry in &entries {
@@ -129,9 +129,11 @@ pub fn force_new_cluster(data_dir: &Path, id: Option<NodeId>) -> Result<Recovery
             )));
         }
     };
-    catch_up_to_committed(&store)?;
+    let (_, committed, _) = store.log.raft_state()?;
+    let entries = store.log.entries()?;
+    catch_up_to_committed(&store, &entries, committed)?;
     let before = store.state_machine.applied_meta();
-    let pending: Vec<_> = store.log.entries()?.into_iter().filter(|e| not_applied(e, before.last_applied)).collect();
+    let pending: Vec<_> = entries.into_iter().filter(|e| not_applied(e, before.last_applied)).collect();
     let implicitly_committed = pending.len() as u64;
     store.state_machine.apply_entries(pending)?;
 
@@ -153,7 +155,7 @@ pub fn force_new_cluster(data_dir: &Path, id: Option<NodeId>) -> Result<Recovery
     let identity = match &applied.identity {
         Some(identity) => ClusterIdentity::new(identity.cluster_id.clone(), identity.epoch + 1),
         // A cluster from before identities: give it one now, past epoch 1.
-        None => ClusterIdentity::new(format!("{:032x}", rand::random::<u128>()), 2),
+        None => ClusterIdentity::new(ClusterIdentity::random_id(), 2),
     };
     let record = RecoveryRecord {
         at: SnapshotHeader::now_rfc3339(),
@@ -181,12 +183,10 @@ pub fn force_new_cluster(data_dir: &Path, id: Option<NodeId>) -> Result<Recovery
 
 /// Applies the entries up to the last one known committed that the stored state machine does not
 /// have yet, as openraft does when a node starts.
-fn catch_up_to_committed(store: &Store) -> Result<()> {
-    let (_, committed, _) = store.log.raft_state()?;
+fn catch_up_to_committed(store: &Store, entries: &[raftkv_types::Entry], committed: Option<LogId>) -> Result<()> {
     let last_applied = store.state_machine.applied_meta().last_applied;
-    let entries = store.log.entries()?;
-    let missing = entries.into_iter().filter(|e| not_applied(e, last_applied) && Some(e.log_id) <= committed);
-    store.state_machine.apply_entries(missing.collect())
+    let missing = entries.iter().filter(|e| not_applied(e, last_applied) && Some(e.log_id) <= committed);
+    store.state_machine.apply_entries(missing.cloned().collect())
 }
 
 /// Whether `entry` comes after `last_applied` (every entry does when nothing is applied: the

@@ -1,7 +1,7 @@
 //! Building a snapshot file from a point-in-time checkpoint of the state machine.
 
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use openraft::type_config::alias::SnapshotOf;
 use openraft::{RaftSnapshotBuilder, Snapshot};
@@ -23,7 +23,8 @@ use crate::store::db_options;
 /// go on meanwhile.
 pub struct KvSnapshotBuilder {
     sm: KvStateMachine,
-    checkpoint: std::result::Result<PathBuf, String>,
+    /// Taken out when the snapshot is built; removed from disk when dropped either way.
+    checkpoint: std::result::Result<StateCheckpoint, String>,
 }
 
 /// A RocksDB checkpoint of the state machine's database in its snapshot directory, removed when
@@ -112,11 +113,7 @@ pub(crate) fn for_each_record(db: &DB, generation: u64, mut f: impl FnMut(&[u8],
 impl KvSnapshotBuilder {
     /// Takes a checkpoint of `sm`'s database. Blocking: call it off the async workers.
     pub(crate) fn checkpoint(sm: KvStateMachine) -> KvSnapshotBuilder {
-        let path = sm.scratch_path("checkpoint-", "");
-        let checkpoint = rocksdb::checkpoint::Checkpoint::new(sm.db())
-            .and_then(|c| c.create_checkpoint(&path))
-            .map(|()| path)
-            .map_err(|e| format!("create checkpoint: {e}"));
+        let checkpoint = StateCheckpoint::take(&sm).map_err(|e| e.to_string());
         KvSnapshotBuilder { sm, checkpoint }
     }
 
@@ -125,8 +122,7 @@ impl KvSnapshotBuilder {
         KvSnapshotBuilder { sm, checkpoint: Err(reason) }
     }
 
-    fn build_blocking(sm: &KvStateMachine, checkpoint: &Path) -> Result<(SnapshotHeader, SnapshotFile)> {
-        let checkpoint = StateCheckpoint { path: checkpoint.to_path_buf() };
+    fn build_blocking(sm: &KvStateMachine, checkpoint: StateCheckpoint) -> Result<(SnapshotHeader, SnapshotFile)> {
         let part = sm.scratch_path("building-", ".part");
         let file = std::fs::File::create(&part).map_err(StorageError::io("create snapshot", &part))?;
         let out = io::BufWriter::with_capacity(1 << 20, file);
@@ -145,9 +141,10 @@ impl RaftSnapshotBuilder<TypeConfig> for KvSnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> io::Result<SnapshotOf<TypeConfig, SnapshotFile>> {
-        let checkpoint = self.checkpoint.clone().map_err(io::Error::other)?;
+        let taken = std::mem::replace(&mut self.checkpoint, Err("this builder already built its snapshot".into()));
+        let checkpoint = taken.map_err(io::Error::other)?;
         let sm = self.sm.clone();
-        let (header, snapshot) = tokio::task::spawn_blocking(move || Self::build_blocking(&sm, &checkpoint))
+        let (header, snapshot) = tokio::task::spawn_blocking(move || Self::build_blocking(&sm, checkpoint))
             .await
             .map_err(io::Error::other)??;
         tracing::info!(last_log_id = ?header.last_log_id, revision = header.revision, path = %snapshot.path().display(), "built snapshot");

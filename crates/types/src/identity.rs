@@ -22,6 +22,11 @@ impl ClusterIdentity {
         ClusterIdentity { cluster_id: cluster_id.into(), epoch }
     }
 
+    /// A fresh random cluster id (128 bits from the operating system's generator).
+    pub fn random_id() -> String {
+        format!("{:032x}", rand::random::<u128>())
+    }
+
     /// Whether `id` has the shape of a cluster id: 32 lowercase hex digits.
     pub fn is_valid_id(id: &str) -> bool {
         id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
