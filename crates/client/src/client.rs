@@ -183,8 +183,13 @@ impl Client {
 
     /// Adds node `id` at `addr` as a learner in `zone` (a DR site, say), shown in status.
     pub async fn add_learner_in_zone(&self, id: NodeId, addr: &str, zone: Option<&str>) -> Result<MembersResponse> {
-        let body = encode(&NewMember { id, addr: addr.to_string(), zone: zone.map(str::to_string) })?;
-        self.json(self.send(Method::POST, "/v1/cluster/members", Payload::Json(body)).await?)
+        self.add_member(&NewMember { id, addr: addr.to_string(), zone: zone.map(str::to_string), standby: false }).await
+    }
+
+    /// Adds `member` as a learner (a standby with `member.standby`); it then catches up
+    /// asynchronously.
+    pub async fn add_member(&self, member: &NewMember) -> Result<MembersResponse> {
+        self.json(self.send(Method::POST, "/v1/cluster/members", Payload::Json(encode(member)?)).await?)
     }
 
     /// Makes learner `id` a voter. `force` skips the check that a quorum stays reachable.
@@ -202,7 +207,7 @@ impl Client {
     /// Replaces voter `old` by the new node `id` at `addr`: it joins as a learner, catches up, and
     /// the two are swapped in one joint-consensus change.
     pub async fn replace_member(&self, old: NodeId, id: NodeId, addr: &str, force: bool) -> Result<MembersResponse> {
-        let body = encode(&NewMember { id, addr: addr.to_string(), zone: None })?;
+        let body = encode(&NewMember { id, addr: addr.to_string(), zone: None, standby: false })?;
         let path = format!("/v1/cluster/members/{old}/replace?force={force}");
         self.json(self.send(Method::POST, &path, Payload::Json(body)).await?)
     }
@@ -216,7 +221,7 @@ impl Client {
     /// Sends the request to the known leader (writes) or the sticky endpoint, moving on to the
     /// next endpoint only when nothing was done; returns the endpoint that answered and the body
     /// of its successful answer.
-    async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(usize, Bytes)> {
+    pub(crate) async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(usize, Bytes)> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
         let leader = self.leader.load(Ordering::Relaxed);
@@ -277,7 +282,7 @@ impl Client {
     }
 
     /// Decodes the JSON body of a successful answer from endpoint `idx`.
-    fn json<T: DeserializeOwned>(&self, (idx, body): (usize, Bytes)) -> Result<T> {
+    pub(crate) fn json<T: DeserializeOwned>(&self, (idx, body): (usize, Bytes)) -> Result<T> {
         decode(&self.endpoints[idx], &body)
     }
 }
@@ -300,17 +305,17 @@ impl Client {
 }
 
 /// A request body.
-enum Payload {
+pub(crate) enum Payload {
     Empty,
     Raw(Vec<u8>),
     Json(Vec<u8>),
 }
 
-fn encode<T: serde::Serialize>(body: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: serde::Serialize>(body: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(body).map_err(|e| ClientError::Config(format!("encode request body: {e}")))
 }
 
-fn key_path(key: &str, suffix: &str) -> String {
+pub(crate) fn key_path(key: &str, suffix: &str) -> String {
     format!("/v1/kv/{}{suffix}", utf8_percent_encode(key, KEY_SEGMENT))
 }
 

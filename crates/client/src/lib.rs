@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //! - [`Client`]: put, get, delete, cas, scan, status and membership against a list of nodes.
+//! - Cluster operations on [`Client`] too: health, events, the autopilot, sync zones, standby
+//!   flags and fenced writes (`cluster_ops`).
 //! - [`BackupDownload`]: a backup streamed piece by piece ([`Client::backup`]).
 //! - [`ClientError`]: what failed, and whether a failed write may still have been applied.
 //!
@@ -18,6 +20,7 @@
 
 mod backup_download;
 mod client;
+mod cluster_ops;
 mod connection_pool;
 mod error;
 
@@ -28,3 +31,7 @@ pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
     MemberRole, MemberStatus, MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
 };
+pub use raftkv_types::health::{
+    AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, MemberHealth, ReplicationStatus, ReplicationUpdate,
+};
+pub use raftkv_types::{AutopilotSettings, ClusterEvent, LeaderToken, ReplicationMode};

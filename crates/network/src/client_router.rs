@@ -1,45 +1,33 @@
 //! The client HTTP API under `/v1/` (the contract is `docs/api.md`).
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use raftkv_types::Command;
-use raftkv_types::NodeId;
-use raftkv_types::Outcome;
 use raftkv_types::api::{
     CasRequest, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferRequest, NewMember, PutResponse,
     ScanEntry, ScanResponse,
 };
+use raftkv_types::{Command, LeaderToken, NodeId, Outcome};
 use serde::Deserialize;
 
 use crate::api_error::ApiError;
+use crate::api_request::{ApiState, Origin, json_of, member_id_of, parsed, query_of, read_body};
 use crate::kv_service::{KvService, MembershipChange};
-use crate::leader_proxy::{FORWARDED_HEADER, ForwardError, LeaderProxy, ReceivedRequest};
+use crate::leader_proxy::{LeaderProxy, ReceivedRequest};
 
 /// Longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
-/// How long a request forwarded to a leader that has just been replaced may still take to answer
-/// before the outcome is called unknown.
-const REPLACED_LEADER_GRACE: Duration = Duration::from_secs(1);
 
 /// Keys per scan page when `limit` is not given.
 pub const DEFAULT_SCAN_LIMIT: usize = 100;
 /// Largest `limit` a scan accepts.
 pub const MAX_SCAN_LIMIT: usize = 10_000;
-
-#[derive(Clone)]
-struct ApiState<S> {
-    service: S,
-    proxy: LeaderProxy,
-}
 
 /// Routes of the client API, served by every node. Requests that only the leader can serve are
 /// forwarded to it, once.
@@ -55,7 +43,8 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/cluster/members/{id}/promote", post(promote::<S>))
         .route("/v1/cluster/members/{id}/replace", post(replace::<S>))
         .route("/v1/cluster/leader", post(transfer_leader::<S>))
-        .with_state(ApiState { service: service.clone(), proxy })
+        .with_state(ApiState { service: service.clone(), proxy: proxy.clone() })
+        .merge(crate::cluster_router::cluster_router(service.clone(), proxy))
         .merge(crate::admin_router::admin_router(service))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -70,6 +59,7 @@ struct ReadParams {
 #[derive(Debug, Default, Deserialize)]
 struct WriteParams {
     durability: Option<String>,
+    leader_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,98 +73,6 @@ struct ScanParams {
     limit: Option<String>,
     start_after: Option<String>,
     consistency: Option<String>,
-}
-
-impl<S: KvService> ApiState<S> {
-    /// Runs `attempt` and answers with its result, forwarding the request to the leader when that
-    /// is the answer. When the known leader cannot be connected to (it has just died: nothing was
-    /// sent), waits for the next leader and tries again, within the service's leader wait.
-    async fn serve<F, Fut>(&self, req: ReceivedRequest, attempt: F) -> Response
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Response, ApiError>>,
-    {
-        let limits = self.service.limits();
-        let deadline = Instant::now() + limits.leader_wait;
-        loop {
-            let (leader_id, leader) = match attempt().await {
-                Ok(response) => return response,
-                Err(ApiError::NotLeader { leader_id, leader: Some(leader) }) if !req.forwarded => (leader_id, leader),
-                Err(err) => return err.into_response(),
-            };
-            // A leader that stops answering (paused, partitioned away) holds the request until the
-            // forward timeout; once the cluster has moved on to another leader, stop waiting.
-            let forwarded = self.proxy.forward(&leader, &req, limits.forward_timeout);
-            tokio::pin!(forwarded);
-            let replaced = self.service.await_new_leader(leader_id, Instant::now() + limits.forward_timeout);
-            tokio::select! {
-                result = &mut forwarded => match result {
-                    Ok(response) => return response,
-                    Err(ForwardError::Unreachable(_)) if Instant::now() < deadline => {
-                        self.service.await_new_leader(leader_id, deadline).await;
-                    }
-                    Err(ForwardError::Unreachable(err) | ForwardError::Failed(err)) => return err.into_response(),
-                },
-                true = replaced => {
-                    // A leader that handed over (leader transfer) is alive and answers promptly:
-                    // give it a moment before declaring the outcome unknown.
-                    if let Ok(result) = tokio::time::timeout(REPLACED_LEADER_GRACE, &mut forwarded).await {
-                        match result {
-                            Ok(response) => return response,
-                            Err(ForwardError::Failed(err)) => return err.into_response(),
-                            Err(ForwardError::Unreachable(_)) => continue,
-                        }
-                    }
-                    if req.method != Method::GET {
-                        return ApiError::OutcomeUnknown(format!(
-                            "the leader changed while the write was forwarded to node {}; \
-                             it may or may not have been applied",
-                            leader_id.map_or("?".to_string(), |id| id.to_string())
-                        ))
-                        .into_response();
-                    }
-                    // A read changes nothing: ask the new leader.
-                }
-            }
-        }
-    }
-}
-
-/// Answers `err` if `parsed` failed.
-macro_rules! parsed {
-    ($parsed:expr) => {
-        match $parsed {
-            Ok(v) => v,
-            Err(err) => return ApiError::into_response(err),
-        }
-    };
-}
-
-/// How a request arrived: what it takes to replay it to the leader, taken from any request.
-struct Origin {
-    method: Method,
-    path_and_query: String,
-    forwarded: bool,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Origin {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let uri = &parts.uri;
-        Ok(Origin {
-            method: parts.method.clone(),
-            path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
-            forwarded: parts.headers.contains_key(FORWARDED_HEADER),
-        })
-    }
-}
-
-impl Origin {
-    /// The request to replay, with `body`.
-    fn with_body(self, body: Bytes) -> ReceivedRequest {
-        ReceivedRequest { method: self.method, path_and_query: self.path_and_query, body, forwarded: self.forwarded }
-    }
 }
 
 fn key_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -203,11 +101,28 @@ fn consistency_of(raw: Option<&str>) -> Result<Consistency, ApiError> {
     })
 }
 
-fn durability_of(query: Result<Query<WriteParams>, QueryRejection>) -> Result<Durability, ApiError> {
+/// The durability of a write and the leader token it is fenced by, if any.
+fn write_params_of(
+    query: Result<Query<WriteParams>, QueryRejection>,
+) -> Result<(Durability, Option<LeaderToken>), ApiError> {
     let params = query_of(query)?;
-    params.durability.as_deref().map_or(Ok(Durability::default()), |s| {
+    let durability = params.durability.as_deref().map_or(Ok(Durability::default()), |s| {
         s.parse().map_err(|e: String| ApiError::bad_request("invalid_durability", e))
-    })
+    })?;
+    let token = params
+        .leader_token
+        .as_deref()
+        .map(|t| t.parse::<LeaderToken>().map_err(|e| ApiError::bad_request("invalid_leader_token", e)))
+        .transpose()?;
+    Ok((durability, token))
+}
+
+/// `command`, fenced by `token` when there is one.
+fn fenced(command: Command, token: Option<LeaderToken>) -> Command {
+    match token {
+        Some(token) => Command::Fenced { token, command: Box::new(command) },
+        None => command,
+    }
 }
 
 fn force_of(query: Result<Query<ChangeParams>, QueryRejection>) -> Result<bool, ApiError> {
@@ -237,23 +152,12 @@ fn max_lag_of(raw: Option<&str>, consistency: Consistency) -> Result<Option<Dura
     Ok(Some(Duration::from_millis(ms)))
 }
 
-fn member_id_of(path: Result<Path<String>, PathRejection>) -> Result<NodeId, ApiError> {
-    let Path(raw) = path.map_err(|e| ApiError::bad_request("invalid_member_id", format!("invalid member id: {e}")))?;
-    raw.parse::<NodeId>().ok().filter(|id| *id > 0).ok_or_else(|| {
-        ApiError::bad_request("invalid_member_id", format!("member id must be a positive integer, got {raw:?}"))
-    })
-}
-
 /// The member id in the path and the `force` flag of a membership change.
 fn target_of(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<ChangeParams>, QueryRejection>,
 ) -> Result<(NodeId, bool), ApiError> {
     Ok((member_id_of(path)?, force_of(query)?))
-}
-
-fn json_of<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request("invalid_json", format!("{what}: {e}")))
 }
 
 fn new_member_of(body: &[u8]) -> Result<NewMember, ApiError> {
@@ -280,23 +184,6 @@ pub fn valid_zone(zone: &str) -> bool {
     (1..=64).contains(&zone.len()) && zone.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
-fn query_of<T: Default>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
-}
-
-/// Reads the whole body, refusing one over `limit` bytes with a 413.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // `to_bytes` fails either because the limit was hit or because the connection broke.
-        let source_is_limit = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if source_is_limit || e.to_string().contains("length limit") {
-            ApiError::ValueTooLarge { size: limit + 1, limit }
-        } else {
-            ApiError::bad_request("invalid_body", format!("could not read request body: {e}"))
-        }
-    })
-}
-
 fn utf8_lossy(bytes: Option<Vec<u8>>) -> Option<String> {
     bytes.map(|b| String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
@@ -310,9 +197,9 @@ async fn put<S: KvService>(
 ) -> Response {
     let body = parsed!(read_body(body, s.service.limits().max_value_bytes).await);
     let key = parsed!(key_of(path));
-    let durability = parsed!(durability_of(query));
+    let (durability, token) = parsed!(write_params_of(query));
     let req = origin.with_body(body.clone());
-    let command = Command::Put { key, value: body.to_vec() };
+    let command = fenced(Command::Put { key, value: body.to_vec() }, token);
     s.serve(req, || async {
         let result = s.service.write(command.clone(), durability).await?;
         Ok(Json(PutResponse { revision: result.revision }).into_response())
@@ -327,10 +214,10 @@ async fn delete<S: KvService>(
     origin: Origin,
 ) -> Response {
     let key = parsed!(key_of(path));
-    let durability = parsed!(durability_of(query));
+    let (durability, token) = parsed!(write_params_of(query));
     let req = origin.with_body(Bytes::new());
     s.serve(req, || async {
-        let result = s.service.write(Command::Delete { key: key.clone() }, durability).await?;
+        let result = s.service.write(fenced(Command::Delete { key: key.clone() }, token), durability).await?;
         let deleted = matches!(result.outcome, Outcome::Delete { deleted: true });
         Ok(Json(DeleteResponse { revision: result.revision, deleted }).into_response())
     })
@@ -348,7 +235,7 @@ async fn cas<S: KvService>(
     // JSON escaping can at most sextuple a value; expected and new value both count.
     let body = parsed!(read_body(body, 2 * 6 * limit + 1024).await);
     let key = parsed!(key_of(path));
-    let durability = parsed!(durability_of(query));
+    let (durability, token) = parsed!(write_params_of(query));
     let cas: CasRequest = parsed!(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", format!("cas body: {e}")))
     );
@@ -356,7 +243,10 @@ async fn cas<S: KvService>(
         return ApiError::ValueTooLarge { size: v.len(), limit }.into_response();
     }
     let req = origin.with_body(body.clone());
-    let command = Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() };
+    let command = fenced(
+        Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() },
+        token,
+    );
     s.serve(req, || async {
         let result = s.service.write(command.clone(), durability).await?;
         let Outcome::Cas { succeeded, current } = result.outcome else {
@@ -440,7 +330,8 @@ async fn change<S: KvService>(s: &ApiState<S>, req: ReceivedRequest, change: Mem
 async fn add_learner<S: KvService>(State(s): State<ApiState<S>>, origin: Origin, body: Bytes) -> Response {
     let member = parsed!(new_member_of(&body));
     let req = origin.with_body(body);
-    let change_of = MembershipChange::AddLearner { id: member.id, addr: member.addr, zone: member.zone };
+    let change_of =
+        MembershipChange::AddLearner { id: member.id, addr: member.addr, zone: member.zone, standby: member.standby };
     change(&s, req, change_of).await
 }
 

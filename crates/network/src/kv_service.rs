@@ -9,6 +9,10 @@ use raftkv_storage::ScanPage;
 use raftkv_types::api::{
     BackupConsistency, Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus,
 };
+use raftkv_types::health::{
+    AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, LeavingNotice, ReplicationStatus,
+    ReplicationUpdate,
+};
 use raftkv_types::{Command, CommandResult, NodeId};
 
 use crate::api_error::ApiError;
@@ -91,6 +95,23 @@ pub trait KvService: Clone + Send + Sync + 'static {
     /// it has.
     fn backup(&self, consistency: BackupConsistency) -> impl Future<Output = Result<BackupStream, ApiError>> + Send;
 
+    /// The cluster's health (leader only): per-member health, failure tolerance, autopilot and
+    /// sync replication.
+    fn cluster_health(&self) -> impl Future<Output = Result<ClusterHealth, ApiError>> + Send;
+
+    /// The cluster's event log (leader only), with the leader's recent decisions not to act.
+    fn cluster_events(&self) -> impl Future<Output = Result<EventsResponse, ApiError>> + Send;
+
+    /// The autopilot's settings and state (leader only).
+    fn autopilot(&self) -> impl Future<Output = Result<AutopilotStatus, ApiError>> + Send;
+
+    /// Synchronous replication to zones (leader only).
+    fn replication(&self) -> impl Future<Output = Result<ReplicationStatus, ApiError>> + Send;
+
+    /// Validates and applies a change of the cluster's operating state (leader only); returns
+    /// once it is applied on the leader.
+    fn update_cluster(&self, request: ClusterRequest) -> impl Future<Output = Result<(), ApiError>> + Send;
+
     /// Waits until a leader other than `not` is known, or until `deadline`; returns whether one
     /// is. Called when the leader a request was forwarded to cannot be reached, or may have
     /// been replaced while it holds the request.
@@ -105,6 +126,29 @@ pub struct BackupStream {
     pub node: NodeId,
     /// The file, piece by piece; an error ends it early (the receiver sees a truncated file).
     pub body: BoxStream<'static, std::io::Result<Bytes>>,
+}
+
+/// A change of the cluster's replicated operating state asked for through the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterRequest {
+    /// Changes some autopilot settings.
+    Autopilot(AutopilotUpdate),
+    /// Pauses the autopilot for `for_ms` (0 resumes).
+    PauseAutopilot {
+        /// How long, in ms.
+        for_ms: u64,
+    },
+    /// Sets synchronous replication to zones.
+    Replication(ReplicationUpdate),
+    /// A member announces a planned restart.
+    Leaving(LeavingNotice),
+    /// Flags learner `id` as a standby, or clears the flag.
+    Standby {
+        /// The member.
+        id: NodeId,
+        /// Whether it is a standby.
+        standby: bool,
+    },
 }
 
 /// A membership change asked for through the admin API.
@@ -122,6 +166,8 @@ pub enum MembershipChange {
         addr: String,
         /// The zone it runs in.
         zone: Option<String>,
+        /// Flag it as a standby the autopilot may promote.
+        standby: bool,
     },
     /// Makes learner `id` a voter.
     Promote {

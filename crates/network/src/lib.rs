@@ -9,6 +9,9 @@
 //! - [`cluster_guard`]: [`ClusterGuard`], the cluster id and epoch every peer RPC carries and
 //!   checks.
 //! - [`client_router`](mod@client_router): the `/v1/*` client API; [`kv_service`] is what it needs from the node.
+//! - [`cluster_router`](mod@cluster_router): the `/v1/cluster/*` operations routes (health,
+//!   events, autopilot, sync zones, planned restarts, standby flags); `api_request` holds what
+//!   every `/v1/` handler shares (forwarding to the leader, parsing).
 //! - [`admin_router`](mod@admin_router): the `/v1/admin/*` routes (backups).
 //! - [`leader_proxy`]: forwarding client requests from a follower to the leader.
 //! - [`member_rpc`]: the application's own member-to-member calls (read index for follower
@@ -27,9 +30,11 @@
 
 pub mod admin_router;
 pub mod api_error;
+mod api_request;
 pub mod append_pipe;
 pub mod client_router;
 pub mod cluster_guard;
+pub mod cluster_router;
 mod error;
 pub mod kv_service;
 pub mod leader_contact;
@@ -43,7 +48,7 @@ pub use api_error::ApiError;
 pub use client_router::client_router;
 pub use cluster_guard::ClusterGuard;
 pub use error::{NetworkError, Result};
-pub use kv_service::{ApiLimits, BackupStream, KvService, MembershipChange};
+pub use kv_service::{ApiLimits, BackupStream, ClusterRequest, KvService, MembershipChange};
 pub use leader_contact::LeaderContact;
 pub use leader_proxy::LeaderProxy;
 pub use member_rpc::{MemberRpc, MemberRpcError};

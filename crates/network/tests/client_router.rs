@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use raftkv_network::leader_proxy::FORWARDED_HEADER;
-use raftkv_network::{ApiError, ApiLimits, KvService, LeaderProxy, MembershipChange, client_router};
+use raftkv_network::{ApiError, ApiLimits, ClusterRequest, KvService, LeaderProxy, MembershipChange, client_router};
 use raftkv_storage::ScanPage;
 use raftkv_types::api::{
     BackupConsistency, Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus, Role,
 };
-use raftkv_types::{Command, CommandResult, NodeId, Outcome};
+use raftkv_types::health::{AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, ReplicationStatus};
+use raftkv_types::{AutopilotSettings, Command, CommandResult, LeaderToken, NodeId, Outcome};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -23,6 +24,9 @@ struct MapService {
     map: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     revision: Arc<Mutex<u64>>,
     last_change: Arc<Mutex<Option<MembershipChange>>>,
+    last_command: Arc<Mutex<Option<Command>>>,
+    last_cluster: Arc<Mutex<Option<ClusterRequest>>>,
+    unhealthy: bool,
     follower: bool,
 }
 
@@ -48,6 +52,11 @@ impl KvService for MapService {
                 leader: Some(raftkv_types::PeerNode::new("127.0.0.1:1")),
             });
         }
+        *self.last_command.lock().unwrap() = Some(command.clone());
+        let command = match command {
+            Command::Fenced { command, .. } => *command,
+            other => other,
+        };
         let mut map = self.map.lock().unwrap();
         let mut rev = self.revision.lock().unwrap();
         *rev += 1;
@@ -65,7 +74,7 @@ impl KvService for MapService {
                 }
                 Outcome::Cas { succeeded, current }
             }
-            Command::FoundCluster { .. } => Outcome::None,
+            Command::FoundCluster { .. } | Command::Cluster(_) | Command::Fenced { .. } => Outcome::None,
         };
         Ok(CommandResult { revision: *rev, log_index: *rev, outcome })
     }
@@ -108,6 +117,8 @@ impl KvService for MapService {
             snapshot_index: 0,
             replication_lag_ms: Some(0),
             members: BTreeMap::new(),
+            replication_mode: None,
+            leader_token: None,
         })
     }
 
@@ -122,6 +133,39 @@ impl KvService for MapService {
 
     async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse, ApiError> {
         Ok(LeaderTransferResponse { leader: to })
+    }
+
+    async fn cluster_health(&self) -> Result<ClusterHealth, ApiError> {
+        Ok(ClusterHealth {
+            healthy: !self.unhealthy,
+            failure_tolerance: 0,
+            leader: 1,
+            voters: 1,
+            quorum: 1,
+            healthy_voters: 1,
+            ready_standbys: 0,
+            problems: Vec::new(),
+            members: Vec::new(),
+            autopilot: self.autopilot().await?,
+            replication: self.replication().await?,
+        })
+    }
+
+    async fn cluster_events(&self) -> Result<EventsResponse, ApiError> {
+        Ok(EventsResponse { events: Vec::new() })
+    }
+
+    async fn autopilot(&self) -> Result<AutopilotStatus, ApiError> {
+        Ok(AutopilotStatus { settings: AutopilotSettings::default(), paused_until_ms: None, last_action: None })
+    }
+
+    async fn replication(&self) -> Result<ReplicationStatus, ApiError> {
+        Ok(ReplicationStatus { zones: Vec::new(), wait_timeout_ms: 5000, mode: None })
+    }
+
+    async fn update_cluster(&self, request: ClusterRequest) -> Result<(), ApiError> {
+        *self.last_cluster.lock().unwrap() = Some(request);
+        Ok(())
     }
 }
 
@@ -192,6 +236,19 @@ async fn bad_requests_map_to_documented_errors() {
         (req("DELETE", "/v1/cluster/members/-1", Body::empty()), StatusCode::BAD_REQUEST, "invalid_member_id"),
         (req("DELETE", "/v1/cluster/members/2?force=maybe", Body::empty()), StatusCode::BAD_REQUEST, "invalid_query"),
         (req("POST", "/v1/cluster/leader", r#"{"to":"two"}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("PUT", "/v1/kv/k?leader_token=7-2", "x"), StatusCode::BAD_REQUEST, "invalid_leader_token"),
+        (req("PUT", "/v1/cluster/autopilot", r#"{"dead_after_ms":"soon"}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("PUT", "/v1/cluster/autopilot", r#"{"dead_after":60}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("PUT", "/v1/cluster/autopilot", r#"{"enabled":"yes"}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("POST", "/v1/cluster/autopilot/pause", r#"{"for_ms":-1}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("PUT", "/v1/cluster/replication", r#"{"zones":"dr"}"#), StatusCode::BAD_REQUEST, "invalid_json"),
+        (req("POST", "/v1/cluster/leaving", r#"{"id":0,"for_ms":1000}"#), StatusCode::BAD_REQUEST, "invalid_member_id"),
+        (
+            req("POST", "/v1/cluster/members/x/standby", r#"{"standby":true}"#),
+            StatusCode::BAD_REQUEST,
+            "invalid_member_id",
+        ),
+        (req("POST", "/v1/cluster/members/4/standby", r#"{"standby":1}"#), StatusCode::BAD_REQUEST, "invalid_json"),
     ];
     for (request, status, want) in cases {
         let uri = request.uri().clone();
@@ -203,6 +260,37 @@ async fn bad_requests_map_to_documented_errors() {
     }
     assert!(s.map.lock().unwrap().is_empty(), "bad requests wrote nothing");
     assert!(s.last_change.lock().unwrap().is_none(), "bad requests changed no membership");
+    assert!(s.last_cluster.lock().unwrap().is_none(), "bad requests changed no cluster setting");
+}
+
+#[tokio::test]
+async fn cluster_operations_reach_the_service() {
+    let s = MapService::default();
+    let (st, body) = call(&s, req("PUT", "/v1/cluster/autopilot", r#"{"enabled":true,"dead_after_ms":9000}"#)).await;
+    assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let update = AutopilotUpdate { enabled: Some(true), dead_after_ms: Some(9000), ..AutopilotUpdate::default() };
+    assert_eq!(*s.last_cluster.lock().unwrap(), Some(ClusterRequest::Autopilot(update)));
+    let (st, _) = call(&s, req("POST", "/v1/cluster/members/4/standby", r#"{"standby":true}"#)).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(*s.last_cluster.lock().unwrap(), Some(ClusterRequest::Standby { id: 4, standby: true }));
+    let (st, _) = call(&s, req("POST", "/v1/cluster/leaving", r#"{"id":2,"for_ms":60000}"#)).await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+
+    // Health answers 200 when healthy and 429 with the same body when not.
+    let (st, body) = call(&s, req("GET", "/v1/cluster/health", Body::empty())).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["healthy"], true);
+    let sick = MapService { unhealthy: true, ..MapService::default() };
+    let (st, body) = call(&sick, req("GET", "/v1/cluster/health", Body::empty())).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["healthy"], false);
+
+    // A write with a leader token is proposed fenced by it.
+    let (st, _) = call(&s, req("PUT", "/v1/kv/job?leader_token=7-2-130", "x")).await;
+    assert_eq!(st, StatusCode::OK);
+    let token = LeaderToken { term: 7, leader: 2, since_index: 130 };
+    let fenced = Command::Fenced { token, command: Box::new(Command::Put { key: "job".into(), value: b"x".to_vec() }) };
+    assert_eq!(*s.last_command.lock().unwrap(), Some(fenced));
 }
 
 #[tokio::test]
@@ -211,7 +299,7 @@ async fn admin_routes_reach_the_service() {
     let cases = [
         (
             req("POST", "/v1/cluster/members", r#"{"id":4,"addr":"127.0.0.1:7004"}"#),
-            MembershipChange::AddLearner { id: 4, addr: "127.0.0.1:7004".into(), zone: None },
+            MembershipChange::AddLearner { id: 4, addr: "127.0.0.1:7004".into(), zone: None, standby: false },
         ),
         (
             req("POST", "/v1/cluster/members/4/promote", Body::empty()),

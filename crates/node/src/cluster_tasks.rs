@@ -30,6 +30,7 @@ pub(crate) async fn join_cluster(
     id: NodeId,
     advertise: String,
     zone: Option<String>,
+    standby: bool,
     endpoints: Vec<String>,
     raft: raftkv_network::KvRaft,
 ) {
@@ -42,7 +43,8 @@ pub(crate) async fn join_cluster(
         }
     };
     loop {
-        match client.add_learner_in_zone(id, &advertise, zone.as_deref()).await {
+        let member = raftkv_types::api::NewMember { id, addr: advertise.clone(), zone: zone.clone(), standby };
+        match client.add_member(&member).await {
             Ok(members) if members.members.iter().any(|m| m.id == id) => {
                 tracing::info!(id, %advertise, leader = ?members.leader, "joined the cluster as a learner");
                 return;

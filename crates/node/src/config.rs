@@ -31,6 +31,13 @@ pub struct NodeConfig {
     /// The zone this node runs in (a site or data centre name), given to the cluster when it
     /// joins with [`NodeConfig::join`] and shown in status. By default, none.
     pub zone: Option<String>,
+    /// Join as a standby: a learner the autopilot may promote to replace a dead voter (with
+    /// [`NodeConfig::join`]). By default, a plain learner.
+    pub standby: bool,
+    /// How long this node tells the leader it will be away when it is stopped
+    /// ([`crate::Node::shutdown`]), so that the autopilot does not replace it during a planned
+    /// restart. Zero: it says nothing. By default, 5 minutes.
+    pub restart_grace: Duration,
     /// Raft timing and compaction.
     pub raft: RaftTuning,
     /// Largest value accepted, in bytes. By default, 1 MiB.
@@ -86,6 +93,8 @@ impl NodeConfig {
             join: Vec::new(),
             advertise: None,
             zone: None,
+            standby: false,
+            restart_grace: Duration::from_secs(300),
             raft: RaftTuning::default(),
             max_value_bytes: 1 << 20,
             write_timeout: Duration::from_secs(5),
@@ -125,6 +134,9 @@ impl NodeConfig {
             if self.join.is_empty() {
                 return bad("--zone is given to the cluster when the node joins: use it with --join".into());
             }
+        }
+        if self.standby && self.join.is_empty() {
+            return bad("--standby makes the node join as a standby: use it with --join".into());
         }
         let t = &self.raft;
         if t.heartbeat_ms == 0 || t.heartbeat_ms >= t.election_timeout_min_ms {

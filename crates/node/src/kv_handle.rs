@@ -7,15 +7,18 @@ use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, ForwardReason, ForwardToLeader, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
 use raftkv_network::{
-    ApiError, ApiLimits, KvRaft, KvService, LeaderContact, MemberRpc, MemberRpcError, MembershipChange,
+    ApiError, ApiLimits, ClusterRequest, KvRaft, KvService, LeaderContact, MemberRpc, MemberRpcError, MembershipChange,
     ReadIndexRefusal,
 };
 use raftkv_storage::{KvStateMachine, ScanPage};
 use raftkv_types::api::BackupConsistency;
 use raftkv_types::api::{Consistency, Durability, LaggingMember, LeaderTransferResponse, MembersResponse, NodeStatus};
-use raftkv_types::{Command, CommandResult, NodeId, PeerNode, Proposal, TypeConfig};
+use raftkv_types::health::{AutopilotStatus, ClusterHealth, EventsResponse, ReplicationStatus};
+use raftkv_types::{Command, CommandResult, NodeId, Outcome, PeerNode, Proposal, TypeConfig};
 
 use crate::append_clock::AppendClock;
+use crate::autopilot::AutopilotMemory;
+use crate::leadership::Leadership;
 use crate::proposal_clock::ProposalClock;
 use crate::read_index::ReadIndexBatcher;
 use crate::status::node_status;
@@ -44,6 +47,14 @@ pub struct KvHandle {
     pub(crate) membership_lock: Arc<tokio::sync::Mutex<()>>,
     /// Stamps this node's proposals with its clock.
     pub(crate) proposal_clock: Arc<ProposalClock>,
+    /// The election timeout (its upper bound): the autopilot's dead period is at least three.
+    pub(crate) election_timeout: Duration,
+    /// What the autopilot observed during this node's leadership.
+    pub(crate) autopilot: Arc<AutopilotMemory>,
+    /// This node's role and leader, as last published.
+    pub(crate) leadership: Arc<tokio::sync::watch::Sender<Leadership>>,
+    /// Held by the write that switches the cluster to asynchronous replication.
+    pub(crate) sync_degrade: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl KvHandle {
@@ -264,6 +275,30 @@ impl KvHandle {
         found
     }
 
+    /// Proposes `command` (founding the cluster first if needed), retrying while no leader is
+    /// established, and returns what applying it gave, without waiting for sync zones or other
+    /// members: the core of every write.
+    pub(crate) async fn commit(&self, command: Command) -> Result<CommandResult, ApiError> {
+        self.ensure_member()?;
+        // The first write of a new cluster (or of one upgraded from format 1) founds it first, so
+        // that every write of a founded cluster counts one revision.
+        if !self.state_machine.is_founded() && self.leads() && !matches!(command, Command::FoundCluster { .. }) {
+            self.found().await;
+        }
+        // While no leader is established the write is refused before being proposed, so trying
+        // again after the election is safe; the client sees one answer, not the election.
+        let deadline = Instant::now() + self.limits.leader_wait;
+        loop {
+            match self.propose(command.clone()).await {
+                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => {
+                    self.await_leader(None, deadline).await;
+                }
+                Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
+                Ok(result) => return Ok(result),
+            }
+        }
+    }
+
     fn storage_error(e: raftkv_storage::StorageError) -> ApiError {
         ApiError::Internal(format!("storage: {e}"))
     }
@@ -299,24 +334,23 @@ impl KvService for KvHandle {
     }
 
     async fn write(&self, command: Command, durability: Durability) -> Result<CommandResult, ApiError> {
-        self.ensure_member()?;
-        // The first write of a new cluster (or of one upgraded from format 1) founds it first, so
-        // that every write of a founded cluster counts one revision.
-        if !self.state_machine.is_founded() && self.leads() && !matches!(command, Command::FoundCluster { .. }) {
-            self.found().await;
+        let result = self.commit(command.clone()).await?;
+        if let Outcome::Fenced { current_term } = result.outcome {
+            let token = match &command {
+                Command::Fenced { token, .. } => token.to_string(),
+                _ => "?".to_string(),
+            };
+            return Err(ApiError::conflict(
+                "fenced",
+                format!(
+                    "leader token {token} is not current: the write was proposed by the leader of term \
+                     {current_term}; nothing was written"
+                ),
+            ));
         }
-        // While no leader is established the write is refused before being proposed, so trying
-        // again after the election is safe; the client sees one answer, not the election.
-        let deadline = Instant::now() + self.limits.leader_wait;
-        let result = loop {
-            match self.propose(command.clone()).await {
-                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => {
-                    self.await_leader(None, deadline).await;
-                }
-                Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
-                Ok(result) => break result,
-            }
-        };
+        if let Some(sync) = self.state_machine.sync_requirement() {
+            self.wait_for_zones(result.log_index, &sync).await?;
+        }
         if durability == Durability::All {
             self.confirm_on_all(result.log_index, result.revision).await?;
         }
@@ -378,5 +412,25 @@ impl KvService for KvHandle {
 
     async fn backup(&self, consistency: BackupConsistency) -> Result<raftkv_network::BackupStream, ApiError> {
         self.start_backup(consistency).await
+    }
+
+    async fn cluster_health(&self) -> Result<ClusterHealth, ApiError> {
+        self.cluster_health()
+    }
+
+    async fn cluster_events(&self) -> Result<EventsResponse, ApiError> {
+        self.cluster_events()
+    }
+
+    async fn autopilot(&self) -> Result<AutopilotStatus, ApiError> {
+        self.autopilot_view()
+    }
+
+    async fn replication(&self) -> Result<ReplicationStatus, ApiError> {
+        self.replication_view()
+    }
+
+    async fn update_cluster(&self, request: ClusterRequest) -> Result<(), ApiError> {
+        self.update_cluster(request).await
     }
 }

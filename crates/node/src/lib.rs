@@ -8,6 +8,11 @@
 //!   writes at each durability, reads at each consistency (follower reads through
 //!   [`read_index`]).
 //! - [`membership`]: membership changes and leader transfer, with their safety checks.
+//! - `autopilot`: on the leader, replaces a dead voter by a healthy standby; `cluster_ops` is
+//!   the cluster-operations API behind it (health, events, settings, sync zones), and
+//!   `sync_replication` makes writes wait for sync zones.
+//! - [`leadership`]: [`Leadership`], the role changes and fencing tokens for services that run
+//!   work on the leader only.
 //! - [`status`]: `/v1/status` from openraft's metrics; [`append_clock`] gives replication lag in
 //!   milliseconds.
 //! - [`proposal_clock`]: the time stamped on each proposal (the state machine's clock); backups are
@@ -30,24 +35,30 @@
 //! ```
 
 pub mod append_clock;
+mod autopilot;
 mod backup_stream;
+mod cluster_ops;
 mod cluster_tasks;
 pub mod config;
 mod error;
 pub mod kv_handle;
+pub mod leadership;
 pub mod membership;
 pub mod node;
 pub mod proposal_clock;
 pub mod read_index;
 pub mod status;
+mod sync_replication;
 
 pub use config::{NodeConfig, RaftTuning, parse_members};
 pub use error::{NodeError, Result};
 pub use kv_handle::KvHandle;
+pub use leadership::{Leadership, LeadershipReceiver};
 pub use node::Node;
 pub use raftkv_storage::{FileSummary, ScanPage, SnapshotHeader};
-pub use raftkv_types::ClusterIdentity;
 pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
     MemberRole, MembersResponse, NodeStatus, PutResponse, Role,
 };
+pub use raftkv_types::health::{AutopilotStatus, AutopilotUpdate, ClusterHealth, MemberHealth, ReplicationStatus};
+pub use raftkv_types::{AutopilotSettings, ClusterEvent, ClusterIdentity, LeaderToken, ReplicationMode};

@@ -9,7 +9,7 @@ use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Instant as _, RaftMetrics, ServerState};
 use raftkv_network::{ApiError, MembershipChange};
 use raftkv_types::api::{LeaderTransferResponse, MemberInfo, MemberRole, MembersResponse};
-use raftkv_types::{NodeId, PeerNode, TypeConfig};
+use raftkv_types::{ClusterChange, NodeId, PeerNode, TypeConfig};
 
 use crate::kv_handle::KvHandle;
 
@@ -22,8 +22,9 @@ const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a new member (of `replace`) may take to catch up before the swap is given up.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Members, roles and whether a change is under way, from `m`.
-pub fn members_of(m: &RaftMetrics<TypeConfig>) -> MembersResponse {
+/// Members, roles and whether a change is under way, from `m`; learners in `standbys` are
+/// standbys.
+pub fn members_of(m: &RaftMetrics<TypeConfig>, standbys: &BTreeSet<NodeId>) -> MembersResponse {
     let membership = m.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let members = membership
@@ -32,24 +33,32 @@ pub fn members_of(m: &RaftMetrics<TypeConfig>) -> MembersResponse {
             id: *id,
             addr: node.addr.clone(),
             zone: node.zone.clone(),
-            role: role_of(*id, &voters, m),
+            role: role_of(*id, &voters, standbys, m),
         })
         .collect();
     MembersResponse { leader: m.current_leader, members, change_in_progress: change_in_progress(m) }
 }
 
 /// Whether a configuration change is under way: a joint configuration, or one not committed yet.
-fn change_in_progress(m: &RaftMetrics<TypeConfig>) -> bool {
+pub(crate) fn change_in_progress(m: &RaftMetrics<TypeConfig>) -> bool {
     m.membership_config.membership().get_joint_config().len() > 1
         || m.membership_config.log_id() != m.committed_membership_config.log_id()
 }
 
-/// `leader`, `voter` or `learner`.
-pub fn role_of(id: NodeId, voters: &BTreeSet<NodeId>, m: &RaftMetrics<TypeConfig>) -> MemberRole {
+/// `leader`, `voter`, `standby` (a learner in `standbys`) or `learner`: derived from the
+/// membership and the replicated standby flags only.
+pub fn role_of(
+    id: NodeId,
+    voters: &BTreeSet<NodeId>,
+    standbys: &BTreeSet<NodeId>,
+    m: &RaftMetrics<TypeConfig>,
+) -> MemberRole {
     if m.current_leader == Some(id) && voters.contains(&id) {
         MemberRole::Leader
     } else if voters.contains(&id) {
         MemberRole::Voter
+    } else if standbys.contains(&id) {
+        MemberRole::Standby
     } else {
         MemberRole::Learner
     }
@@ -69,7 +78,7 @@ pub struct Replication {
 impl KvHandle {
     /// The members as this node knows them.
     pub(crate) fn members_view(&self) -> MembersResponse {
-        members_of(&self.raft.metrics().borrow_watched())
+        members_of(&self.raft.metrics().borrow_watched(), &self.state_machine.standbys())
     }
 
     /// On the leader: member `id`'s replication; `None` elsewhere or for an unknown id.
@@ -89,7 +98,7 @@ impl KvHandle {
     }
 
     /// Whether `id` could take part in a quorum right now: reachable and caught up.
-    fn healthy(&self, id: NodeId, m: &RaftMetrics<TypeConfig>) -> bool {
+    pub(crate) fn healthy(&self, id: NodeId, m: &RaftMetrics<TypeConfig>) -> bool {
         let last = m.last_log_index.unwrap_or(0);
         self.replication_of(id, m).is_some_and(|r| r.reachable && last.saturating_sub(r.matched) <= CAUGHT_UP_ENTRIES)
     }
@@ -146,18 +155,26 @@ impl KvHandle {
         let Ok(m) = settled else {
             return Err(in_progress("the previous membership change is not committed yet"));
         };
-        let current = members_of(&m);
+        let current = members_of(&m, &self.state_machine.standbys());
         let membership = m.membership_config.membership().clone();
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let address_of = |id: NodeId| membership.get_node(&id).map(|n| n.addr.clone());
 
         match change {
-            MembershipChange::AddLearner { id, addr, zone } => {
-                if check_newcomer(&membership, id, &addr)? == Newcomer::AlreadyMember {
+            MembershipChange::AddLearner { id, addr, zone, standby } => {
+                if voters.contains(&id) && standby {
+                    return Err(standby_on_voter(id));
+                }
+                let newcomer = check_newcomer(&membership, id, &addr)?;
+                if newcomer == Newcomer::New {
+                    tracing::info!(id, %addr, ?zone, standby, "adding learner");
+                    self.membership_write(self.raft.add_learner(id, PeerNode::in_zone(addr, zone), false)).await?;
+                }
+                if standby && !self.state_machine.standbys().contains(&id) {
+                    self.change_cluster_state(ClusterChange::SetStandby { id, standby: true }).await?;
+                } else if newcomer == Newcomer::AlreadyMember {
                     return Ok(current);
                 }
-                tracing::info!(id, %addr, ?zone, "adding learner");
-                self.membership_write(self.raft.add_learner(id, PeerNode::in_zone(addr, zone), false)).await?;
             }
             MembershipChange::Promote { id, force } => {
                 if address_of(id).is_none() {
@@ -335,6 +352,14 @@ fn check_newcomer(
         }
         None => Ok(Newcomer::New),
     }
+}
+
+/// The refusal of a standby flag for a voter.
+pub(crate) fn standby_on_voter(id: NodeId) -> ApiError {
+    ApiError::bad_request(
+        "standby_on_voter",
+        format!("node {id} is a voter; only a learner can be a standby (a replaced voter becomes one again)"),
+    )
 }
 
 fn in_progress(why: &str) -> ApiError {

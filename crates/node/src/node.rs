@@ -1,5 +1,8 @@
 //! [`Node`]: one running raftkv member.
 
+mod cluster_ops;
+mod membership_ops;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,13 +15,12 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use raftkv_client::{Client, ClientError};
 use raftkv_network::{
-    ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, MembershipChange, PeerNetwork,
-    client_router, peer_router,
+    ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, PeerNetwork, client_router,
+    peer_router,
 };
 use raftkv_storage::{FileSummary, ScanPage, SnapshotHeader, Store, StoreClosed};
 use raftkv_types::api::{
-    BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MembersResponse,
-    NodeStatus, PutResponse,
+    BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, MembersResponse, NodeStatus, PutResponse,
 };
 use raftkv_types::{ClusterIdentity, Command, NodeId, Outcome, PeerNode};
 use tokio::net::TcpListener;
@@ -57,6 +59,10 @@ pub struct Node {
     joiner: Option<JoinHandle<()>>,
     /// Gives the cluster its identity once this node leads a cluster without one.
     founder: Option<JoinHandle<()>>,
+    /// The autopilot and the leadership watcher.
+    background: Vec<JoinHandle<()>>,
+    /// How long this node says it will be away when it stops.
+    restart_grace: Duration,
     /// Set at shutdown: answers carry `Connection: close` so that clients stop reusing
     /// connections before they are closed.
     draining: Arc<AtomicBool>,
@@ -105,6 +111,10 @@ impl Node {
             rpc,
             membership_lock: Arc::default(),
             proposal_clock: Arc::default(),
+            election_timeout: Duration::from_millis(config.raft.election_timeout_max_ms),
+            autopilot: Arc::default(),
+            leadership: Arc::new(watch::channel(crate::leadership::Leadership::default()).0),
+            sync_degrade: Arc::default(),
         };
         if !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
@@ -162,9 +172,12 @@ impl Node {
                 None => addr.to_string(),
             };
             let zone = config.zone.clone();
-            Some(tokio::spawn(join_cluster(config.id, advertise, zone, config.join.clone(), raft.clone())))
+            let join = config.join.clone();
+            Some(tokio::spawn(join_cluster(config.id, advertise, zone, config.standby, join, raft.clone())))
         };
         let founder = Some(tokio::spawn(found_cluster(handle.clone())));
+        let background =
+            vec![tokio::spawn(handle.clone().run_autopilot()), tokio::spawn(handle.clone().watch_leadership())];
         Ok(Node {
             handle,
             addr,
@@ -173,6 +186,8 @@ impl Node {
             forwarder: Arc::default(),
             joiner,
             founder,
+            background,
+            restart_grace: config.restart_grace,
             draining,
             store_closed,
         })
@@ -336,67 +351,6 @@ impl Node {
         Ok(self.handle.members().await?)
     }
 
-    /// Adds node `id` at `addr` as a learner (through the leader). It catches up asynchronously;
-    /// its progress shows in [`Node::status`] on the leader.
-    pub async fn add_learner(&self, id: NodeId, addr: &str) -> Result<MembersResponse> {
-        self.add_learner_in_zone(id, addr, None).await
-    }
-
-    /// Adds node `id` at `addr` as a learner in `zone` (a DR site, say); the zone is shown in
-    /// status and member lists.
-    pub async fn add_learner_in_zone(&self, id: NodeId, addr: &str, zone: Option<&str>) -> Result<MembersResponse> {
-        let zone = zone.map(str::to_string);
-        self.change_membership(MembershipChange::AddLearner { id, addr: addr.to_string(), zone }).await
-    }
-
-    /// Makes learner `id` a voter. Refused when the new voters would not include a reachable,
-    /// caught-up quorum, unless `force`.
-    pub async fn promote(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
-        self.change_membership(MembershipChange::Promote { id, force }).await
-    }
-
-    /// Removes member `id`. Refused when the remaining voters would not include a reachable,
-    /// caught-up quorum, unless `force`; removing the last voter is always refused.
-    pub async fn remove_member(&self, id: NodeId, force: bool) -> Result<MembersResponse> {
-        self.change_membership(MembershipChange::Remove { id, force }).await
-    }
-
-    /// Replaces voter `old` by new node `id` at `addr`: adds it as a learner, waits until it has
-    /// caught up, then swaps the two with joint consensus.
-    pub async fn replace_member(&self, old: NodeId, id: NodeId, addr: &str, force: bool) -> Result<MembersResponse> {
-        self.change_membership(MembershipChange::Replace { old, new: id, addr: addr.to_string(), force }).await
-    }
-
-    async fn change_membership(&self, change: MembershipChange) -> Result<MembersResponse> {
-        self.with_leader(
-            || self.handle.change_membership(change.clone()),
-            |client| {
-                let change = change.clone();
-                async move {
-                    match change {
-                        MembershipChange::AddLearner { id, addr, zone } => {
-                            client.add_learner_in_zone(id, &addr, zone.as_deref()).await
-                        }
-                        MembershipChange::Promote { id, force } => client.promote(id, force).await,
-                        MembershipChange::Remove { id, force } => client.remove_member(id, force).await,
-                        MembershipChange::Replace { old, new, addr, force } => {
-                            client.replace_member(old, new, &addr, force).await
-                        }
-                    }
-                }
-            },
-        )
-        .await
-    }
-
-    /// Hands leadership to voter `to` (from whichever node leads) and waits until `to` leads.
-    /// Writes in flight on the old leader finish or fail as during any leader change; nothing
-    /// acknowledged is lost.
-    pub async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse> {
-        self.with_leader(|| self.handle.transfer_leader(to), |client| async move { client.transfer_leader(to).await })
-            .await
-    }
-
     /// Stops the node: stops accepting requests, lets in-flight ones finish (up to 3 s), stops
     /// Raft, then waits (up to 5 s) until the storage is closed, so that the same data directory
     /// can be opened again at once. Everything acknowledged is on disk already.
@@ -404,13 +358,28 @@ impl Node {
     /// The storage closes once nothing uses it any more: a [`KvHandle`] clone kept by the caller
     /// holds it open, and the wait then ends at its timeout with a warning.
     pub async fn shutdown(self) -> Result<()> {
-        let Node { handle, stop_server, server, joiner, founder, draining, store_closed, forwarder, addr: _ } = self;
-        for task in [&joiner, &founder].into_iter().flatten() {
+        if !self.restart_grace.is_zero() {
+            self.announce_leaving().await;
+        }
+        let Node {
+            handle,
+            stop_server,
+            server,
+            joiner,
+            founder,
+            background,
+            draining,
+            store_closed,
+            forwarder,
+            addr: _,
+            restart_grace: _,
+        } = self;
+        for task in [&joiner, &founder].into_iter().flatten().chain(&background) {
             task.abort();
         }
-        if let Some(founder) = founder {
-            // It holds a handle on the storage: wait until it is gone.
-            let _ = founder.await;
+        // They hold handles on the storage: wait until they are gone.
+        for task in founder.into_iter().chain(background) {
+            let _ = task.await;
         }
         // First send active clients elsewhere (their next request is refused, certainly undone,
         // and the client library moves to another node), so that none sends a request on a
@@ -434,7 +403,7 @@ impl Node {
     /// Runs `local` on this node; when only the leader can serve it, runs `remote` against the
     /// leader over HTTP instead. A leader that cannot be connected to (nothing was sent) is
     /// waited out: the request is tried again once a new leader is known, within the leader wait.
-    async fn with_leader<T, L, LF, R, RF>(&self, local: L, remote: R) -> Result<T>
+    pub(crate) async fn with_leader<T, L, LF, R, RF>(&self, local: L, remote: R) -> Result<T>
     where
         L: Fn() -> LF,
         LF: Future<Output = std::result::Result<T, ApiError>>,

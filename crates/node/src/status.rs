@@ -15,6 +15,7 @@ use crate::membership::role_of;
 pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus {
     let membership = m.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    let standbys = handle.state_machine.standbys();
     let last_log_index = m.last_log_index.unwrap_or(0);
     let role = match m.state {
         ServerState::Leader => Role::Leader,
@@ -34,7 +35,7 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
                 addr: node.addr.clone(),
                 zone: node.zone.clone(),
                 voter: voters.contains(nid),
-                role: role_of(*nid, &voters, m),
+                role: role_of(*nid, &voters, &standbys, m),
                 matched_index,
                 lag: matched_index.map(|mi| last_log_index.saturating_sub(mi)),
                 lag_ms: matched_index.map(|mi| handle.clock.lag(mi, now).as_millis() as u64),
@@ -60,5 +61,7 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
         snapshot_index: m.snapshot.as_ref().map_or(0, |l| l.index),
         replication_lag_ms: handle.staleness().map(|s| s.as_millis() as u64),
         members,
+        replication_mode: (!applied.cluster.sync.zones.is_empty()).then_some(applied.cluster.replication_mode),
+        leader_token: handle.leader_token(m).map(|t| t.to_string()),
     }
 }

@@ -1,13 +1,14 @@
 //! What `sm_meta` holds besides the data: the applied position, membership, revision, clock and
 //! identity of the state machine.
 
-use raftkv_types::{ClusterIdentity, LogId, RecoveryRecord, StoredMembership};
+use raftkv_types::{ClusterIdentity, ClusterState, LogId, RecoveryRecord, StoredMembership};
 use rocksdb::{ColumnFamily, DB, WriteBatch};
 
 use crate::codec::{decode, encode};
 use crate::error::{Result, StorageError};
 use crate::keys::{
-    CF_SM_META, KEY_CLOCK, KEY_GENERATION, KEY_IDENTITY, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_RECOVERY, KEY_REVISION,
+    CF_SM_META, KEY_CLOCK, KEY_CLUSTER, KEY_GENERATION, KEY_IDENTITY, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_RECOVERY,
+    KEY_REVISION,
 };
 
 /// The state machine's position and cluster-wide counters, all written in the same batch as the
@@ -27,6 +28,8 @@ pub struct AppliedState {
     pub identity: Option<ClusterIdentity>,
     /// The last forced recovery, if any.
     pub recovery: Option<RecoveryRecord>,
+    /// The cluster's operating state: standbys, autopilot, sync zones, events.
+    pub cluster: ClusterState,
 }
 
 impl AppliedState {
@@ -48,6 +51,7 @@ impl AppliedState {
             clock_ms: get(KEY_CLOCK)?.map(|b| decode("clock", &b)).transpose()?.unwrap_or(0),
             identity: get(KEY_IDENTITY)?.map(|b| decode("identity", &b)).transpose()?,
             recovery: get(KEY_RECOVERY)?.map(|b| decode("recovery record", &b)).transpose()?,
+            cluster: get(KEY_CLUSTER)?.map(|b| cluster_of(&b)).transpose()?.unwrap_or_default(),
         };
         Ok((generation, state))
     }
@@ -67,6 +71,7 @@ impl AppliedState {
             Some(recovery) => batch.put_cf(cf, KEY_RECOVERY, encode(recovery)?),
             None => batch.delete_cf(cf, KEY_RECOVERY),
         }
+        batch.put_cf(cf, KEY_CLUSTER, cluster_bytes(&self.cluster)?);
         Ok(())
     }
 
@@ -85,8 +90,21 @@ impl AppliedState {
         {
             batch.put_cf(cf, KEY_IDENTITY, encode(identity)?);
         }
+        if self.cluster != before.cluster {
+            batch.put_cf(cf, KEY_CLUSTER, cluster_bytes(&self.cluster)?);
+        }
         Ok(())
     }
+}
+
+/// The cluster state is stored as JSON: every field has a default, so fields added by a later
+/// release read back as unset here rather than failing the decode.
+fn cluster_bytes(cluster: &ClusterState) -> Result<Vec<u8>> {
+    serde_json::to_vec(cluster).map_err(|e| StorageError::corrupt("cluster state", e))
+}
+
+fn cluster_of(bytes: &[u8]) -> Result<ClusterState> {
+    serde_json::from_slice(bytes).map_err(|e| StorageError::corrupt("cluster state", e))
 }
 
 fn meta_cf(db: &DB) -> &ColumnFamily {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use openraft::EntryPayload;
-use raftkv_types::{ClusterIdentity, Command, CommandResult, Entry, Outcome};
+use raftkv_types::{ClusterIdentity, Command, CommandResult, Entry, LogId, Outcome};
 use rocksdb::{ColumnFamily, DB, WriteBatch};
 
 use crate::applied_state::AppliedState;
@@ -51,7 +51,7 @@ impl<'a> ApplyBatch<'a> {
             }
             EntryPayload::Normal(proposal) => {
                 self.state.clock_ms = self.state.clock_ms.max(proposal.proposed_at_ms);
-                let (outcome, changed) = self.evaluate(proposal.command)?;
+                let (outcome, changed) = self.evaluate(proposal.command, &entry.log_id)?;
                 if changed && counting {
                     self.state.revision += 1;
                 }
@@ -65,8 +65,9 @@ impl<'a> ApplyBatch<'a> {
         Ok(CommandResult { revision: self.state.revision, log_index: index, outcome })
     }
 
-    /// Evaluates `command`: its outcome, and whether it changed data.
-    fn evaluate(&mut self, command: Command) -> Result<(Outcome, bool)> {
+    /// Evaluates `command`, carried by the entry at `log_id`: its outcome, and whether it changed
+    /// data.
+    fn evaluate(&mut self, command: Command, log_id: &LogId) -> Result<(Outcome, bool)> {
         Ok(match command {
             Command::Put { key, value } => {
                 self.put(key, value);
@@ -93,6 +94,28 @@ impl<'a> ApplyBatch<'a> {
                     self.state.identity = Some(ClusterIdentity::new(cluster_id, 1));
                 }
                 (Outcome::None, false)
+            }
+            Command::Cluster(change) => {
+                self.state.cluster.apply(change, log_id.index, self.state.clock_ms);
+                (Outcome::None, false)
+            }
+            Command::Fenced { token, command } => {
+                // The entry's own leader is the leadership that proposed it: a token of any other
+                // (an earlier term, or the same node re-elected since) is stale. Entries of a
+                // deposed leader that were committed later are ordered before the new leader's
+                // first entry, so they are still in their leadership.
+                let proposer = log_id.committed_leader_id();
+                if proposer.term != token.term || proposer.node_id != token.leader {
+                    (Outcome::Fenced { current_term: proposer.term }, false)
+                } else if matches!(
+                    *command,
+                    Command::Fenced { .. } | Command::Cluster(_) | Command::FoundCluster { .. }
+                ) {
+                    // Only key-value writes are fenced (the API never proposes anything else).
+                    (Outcome::Fenced { current_term: proposer.term }, false)
+                } else {
+                    self.evaluate(*command, log_id)?
+                }
             }
         })
     }

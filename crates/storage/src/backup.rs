@@ -7,7 +7,7 @@ use std::path::Path;
 
 use openraft::type_config::alias::CommittedLeaderIdOf;
 use openraft::vote::RaftLeaderId;
-use raftkv_types::{ClusterIdentity, LogId, Membership, NodeId, PeerNode, StoredMembership, TypeConfig};
+use raftkv_types::{ClusterIdentity, ClusterState, LogId, Membership, NodeId, PeerNode, StoredMembership, TypeConfig};
 use sha2::{Digest, Sha256};
 
 use crate::applied_state::AppliedState;
@@ -140,6 +140,8 @@ pub fn restore(
         clock_ms: backup.clock_ms,
         identity: Some(identity.clone()),
         recovery: None,
+        // The settings carry over; standbys and planned absences named members of the old cluster.
+        cluster: ClusterState { standbys: Default::default(), leaving: Default::default(), ..backup.cluster.clone() },
     };
     let store = Store::open_as(data_dir, id)?;
     store.state_machine.install_blocking(state, &SnapshotFile::new(file))?;

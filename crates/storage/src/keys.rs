@@ -4,7 +4,7 @@
 //! |---------------|------------------------------|------------------------------------|
 //! | `raft_meta`   | `vote`, `committed`, `last_purged`, `format`, `node_id` | versioned bincode |
 //! | `log`         | log index, u64 big-endian     | versioned bincode of the entry    |
-//! | `sm_meta`     | `last_applied`, `membership`, `generation`, `revision`, `clock`, `identity`, `recovery` | versioned bincode |
+//! | `sm_meta`     | `last_applied`, `membership`, `generation`, `revision`, `clock`, `identity`, `recovery` | versioned bincode; `cluster`: JSON |
 //! | `sm_data`     | generation (u64 BE) ++ user key | raw value                        |
 //!
 //! Everything in `sm_meta` but `generation` is written in the same batch as the apply that
@@ -54,6 +54,8 @@ pub const KEY_CLOCK: &[u8] = b"clock";
 pub const KEY_IDENTITY: &[u8] = b"identity";
 /// `sm_meta` key of the last forced recovery's record.
 pub const KEY_RECOVERY: &[u8] = b"recovery";
+/// `sm_meta` key of the cluster's operating state ([`raftkv_types::ClusterState`], JSON).
+pub const KEY_CLUSTER: &[u8] = b"cluster";
 
 /// The `log` key of the entry at `index`.
 pub fn log_key(index: u64) -> [u8; 8] {

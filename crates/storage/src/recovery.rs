@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use raftkv_types::{ClusterIdentity, LogId, Membership, NodeId, RecoveryRecord, StoredMembership, Vote};
+use raftkv_types::{
+    ClusterIdentity, ClusterState, LogId, Membership, NodeId, RecoveryRecord, ReplicationMode, StoredMembership, Vote,
+};
 use serde::Serialize;
 
 use crate::applied_state::AppliedState;
@@ -42,6 +44,12 @@ pub struct DataDirReport {
     pub learners: Vec<NodeId>,
     /// The last forced recovery, if any.
     pub recovered: Option<RecoveryRecord>,
+    /// The zones writes were to wait for, as last applied here (empty: none).
+    pub sync_zones: Vec<String>,
+    /// The replication mode to those zones last applied here (`None` without sync zones): with
+    /// `sync`, this node (if in a sync zone) had every acknowledged write, unless the primary
+    /// switched to `async` after losing contact with it.
+    pub replication_mode: Option<ReplicationMode>,
 }
 
 impl DataDirReport {
@@ -86,6 +94,8 @@ pub fn inspect(data_dir: &Path) -> Result<DataDirReport> {
         learners: membership.nodes().map(|(id, _)| *id).filter(|id| !voters.contains(id)).collect(),
         voters: voters.into_iter().collect(),
         recovered: state.recovery,
+        sync_zones: state.cluster.sync.zones.clone(),
+        replication_mode: (!state.cluster.sync.zones.is_empty()).then_some(state.cluster.replication_mode),
     })
 }
 
@@ -100,6 +110,10 @@ pub struct RecoverySummary {
     pub member: (NodeId, String),
     /// Log entries after the last one known committed that are now committed.
     pub implicitly_committed: u64,
+    /// The zones writes waited for, as this node last knew (empty: none).
+    pub sync_zones: Vec<String>,
+    /// The replication mode to them this node last applied (`None` without sync zones).
+    pub replication_mode: Option<ReplicationMode>,
 }
 
 /// Turns the stopped node's `data_dir` into the only member of its cluster, at a new epoch.
@@ -168,17 +182,24 @@ pub fn force_new_cluster(data_dir: &Path, id: Option<NodeId>) -> Result<Recovery
         revision_after: applied.revision,
         data_as_of_ms: applied.clock_ms,
     };
+    let sync_zones = applied.cluster.sync.zones.clone();
+    let replication_mode = (!sync_zones.is_empty()).then_some(applied.cluster.replication_mode);
     store.state_machine.overwrite_applied_state(AppliedState {
         membership: StoredMembership::new(Some(last), membership),
         identity: Some(identity.clone()),
         recovery: Some(record.clone()),
+        cluster: ClusterState {
+            standbys: applied.cluster.standbys.iter().copied().filter(|s| *s == id).collect(),
+            leaving: Default::default(),
+            ..applied.cluster.clone()
+        },
         ..applied
     })?;
     for path in snapshot_files(&data_dir.join("snapshots"))? {
         std::fs::remove_file(&path).map_err(StorageError::io("remove old snapshot", &path))?;
     }
     store.log.reset_to(last)?;
-    Ok(RecoverySummary { record, identity, member: (id, addr), implicitly_committed })
+    Ok(RecoverySummary { record, identity, member: (id, addr), implicitly_committed, sync_zones, replication_mode })
 }
 
 /// Applies the entries up to the last one known committed that the stored state machine does not

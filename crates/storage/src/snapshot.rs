@@ -397,6 +397,7 @@ mod tests {
             last_log_id: None,
             membership: Default::default(),
             recovery: None,
+            cluster: Default::default(),
             source_node: Some(1),
             created_at: SnapshotHeader::now_rfc3339(),
             raftkv_version: "test".into(),

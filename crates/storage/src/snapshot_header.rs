@@ -1,7 +1,7 @@
 //! The header of a snapshot or backup file: what state the file holds and where it came from.
 
 pub use raftkv_types::api::BackupConsistency;
-use raftkv_types::{ClusterIdentity, LogId, NodeId, RecoveryRecord, SnapshotMeta, StoredMembership};
+use raftkv_types::{ClusterIdentity, ClusterState, LogId, NodeId, RecoveryRecord, SnapshotMeta, StoredMembership};
 use serde::{Deserialize, Serialize};
 
 /// The one version of the file format this release reads and writes.
@@ -43,6 +43,9 @@ pub struct SnapshotHeader {
     /// The last forced recovery of the cluster, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryRecord>,
+    /// The cluster's operating state (standbys, autopilot, sync zones, events).
+    #[serde(default)]
+    pub cluster: ClusterState,
     /// The node the file was written on.
     pub source_node: Option<NodeId>,
     /// When the file was written (RFC 3339, UTC, the writing node's clock).

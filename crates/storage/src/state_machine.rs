@@ -9,7 +9,9 @@ use futures::{Stream, StreamExt};
 use openraft::storage::{ApplyResponder, EntryResponder, RaftStateMachine};
 use openraft::type_config::alias::SnapshotOf;
 use openraft::{OptionalSend, Snapshot};
-use raftkv_types::{ClusterIdentity, CommandResult, Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig};
+use raftkv_types::{
+    ClusterIdentity, ClusterState, CommandResult, Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig,
+};
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
 use crate::applied_state::AppliedState;
@@ -196,6 +198,23 @@ impl KvStateMachine {
         self.inner.applied.lock().expect("applied lock poisoned").identity.clone()
     }
 
+    /// The cluster's operating state as applied here: standbys, autopilot, sync zones, events.
+    pub fn cluster_state(&self) -> ClusterState {
+        self.inner.applied.lock().expect("applied lock poisoned").cluster.clone()
+    }
+
+    /// The learners flagged as standbys.
+    pub fn standbys(&self) -> std::collections::BTreeSet<NodeId> {
+        self.inner.applied.lock().expect("applied lock poisoned").cluster.standbys.clone()
+    }
+
+    /// The sync zones writes wait for now: `Some` only when zones are set and the replication
+    /// mode is synchronous.
+    pub fn sync_requirement(&self) -> Option<raftkv_types::SyncReplication> {
+        let applied = self.inner.applied.lock().expect("applied lock poisoned");
+        applied.cluster.waits_for_zones().then(|| applied.cluster.sync.clone())
+    }
+
     /// Whether the applied state has a cluster identity (the cluster has been founded).
     pub fn is_founded(&self) -> bool {
         self.inner.founded.load(Ordering::Acquire)
@@ -356,6 +375,7 @@ pub(crate) fn state_of(header: &SnapshotHeader) -> AppliedState {
         clock_ms: header.clock_ms,
         identity: header.identity.clone(),
         recovery: header.recovery.clone(),
+        cluster: header.cluster.clone(),
     }
 }
 

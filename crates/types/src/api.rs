@@ -187,7 +187,7 @@ pub struct MemberStatus {
     pub zone: Option<String>,
     /// Whether it votes.
     pub voter: bool,
-    /// Its role as this node sees it: `leader`, `voter` or `learner`.
+    /// Its role as this node sees it: `leader`, `voter`, `standby` or `learner`.
     pub role: MemberRole,
     /// On the leader: the last log index known to be on the member's disk.
     pub matched_index: Option<u64>,
@@ -212,6 +212,8 @@ pub enum MemberRole {
     Voter,
     /// A non-voting member that replicates asynchronously (a read replica).
     Learner,
+    /// A learner the autopilot may promote to replace a dead voter.
+    Standby,
 }
 
 impl fmt::Display for MemberRole {
@@ -220,6 +222,7 @@ impl fmt::Display for MemberRole {
             MemberRole::Leader => "leader",
             MemberRole::Voter => "voter",
             MemberRole::Learner => "learner",
+            MemberRole::Standby => "standby",
         })
     }
 }
@@ -266,7 +269,7 @@ pub struct MemberInfo {
     /// The zone it runs in, if one was given when it joined.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
-    /// `leader`, `voter` or `learner`.
+    /// `leader`, `voter`, `standby` or `learner`.
     pub role: MemberRole,
 }
 
@@ -293,6 +296,10 @@ pub struct NewMember {
     /// The zone it runs in (a DR site's name, say); none by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Add it as a standby, which the autopilot may promote to replace a dead voter (learners
+    /// only; false by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub standby: bool,
 }
 
 /// Body of `POST /v1/cluster/leader`.
@@ -348,6 +355,12 @@ pub struct NodeStatus {
     pub replication_lag_ms: Option<u64>,
     /// Members by id.
     pub members: BTreeMap<NodeId, MemberStatus>,
+    /// When synchronous replication to zones is set: `sync` or `async`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_mode: Option<crate::ReplicationMode>,
+    /// On the leader: its leadership, as a fencing token for `leader_token=` writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_token: Option<String>,
 }
 
 /// The body of every error response: `{"error": {"code": ..., "message": ...}}`.

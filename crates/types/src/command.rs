@@ -8,6 +8,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_state::ClusterChange;
+use crate::fencing::LeaderToken;
+
 /// A mutation of the key-value state machine, proposed by the leader and applied, in log order,
 /// by every member. Applying a command is deterministic: every replica computes the same result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +44,18 @@ pub enum Command {
         /// The new cluster id: 32 lowercase hex digits (128 random bits).
         cluster_id: String,
     },
+    /// Changes the cluster's replicated operating state (standbys, autopilot, sync zones).
+    Cluster(ClusterChange),
+    /// `command`, applied only if the leadership `token` names is still the current one: the
+    /// entry was proposed by that leader in that term. Otherwise it changes nothing and its
+    /// outcome is [`Outcome::Fenced`], so a deposed leader's write can never take effect after
+    /// its successor's first entry.
+    Fenced {
+        /// The leadership the write belongs to.
+        token: LeaderToken,
+        /// The write (a put, delete or cas).
+        command: Box<Command>,
+    },
 }
 
 /// A log entry's payload: a command and when the leader proposed it.
@@ -72,7 +87,8 @@ impl Command {
     pub fn key(&self) -> Option<&str> {
         match self {
             Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => Some(key),
-            Command::FoundCluster { .. } => None,
+            Command::Fenced { command, .. } => command.key(),
+            Command::FoundCluster { .. } | Command::Cluster(_) => None,
         }
     }
 }
@@ -84,6 +100,8 @@ impl fmt::Display for Command {
             Command::Delete { key } => write!(f, "delete({key:?})"),
             Command::Cas { key, value, .. } => write!(f, "cas({key:?}, {} bytes)", value.len()),
             Command::FoundCluster { cluster_id } => write!(f, "found-cluster({cluster_id})"),
+            Command::Cluster(change) => write!(f, "cluster({change})"),
+            Command::Fenced { token, command } => write!(f, "fenced({token}, {command})"),
         }
     }
 }
@@ -120,5 +138,10 @@ pub enum Outcome {
         succeeded: bool,
         /// The value before the command (on failure, the value that did not match).
         current: Option<Vec<u8>>,
+    },
+    /// A [`Command::Fenced`] write was refused: its leadership token is no longer current.
+    Fenced {
+        /// The term of the leader that proposed the entry.
+        current_term: u64,
     },
 }

@@ -8,16 +8,27 @@
 //! - [`api`]: the JSON bodies of the client HTTP API (see `docs/api.md`).
 //! - [`command`]: [`Command`], a state-machine mutation, [`Proposal`], a command as the leader
 //!   stamped it in the log, and [`CommandResult`], what applying it returned.
+//! - [`cluster_state`]: [`ClusterState`], the cluster's replicated operating state (standbys,
+//!   autopilot settings, sync zones, events), and the [`ClusterChange`]s that change it.
+//! - [`fencing`]: [`LeaderToken`], a leadership the state machine can check writes against.
+//! - [`health`]: the bodies of `GET /v1/cluster/health` and the autopilot API.
 //! - [`identity`]: [`ClusterIdentity`] (cluster id and epoch) and [`RecoveryRecord`].
 //! - [`peer`]: [`PeerNode`], the address book entry for one member.
 //! - [`TypeConfig`]: the openraft type configuration.
 
 pub mod api;
+pub mod cluster_state;
 pub mod command;
+pub mod fencing;
+pub mod health;
 pub mod identity;
 pub mod peer;
 
+pub use cluster_state::{
+    AutopilotSettings, ClusterChange, ClusterEvent, ClusterState, ReplicationMode, SyncReplication,
+};
 pub use command::{Command, CommandResult, Outcome, Proposal};
+pub use fencing::LeaderToken;
 pub use identity::{ClusterIdentity, RecoveryRecord};
 pub use peer::PeerNode;
 

@@ -157,7 +157,7 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
 }
 
 /// Prints the members as a table.
-fn print_members(members: &MembersResponse) {
+pub(crate) fn print_members(members: &MembersResponse) {
     println!("{:<4} {:<22} {:<8} {:<8}", "ID", "ADDRESS", "ZONE", "ROLE");
     for m in &members.members {
         println!("{:<4} {:<22} {:<8} {:<8}", m.id, m.addr, m.zone.as_deref().unwrap_or("-"), m.role);
@@ -184,9 +184,12 @@ pub async fn member_add_learner(
     id: NodeId,
     addr: &str,
     zone: Option<&str>,
+    standby: bool,
 ) -> anyhow::Result<()> {
-    let members = client(endpoints)?.add_learner_in_zone(id, addr, zone).await?;
-    println!("node {id} is a learner; it catches up in the background (see `raftkv status`)");
+    let member = raftkv_types::api::NewMember { id, addr: addr.to_string(), zone: zone.map(str::to_string), standby };
+    let members = client(endpoints)?.add_member(&member).await?;
+    let what = if standby { "a standby" } else { "a learner" };
+    println!("node {id} is {what}; it catches up in the background (see `raftkv status`)");
     print_members(&members);
     Ok(())
 }

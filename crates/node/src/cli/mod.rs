@@ -9,6 +9,7 @@ use raftkv_types::api::{Consistency, Durability};
 mod backup;
 mod client_cmds;
 mod cluster;
+mod operations;
 mod recover;
 mod serve;
 
@@ -121,6 +122,34 @@ enum Command {
         #[command(subcommand)]
         action: recover::RecoverAction,
     },
+    /// The autopilot: replaces a dead voter by a standby. get, set, pause, resume.
+    Autopilot {
+        #[command(subcommand)]
+        action: operations::AutopilotAction,
+    },
+    /// The cluster's health: per-member health and how many more voters it can lose. Exits 1
+    /// when the cluster is not healthy.
+    Health {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The cluster's event log: what the autopilot did and decided, settings changed, replication
+    /// modes.
+    Events {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Synchronous replication to zones (a DR site): get, set.
+    Replication {
+        #[command(subcommand)]
+        action: operations::ReplicationAction,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +175,19 @@ enum MemberAction {
         /// The zone it runs in (a DR site, say), shown in status.
         #[arg(long)]
         zone: Option<String>,
+        /// Add it as a standby, which the autopilot may promote to replace a dead voter.
+        #[arg(long)]
+        standby: bool,
+    },
+    /// Flag a learner as a standby (or, with --off, clear the flag).
+    Standby {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The learner's id.
+        id: NodeId,
+        /// Clear the flag: a plain learner, never promoted automatically.
+        #[arg(long)]
+        off: bool,
     },
     /// Make a learner a voter.
     Promote {
@@ -199,7 +241,7 @@ enum LeaderAction {
 
 /// Where the cluster is.
 #[derive(Debug, Args)]
-struct Endpoints {
+pub(crate) struct Endpoints {
     /// Comma-separated node URLs; any node will do.
     #[arg(
         long,
@@ -207,7 +249,7 @@ struct Endpoints {
         value_delimiter = ',',
         default_value = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
     )]
-    endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
 }
 
 /// Runs the parsed command line.
@@ -231,8 +273,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { endpoints, json } => client_cmds::status(&endpoints.endpoints, json).await,
         Command::Member { action } => match action {
             MemberAction::List { endpoints, json } => client_cmds::member_list(&endpoints.endpoints, json).await,
-            MemberAction::AddLearner { endpoints, id, addr, zone } => {
-                client_cmds::member_add_learner(&endpoints.endpoints, id, &addr, zone.as_deref()).await
+            MemberAction::AddLearner { endpoints, id, addr, zone, standby } => {
+                client_cmds::member_add_learner(&endpoints.endpoints, id, &addr, zone.as_deref(), standby).await
+            }
+            MemberAction::Standby { endpoints, id, off } => {
+                operations::member_standby(&endpoints.endpoints, id, !off).await
             }
             MemberAction::Promote { endpoints, id, force } => {
                 client_cmds::member_promote(&endpoints.endpoints, id, force).await
@@ -249,6 +294,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Backup { action } => backup::run(action).await,
         Command::Recover { action } => recover::run(action).await,
+        Command::Autopilot { action } => operations::autopilot(action).await,
+        Command::Health { endpoints, json } => operations::health(&endpoints.endpoints, json).await,
+        Command::Events { endpoints, json } => operations::events(&endpoints.endpoints, json).await,
+        Command::Replication { action } => operations::replication(action).await,
     }
 }
 

@@ -87,6 +87,9 @@ async fn inspect(data_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
         println!("  data as of:    {}", time_and_age(r.clock_ms));
         println!("  voters:        {:?}", r.voters);
         println!("  learners:      {:?}", r.learners);
+        if let Some(mode) = r.replication_mode {
+            println!("  replication:   {mode} to zones {:?} (as last applied here)", r.sync_zones);
+        }
         if let Some(rec) = &r.recovered {
             println!(
                 "  recovered:     at {} from node {} (epoch {} -> {})",
@@ -124,9 +127,22 @@ async fn force_new_cluster(data_dir: PathBuf, accept_data_loss: bool, id: Option
     );
     println!("  revision:             {} (was {} before applying them)", record.revision_after, record.revision_before);
     println!("  recovery point:       the newest write kept was proposed {}", time_and_age(record.data_as_of_ms));
-    println!(
-        "  DATA LOSS: writes acknowledged by the old cluster after that point, which this node did not have, are gone."
-    );
+    match summary.replication_mode {
+        Some(raftkv_types::ReplicationMode::Sync) => println!(
+            "  replication:          the last mode this node saw was SYNC to zones {:?}: if this node is in one of them, \
+             it had every acknowledged write (recovery point zero), unless the old leader switched to async after \
+             losing contact with this zone (check its events if it can still be reached)",
+            summary.sync_zones
+        ),
+        Some(raftkv_types::ReplicationMode::Async) => println!(
+            "  replication:          the last mode this node saw was ASYNC to zones {:?}: writes acknowledged after \
+             that switch may be missing here (recovery point above zero)",
+            summary.sync_zones
+        ),
+        None => println!(
+            "  DATA LOSS: writes acknowledged by the old cluster after that point, which this node did not have, are gone."
+        ),
+    }
     println!("next: raftkv serve --id {id} --listen {addr} --data-dir {}", data_dir.display());
     println!(
         "      then start new or wiped nodes with --join http://{addr}; old members started with their old data are refused (stale_epoch): wipe them first"

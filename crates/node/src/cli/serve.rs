@@ -34,6 +34,15 @@ pub struct ServeArgs {
     /// when it joins and shown in status. With --join.
     #[arg(long, requires = "join")]
     zone: Option<String>,
+    /// Join as a standby: a learner the autopilot may promote to replace a dead voter. With
+    /// --join.
+    #[arg(long, requires = "join")]
+    standby: bool,
+    /// How long this node tells the leader it will be away when stopped with SIGTERM or SIGINT
+    /// (a planned restart), so that the autopilot does not replace it meanwhile; 0s: say
+    /// nothing.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    restart_grace: Duration,
     /// Heartbeat interval in ms.
     #[arg(long, default_value_t = RaftTuning::default().heartbeat_ms)]
     heartbeat_ms: u64,
@@ -72,6 +81,8 @@ impl ServeArgs {
         config.join = self.join.clone();
         config.advertise = self.advertise.clone();
         config.zone = self.zone.clone();
+        config.standby = self.standby;
+        config.restart_grace = self.restart_grace;
         config.raft = RaftTuning {
             heartbeat_ms: self.heartbeat_ms,
             election_timeout_min_ms: self.election_timeout_min_ms,

@@ -1,0 +1,391 @@
+//! The autopilot: on the leader, replaces a dead voter by a healthy standby, one joint-consensus
+//! change at a time, and never shrinks the voter set.
+//!
+//! Every node runs the loop; only the leader acts. Its settings live in the replicated
+//! [`raftkv_types::ClusterState`], so every future leader has the same ones. What it observed
+//! (how long each member has been healthy, when it last acted) is kept in memory and starts over
+//! on a new leader, which therefore waits a whole dead period before acting: a leader that has not
+//! watched that long cannot tell a dead voter from one it has not heard from yet.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::{ChangeMembers, ServerState};
+use raftkv_types::{AutopilotSettings, ClusterChange, ClusterEvent, NodeId, ReplicationMode};
+
+use crate::cluster_ops::{Observed, now_ms};
+use crate::kv_handle::KvHandle;
+use crate::membership::change_in_progress;
+
+/// How many decisions not to act the leader keeps for the event log.
+const MAX_DECISIONS: usize = 50;
+
+/// How often the loop looks at the cluster, at most.
+const MAX_TICK: Duration = Duration::from_secs(1);
+
+/// A sync zone member at most this many entries behind counts as caught up again, so that writes
+/// can wait for it without stalling.
+const SYNC_CAUGHT_UP_ENTRIES: u64 = 16;
+
+/// What the autopilot remembers between rounds (on one node, for its current leadership).
+#[derive(Debug, Default)]
+pub(crate) struct AutopilotMemory {
+    inner: Mutex<Memory>,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    /// The term this node leads in, and since when it has known so.
+    leadership: Option<(u64, Instant)>,
+    /// Since when each member has been healthy without a break.
+    healthy_since: HashMap<NodeId, Instant>,
+    /// When the last action was taken.
+    last_action: Option<Instant>,
+    /// Recent decisions not to act, oldest first.
+    decisions: VecDeque<ClusterEvent>,
+    /// The last decision recorded, so that a decision repeated every round is recorded once.
+    last_decision: Option<String>,
+}
+
+impl AutopilotMemory {
+    /// Notes that this node leads in `term` (or does not, with `None`): a new leadership starts
+    /// observing from scratch. Returns how long this node has led.
+    pub(crate) fn leading(&self, term: Option<u64>, now: Instant) -> Option<Duration> {
+        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
+        match term {
+            None => {
+                if memory.leadership.is_some() {
+                    *memory = Memory { decisions: std::mem::take(&mut memory.decisions), ..Memory::default() };
+                }
+                None
+            }
+            Some(term) => {
+                if memory.leadership.is_none_or(|(t, _)| t != term) {
+                    memory.leadership = Some((term, now));
+                    memory.healthy_since.clear();
+                    memory.last_action = None;
+                    memory.last_decision = None;
+                }
+                memory.leadership.map(|(_, since)| now.saturating_duration_since(since))
+            }
+        }
+    }
+
+    /// Updates when `id` became healthy; returns for how long it has been.
+    pub(crate) fn stable_for(&self, id: NodeId, healthy: bool, now: Instant) -> Option<Duration> {
+        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
+        if healthy {
+            let since = *memory.healthy_since.entry(id).or_insert(now);
+            Some(now.saturating_duration_since(since))
+        } else {
+            memory.healthy_since.remove(&id);
+            None
+        }
+    }
+
+    /// How long this node has led, if it does.
+    pub(crate) fn led_for(&self, now: Instant) -> Option<Duration> {
+        let memory = self.inner.lock().expect("autopilot lock poisoned");
+        memory.leadership.map(|(_, since)| now.saturating_duration_since(since))
+    }
+
+    fn since_last_action(&self, now: Instant) -> Option<Duration> {
+        let memory = self.inner.lock().expect("autopilot lock poisoned");
+        memory.last_action.map(|at| now.saturating_duration_since(at))
+    }
+
+    fn acted(&self, now: Instant) {
+        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
+        memory.last_action = Some(now);
+        memory.last_decision = None;
+    }
+
+    /// Records a decision not to act, unless it is the same as the last one recorded.
+    fn decided(&self, code: &str, message: String) {
+        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
+        let key = format!("{code}: {message}");
+        if memory.last_decision.as_deref() == Some(key.as_str()) {
+            return;
+        }
+        tracing::info!(code, %message, "autopilot: not acting");
+        memory.last_decision = Some(key);
+        if memory.decisions.len() >= MAX_DECISIONS {
+            memory.decisions.pop_front();
+        }
+        memory.decisions.push_back(ClusterEvent {
+            at_ms: now_ms(),
+            log_index: 0,
+            kind: format!("skipped:{code}"),
+            message,
+        });
+    }
+
+    /// The decisions kept, oldest first.
+    pub(crate) fn decisions(&self) -> Vec<ClusterEvent> {
+        self.inner.lock().expect("autopilot lock poisoned").decisions.iter().cloned().collect()
+    }
+}
+
+/// What one round decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Nothing to do.
+    Nothing,
+    /// Something should be done but will not be, for the reason given (`code`, words).
+    Skip(&'static str, String),
+    /// Replace voter `dead` by standby `standby`: the voters become `voters`.
+    Replace {
+        /// The dead voter.
+        dead: NodeId,
+        /// The standby to promote.
+        standby: NodeId,
+        /// The new voter set.
+        voters: BTreeSet<NodeId>,
+        /// What was seen, for the event log.
+        reason: String,
+    },
+}
+
+/// What the autopilot knows at the start of a round.
+#[derive(Debug)]
+pub(crate) struct Situation<'a> {
+    /// The replicated settings.
+    pub settings: AutopilotSettings,
+    /// Paused (by `autopilot pause`) until this wall-clock time, ms since the Unix epoch.
+    pub paused_until_ms: u64,
+    /// The wall clock now, ms since the Unix epoch.
+    pub now_ms: u64,
+    /// How long this node has led.
+    pub led_for: Duration,
+    /// A membership change is not committed yet.
+    pub change_in_progress: bool,
+    /// Time since the last action of this leadership.
+    pub since_last_action: Option<Duration>,
+    /// Every member, as observed.
+    pub members: &'a [Observed],
+}
+
+/// Decides what to do. Acts only when all of these hold: enabled; not paused; this node has led
+/// for a whole dead period; no membership change is under way; the cooldown has passed; a voter
+/// is dead and did not announce a restart it is still within; a standby has been healthy for
+/// `min_stable`; and the new voter set, as the old one, has a healthy quorum.
+pub(crate) fn decide(s: &Situation<'_>) -> Decision {
+    let settings = &s.settings;
+    if !settings.enabled {
+        return Decision::Nothing;
+    }
+    let voters: Vec<&Observed> = s.members.iter().filter(|m| m.voter).collect();
+    let Some(dead) = voters
+        .iter()
+        .filter(|v| v.dead && v.leaving_until_ms.is_none_or(|until| until <= s.now_ms))
+        .max_by_key(|v| (v.last_contact, std::cmp::Reverse(v.id)))
+    else {
+        return Decision::Nothing;
+    };
+    if s.paused_until_ms > s.now_ms {
+        let secs = (s.paused_until_ms - s.now_ms).div_ceil(1000);
+        return Decision::Skip(
+            "paused",
+            format!("voter {} is dead, but the autopilot is paused for {secs} s more", dead.id),
+        );
+    }
+    let dead_after = Duration::from_millis(settings.dead_after_ms);
+    if s.led_for < dead_after {
+        return Decision::Skip(
+            "new_leader",
+            format!(
+                "voter {} looks dead, but this leader has led for {} ms only; it waits a whole dead period ({} ms) first",
+                dead.id,
+                s.led_for.as_millis(),
+                settings.dead_after_ms
+            ),
+        );
+    }
+    if s.change_in_progress {
+        return Decision::Skip(
+            "change_in_progress",
+            format!("voter {} is dead; waiting for the membership change under way", dead.id),
+        );
+    }
+    if let Some(since) = s.since_last_action
+        && since < Duration::from_millis(settings.cooldown_ms)
+    {
+        return Decision::Skip(
+            "cooldown",
+            format!(
+                "voter {} is dead; the last action was {} ms ago (cooldown {} ms)",
+                dead.id,
+                since.as_millis(),
+                settings.cooldown_ms
+            ),
+        );
+    }
+    let min_stable = Duration::from_millis(settings.min_stable_ms);
+    let ready: Vec<&Observed> = s
+        .members
+        .iter()
+        .filter(|m| !m.voter && m.standby && m.healthy && m.stable_for.is_some_and(|d| d >= min_stable))
+        .collect();
+    let quorum = voters.len() / 2 + 1;
+    let healthy_voters = voters.iter().filter(|v| v.healthy).count();
+    if ready.is_empty() {
+        let tolerance = healthy_voters.saturating_sub(quorum);
+        return Decision::Skip(
+            "no_standby",
+            format!(
+                "voter {} is dead and no standby is healthy and stable for {} ms; the cluster can lose {tolerance} more voter(s)",
+                dead.id, settings.min_stable_ms
+            ),
+        );
+    }
+    // Prefer the dead voter's zone, then the zone with the fewest voters left, then the most
+    // caught-up standby.
+    let voters_in = |zone: &Option<String>| voters.iter().filter(|v| v.id != dead.id && v.zone == *zone).count();
+    let standby = ready
+        .iter()
+        .min_by_key(|c| (c.zone != dead.zone, voters_in(&c.zone), c.lag_entries, c.id))
+        .expect("ready is not empty");
+    let next: BTreeSet<NodeId> =
+        voters.iter().map(|v| v.id).filter(|id| *id != dead.id).chain(std::iter::once(standby.id)).collect();
+    let healthy_next = s.members.iter().filter(|m| next.contains(&m.id) && m.healthy).count();
+    if healthy_voters < quorum || healthy_next < next.len() / 2 + 1 {
+        return Decision::Skip(
+            "no_quorum",
+            format!(
+                "voter {} is dead, but replacing it by {} would not have a healthy quorum ({healthy_voters} of {} voters healthy now, {healthy_next} of {} after)",
+                dead.id,
+                standby.id,
+                voters.len(),
+                next.len()
+            ),
+        );
+    }
+    let contact = dead
+        .last_contact
+        .map_or("never since this leader was elected".to_string(), |c| format!("{} ms ago", c.as_millis()));
+    Decision::Replace {
+        dead: dead.id,
+        standby: standby.id,
+        voters: next,
+        reason: format!(
+            "voter {} out of contact for at least {} ms (last contact {contact}); standby {} healthy for {} ms{}",
+            dead.id,
+            settings.dead_after_ms,
+            standby.id,
+            standby.stable_for.unwrap_or_default().as_millis(),
+            match (&dead.zone, &standby.zone) {
+                (Some(a), Some(b)) if a == b => format!(", same zone {a}"),
+                _ => String::new(),
+            }
+        ),
+    }
+}
+
+impl KvHandle {
+    /// Runs the autopilot until the task is aborted.
+    pub(crate) async fn run_autopilot(self) {
+        loop {
+            let settings = self.state_machine.cluster_state().autopilot;
+            let tick = Duration::from_millis(settings.dead_after_ms / 10).clamp(Duration::from_millis(200), MAX_TICK);
+            tokio::time::sleep(tick).await;
+            if let Err(e) = self.autopilot_round().await {
+                tracing::warn!(%e, "autopilot round failed");
+            }
+        }
+    }
+
+    /// One round: observe, keep sync replication and planned absences up to date, then decide.
+    async fn autopilot_round(&self) -> Result<(), raftkv_network::ApiError> {
+        let now = Instant::now();
+        let m = self.raft.metrics().borrow_watched().clone();
+        let term = (m.state == ServerState::Leader).then_some(m.current_term);
+        let Some(led_for) = self.autopilot.leading(term, now) else { return Ok(()) };
+        let cluster = self.state_machine.cluster_state();
+        let members = self.observe(&m, &cluster, now);
+
+        // Housekeeping that needs no autopilot: a member back from a planned restart, and sync
+        // zones that have caught up again.
+        if let Some(back) = members.iter().find(|o| o.leaving_until_ms.is_some() && o.healthy) {
+            self.change_cluster_state(ClusterChange::Leaving { id: back.id, until_ms: 0 }).await?;
+        }
+        if !cluster.sync.zones.is_empty() && cluster.replication_mode == ReplicationMode::Async {
+            let last = m.last_log_index.unwrap_or(0);
+            let caught_up = cluster.sync.zones.iter().all(|zone| {
+                members.iter().any(|o| {
+                    o.zone.as_deref() == Some(zone) && o.reachable && o.matched + SYNC_CAUGHT_UP_ENTRIES >= last
+                })
+            });
+            if caught_up {
+                tracing::info!(zones = ?cluster.sync.zones, "sync zones caught up: back to synchronous replication");
+                let reason = "every sync zone has a member caught up".to_string();
+                self.change_cluster_state(ClusterChange::SetReplicationMode { mode: ReplicationMode::Sync, reason })
+                    .await?;
+            }
+        }
+
+        let situation = Situation {
+            settings: cluster.autopilot,
+            paused_until_ms: cluster.autopilot_paused_until_ms,
+            now_ms: now_ms(),
+            led_for,
+            change_in_progress: change_in_progress(&m),
+            since_last_action: self.autopilot.since_last_action(now),
+            members: &members,
+        };
+        match decide(&situation) {
+            Decision::Nothing => Ok(()),
+            Decision::Skip(code, message) => {
+                self.autopilot.decided(code, message);
+                Ok(())
+            }
+            Decision::Replace { dead, standby, voters, reason } => {
+                self.replace_dead_voter(dead, standby, voters, reason).await
+            }
+        }
+    }
+
+    /// Swaps `dead` for `standby` in one joint-consensus change, keeping `dead` as a learner, and
+    /// records it.
+    async fn replace_dead_voter(
+        &self,
+        dead: NodeId,
+        standby: NodeId,
+        voters: BTreeSet<NodeId>,
+        reason: String,
+    ) -> Result<(), raftkv_network::ApiError> {
+        let Ok(_guard) = self.membership_lock.try_lock() else {
+            self.autopilot.decided(
+                "change_in_progress",
+                format!("voter {dead} is dead; an operator's membership change is under way"),
+            );
+            return Ok(());
+        };
+        tracing::warn!(dead, standby, %reason, "autopilot: replacing a dead voter by a standby");
+        self.autopilot.acted(Instant::now());
+        let swapped = tokio::time::timeout(
+            self.write_timeout * 2,
+            self.raft.change_membership(ChangeMembers::ReplaceAllVoters(voters), true),
+        )
+        .await;
+        match swapped {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                self.autopilot.decided("change_failed", format!("replacing voter {dead} by {standby} failed: {e}"));
+                return Ok(());
+            }
+            Err(_) => {
+                self.autopilot.decided(
+                    "change_failed",
+                    format!(
+                        "replacing voter {dead} by {standby} was not committed within {:?}",
+                        self.write_timeout * 2
+                    ),
+                );
+                return Ok(());
+            }
+        }
+        self.change_cluster_state(ClusterChange::Replaced { dead, standby, reason }).await
+    }
+}
