@@ -18,7 +18,9 @@
 
 pub use raftkv_client::{Client, ClientError};
 pub use raftkv_node::{
-    BackupConsistency, CasResponse, ClusterIdentity, Consistency, DeleteResponse, Durability, LeaderTransferResponse,
-    MemberInfo, MemberRole, MembersResponse, Node, NodeConfig, NodeError, NodeStatus, PutResponse, RaftTuning, Role,
-    ScanPage, parse_members,
+    AutopilotSettings, AutopilotStatus, AutopilotUpdate, BackupConsistency, CasResponse, ClusterEvent, ClusterHealth,
+    ClusterIdentity, Consistency, DeleteResponse, Durability, LeaderToken, LeaderTransferResponse, Leadership,
+    LeadershipReceiver, MemberHealth, MemberInfo, MemberRole, MembersResponse, Node, NodeConfig, NodeError, NodeStatus,
+    PutResponse, RaftTuning, ReplicationMode, ReplicationStatus, Role, ScanPage, parse_members,
 };
+pub use raftkv_types::health::ReplicationUpdate;

@@ -78,6 +78,20 @@ impl ProcNode {
         }
     }
 
+    /// SIGSTOP: the process is alive but answers nothing (a partition, as its peers see it).
+    pub fn pause(&mut self) {
+        if let Some(child) = &self.child {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP).expect("SIGSTOP");
+        }
+    }
+
+    /// SIGCONT after [`ProcNode::pause`].
+    pub fn resume(&mut self) {
+        if let Some(child) = &self.child {
+            kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT).expect("SIGCONT");
+        }
+    }
+
     /// SIGTERM and wait for a clean exit (panics if it does not exit cleanly within 15 s).
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -47,6 +47,9 @@ struct Memory {
     decisions: VecDeque<ClusterEvent>,
     /// The last decision recorded, so that a decision repeated every round is recorded once.
     last_decision: Option<String>,
+    /// Members with a planned absence that have been seen away since: once healthy again, they
+    /// are back. (One that was never seen away has not left yet.)
+    seen_away: BTreeSet<NodeId>,
 }
 
 impl AutopilotMemory {
@@ -83,6 +86,17 @@ impl AutopilotMemory {
             memory.healthy_since.remove(&id);
             None
         }
+    }
+
+    /// Whether member `id`, which announced a planned restart, is back: it was seen unreachable
+    /// since and is healthy now.
+    pub(crate) fn returned(&self, id: NodeId, reachable: bool, healthy: bool) -> bool {
+        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
+        if !reachable {
+            memory.seen_away.insert(id);
+            return false;
+        }
+        healthy && memory.seen_away.remove(&id)
     }
 
     /// How long this node has led, if it does.
@@ -307,7 +321,11 @@ impl KvHandle {
 
         // Housekeeping that needs no autopilot: a member back from a planned restart, and sync
         // zones that have caught up again.
-        if let Some(back) = members.iter().find(|o| o.leaving_until_ms.is_some() && o.healthy) {
+        let back = members
+            .iter()
+            .filter(|o| o.leaving_until_ms.is_some())
+            .find(|o| self.autopilot.returned(o.id, o.reachable, o.healthy));
+        if let Some(back) = back {
             self.change_cluster_state(ClusterChange::Leaving { id: back.id, until_ms: 0 }).await?;
         }
         if !cluster.sync.zones.is_empty() && cluster.replication_mode == ReplicationMode::Async {
@@ -387,5 +405,165 @@ impl KvHandle {
             }
         }
         self.change_cluster_state(ClusterChange::Replaced { dead, standby, reason }).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftkv_types::api::MemberRole;
+
+    fn member(id: NodeId, role: MemberRole, zone: Option<&str>) -> Observed {
+        let voter = matches!(role, MemberRole::Leader | MemberRole::Voter);
+        Observed {
+            id,
+            addr: format!("127.0.0.1:{}", 7000 + id),
+            zone: zone.map(str::to_string),
+            role,
+            voter,
+            standby: role == MemberRole::Standby,
+            reachable: true,
+            last_contact: Some(Duration::from_millis(50)),
+            matched: 100,
+            lag_entries: 0,
+            lag_ms: 0,
+            healthy: true,
+            stable_for: Some(Duration::from_secs(60)),
+            dead: false,
+            leaving_until_ms: None,
+        }
+    }
+
+    fn dead(mut m: Observed) -> Observed {
+        m.reachable = false;
+        m.healthy = false;
+        m.dead = true;
+        m.stable_for = None;
+        m.last_contact = Some(Duration::from_secs(90));
+        m
+    }
+
+    fn situation(members: &[Observed]) -> Situation<'_> {
+        Situation {
+            settings: AutopilotSettings { enabled: true, ..AutopilotSettings::default() },
+            paused_until_ms: 0,
+            now_ms: 1_000_000,
+            led_for: Duration::from_secs(600),
+            change_in_progress: false,
+            since_last_action: None,
+            members,
+        }
+    }
+
+    fn three_voters_and(extra: Vec<Observed>) -> Vec<Observed> {
+        let mut members = vec![
+            member(1, MemberRole::Leader, Some("a")),
+            dead(member(2, MemberRole::Voter, Some("b"))),
+            member(3, MemberRole::Voter, Some("c")),
+        ];
+        members.extend(extra);
+        members
+    }
+
+    fn skipped(d: Decision) -> &'static str {
+        match d {
+            Decision::Skip(code, _) => code,
+            other => panic!("expected a skip, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replaces_a_dead_voter_by_a_standby_of_its_zone_keeping_the_voter_count() {
+        let members = three_voters_and(vec![
+            member(4, MemberRole::Standby, Some("c")),
+            member(5, MemberRole::Standby, Some("b")),
+            member(6, MemberRole::Learner, Some("b")),
+        ]);
+        match decide(&situation(&members)) {
+            Decision::Replace { dead, standby, voters, .. } => {
+                assert_eq!((dead, standby), (2, 5));
+                assert_eq!(voters, BTreeSet::from([1, 3, 5]));
+            }
+            other => panic!("expected a replacement, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn does_nothing_while_every_voter_lives_or_when_disabled() {
+        let members = vec![
+            member(1, MemberRole::Leader, None),
+            member(2, MemberRole::Voter, None),
+            member(3, MemberRole::Standby, None),
+        ];
+        assert_eq!(decide(&situation(&members)), Decision::Nothing);
+        let members = three_voters_and(vec![member(4, MemberRole::Standby, None)]);
+        let mut s = situation(&members);
+        s.settings.enabled = false;
+        assert_eq!(decide(&s), Decision::Nothing);
+    }
+
+    #[test]
+    fn never_acts_without_a_healthy_stable_standby() {
+        // A plain learner is never promoted; a standby must have been healthy for min_stable.
+        let mut young = member(4, MemberRole::Standby, None);
+        young.stable_for = Some(Duration::from_secs(1));
+        let members = three_voters_and(vec![member(5, MemberRole::Learner, None), young]);
+        assert_eq!(skipped(decide(&situation(&members))), "no_standby");
+        let mut lagging = member(4, MemberRole::Standby, None);
+        lagging.healthy = false;
+        let members = three_voters_and(vec![lagging]);
+        assert_eq!(skipped(decide(&situation(&members))), "no_standby");
+    }
+
+    #[test]
+    fn waits_out_new_leaderships_pauses_cooldowns_changes_and_planned_restarts() {
+        let members = three_voters_and(vec![member(4, MemberRole::Standby, None)]);
+        let mut s = situation(&members);
+        s.led_for = Duration::from_secs(59);
+        assert_eq!(skipped(decide(&s)), "new_leader");
+        let mut s = situation(&members);
+        s.paused_until_ms = s.now_ms + 1;
+        assert_eq!(skipped(decide(&s)), "paused");
+        let mut s = situation(&members);
+        s.since_last_action = Some(Duration::from_secs(29));
+        assert_eq!(skipped(decide(&s)), "cooldown");
+        let mut s = situation(&members);
+        s.change_in_progress = true;
+        assert_eq!(skipped(decide(&s)), "change_in_progress");
+
+        let mut members = members.clone();
+        members[1].leaving_until_ms = Some(1_000_001);
+        assert_eq!(decide(&situation(&members)), Decision::Nothing);
+        members[1].leaving_until_ms = Some(999_999);
+        assert!(matches!(decide(&situation(&members)), Decision::Replace { dead: 2, standby: 4, .. }));
+    }
+
+    #[test]
+    fn refuses_a_change_without_a_healthy_quorum() {
+        // Two of three voters dead: the joint configuration could not commit.
+        let members = vec![
+            member(1, MemberRole::Leader, None),
+            dead(member(2, MemberRole::Voter, None)),
+            dead(member(3, MemberRole::Voter, None)),
+            member(4, MemberRole::Standby, None),
+        ];
+        assert_eq!(skipped(decide(&situation(&members))), "no_quorum");
+    }
+
+    #[test]
+    fn two_dead_voters_of_five_are_replaced_one_per_round_oldest_first() {
+        let mut members = vec![
+            member(1, MemberRole::Leader, None),
+            dead(member(2, MemberRole::Voter, None)),
+            dead(member(3, MemberRole::Voter, None)),
+            member(4, MemberRole::Voter, None),
+            member(5, MemberRole::Voter, None),
+            member(6, MemberRole::Standby, None),
+            member(7, MemberRole::Standby, None),
+        ];
+        members[2].last_contact = Some(Duration::from_secs(120));
+        let Decision::Replace { dead, voters, .. } = decide(&situation(&members)) else { panic!("no replacement") };
+        assert_eq!(dead, 3);
+        assert_eq!(voters.len(), 5);
     }
 }

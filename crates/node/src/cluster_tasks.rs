@@ -1,5 +1,5 @@
-//! A node's background tasks: joining a cluster (`--join`) and founding one (giving it its
-//! identity).
+//! A node's background tasks: joining a cluster (`--join`), founding one (giving it its
+//! identity), and announcing its return from a planned restart.
 
 use std::time::Duration;
 
@@ -61,5 +61,36 @@ pub(crate) async fn join_cluster(
             return;
         }
         tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Once this node is back from a planned restart (it is a member and hears from a leader), tells
+/// the leader so, ending the absence it announced when it stopped: from then on the autopilot
+/// treats it like any voter again. Ends when no absence of this node is recorded.
+pub(crate) async fn announce_return(handle: KvHandle) {
+    const CHECK_EVERY: Duration = Duration::from_secs(1);
+    const FRESH: Duration = Duration::from_secs(2);
+    loop {
+        tokio::time::sleep(CHECK_EVERY).await;
+        if !handle.state_machine.cluster_state().leaving.contains_key(&handle.id) {
+            return;
+        }
+        let notice = raftkv_types::health::LeavingNotice { id: handle.id, for_ms: 0 };
+        let told = if handle.leads() {
+            handle.update_cluster(raftkv_network::ClusterRequest::Leaving(notice)).await.map_err(|e| e.to_string())
+        } else if handle.staleness().is_some_and(|s| s < FRESH)
+            && let Some((_, leader)) = handle.known_leader()
+        {
+            match Client::with_timeout([leader.url()], Duration::from_secs(5)) {
+                Ok(client) => client.leaving(handle.id, Duration::ZERO).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        } else {
+            continue;
+        };
+        match told {
+            Ok(()) => tracing::info!(id = handle.id, "back from a planned restart: told the leader"),
+            Err(e) => tracing::debug!(%e, "could not tell the leader this node is back yet"),
+        }
     }
 }

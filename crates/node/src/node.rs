@@ -28,7 +28,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::append_clock::AppendClock;
-use crate::cluster_tasks::{found_cluster, join_cluster};
+use crate::cluster_tasks::{announce_return, found_cluster, join_cluster};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, Result};
 use crate::kv_handle::KvHandle;
@@ -176,8 +176,11 @@ impl Node {
             Some(tokio::spawn(join_cluster(config.id, advertise, zone, config.standby, join, raft.clone())))
         };
         let founder = Some(tokio::spawn(found_cluster(handle.clone())));
-        let background =
-            vec![tokio::spawn(handle.clone().run_autopilot()), tokio::spawn(handle.clone().watch_leadership())];
+        let background = vec![
+            tokio::spawn(handle.clone().run_autopilot()),
+            tokio::spawn(handle.clone().watch_leadership()),
+            tokio::spawn(announce_return(handle.clone())),
+        ];
         Ok(Node {
             handle,
             addr,
