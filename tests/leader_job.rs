@@ -129,7 +129,7 @@ async fn the_job_follows_the_leader_and_a_deposed_leader_is_fenced() {
     .await;
     let paused = instances.iter().find(|i| i.id == second).unwrap();
     paused.signal(Signal::SIGSTOP);
-    let (third, third_term) = wait_for(Duration::from_secs(30), "the job on the third instance", || async {
+    let (_, third_term) = wait_for(Duration::from_secs(30), "the job on the third instance", || async {
         last_run(&client).await.filter(|(id, _)| *id != second)
     })
     .await;

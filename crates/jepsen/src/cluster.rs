@@ -72,26 +72,30 @@ impl NodeProc {
 
 /// The cluster under test. Dropping it kills every node and removes the test network.
 pub struct Cluster {
-    /// The nodes, by index `id - 1`: first the voters, then the learners.
+    /// The nodes, by index `id - 1`: first the voters, then the learners, then the standbys.
     pub nodes: Vec<NodeProc>,
     /// How many of the nodes are founding voters (ids `1..=voters`); the rest joined as learners.
     pub voters: usize,
+    /// How many joined as plain learners (after the voters); the others joined as standbys.
+    pub learners: usize,
     /// The namespaces, when running as root.
     pub net: Option<TestNet>,
     bin: PathBuf,
 }
 
 impl Cluster {
-    /// Starts `voters` founding voters and `learners` nodes that join them with `--join`, with data
-    /// under `dir`: in namespaces if `net` is given, on loopback ports otherwise.
+    /// Starts `voters` founding voters, `learners` nodes that join them with `--join`, and
+    /// `standbys` that join with `--join --standby`, with data under `dir`: in namespaces if `net`
+    /// is given, on loopback ports otherwise.
     pub fn start(
         bin: PathBuf,
         voters: usize,
         learners: usize,
+        standbys: usize,
         dir: &Path,
         net: Option<TestNet>,
     ) -> anyhow::Result<Cluster> {
-        let n = voters + learners;
+        let n = voters + learners + standbys;
         let addrs: Vec<String> = (1..=n)
             .map(|i| match &net {
                 Some(net) => format!("{}:{NETNS_PORT}", net.addr(i)),
@@ -111,7 +115,7 @@ impl Cluster {
         for (i, addr) in addrs.iter().enumerate() {
             let id = i + 1;
             let founding = if id <= voters { "--initial-cluster" } else { "--join" };
-            let args = vec![
+            let mut args: Vec<String> = vec![
                 "serve".into(),
                 "--id".into(),
                 id.to_string(),
@@ -125,6 +129,9 @@ impl Cluster {
                 "--write-timeout-ms".into(),
                 "2000".into(),
             ];
+            if id > voters + learners {
+                args.push("--standby".into());
+            }
             nodes.push(NodeProc {
                 id,
                 addr: addr.clone(),
@@ -134,7 +141,7 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut cluster = Cluster { nodes, voters, net, bin };
+        let mut cluster = Cluster { nodes, voters, learners, net, bin };
         for i in 0..n {
             cluster.restart(i + 1)?;
         }
@@ -174,7 +181,36 @@ impl Cluster {
 
     /// The endpoints of the learners.
     pub fn learner_endpoints(&self) -> Vec<String> {
+        self.nodes.iter().skip(self.voters).take(self.learners).map(NodeProc::url).collect()
+    }
+
+    /// The endpoints of every node that joined (learners and standbys).
+    fn joined_endpoints(&self) -> Vec<String> {
         self.nodes.iter().skip(self.voters).map(NodeProc::url).collect()
+    }
+
+    /// Whether node `id` runs (it may be paused).
+    pub fn is_running(&self, id: usize) -> bool {
+        self.nodes[id - 1].child.is_some()
+    }
+
+    /// The current voters as the leader lists them (standbys promoted by the autopilot
+    /// included), or the founding voters when no leader answers.
+    pub async fn current_voters(&self) -> Vec<usize> {
+        if let Ok(client) = Client::with_timeout(self.endpoints(), Duration::from_secs(2))
+            && let Ok(members) = client.members().await
+        {
+            let voters: Vec<usize> = members
+                .members
+                .iter()
+                .filter(|m| matches!(m.role, raftkv_client::MemberRole::Leader | raftkv_client::MemberRole::Voter))
+                .map(|m| m.id as usize)
+                .collect();
+            if !voters.is_empty() {
+                return voters;
+            }
+        }
+        (1..=self.voters).collect()
     }
 
     /// Waits until every learner is a member and has applied what the leader had committed.
@@ -184,7 +220,7 @@ impl Cluster {
         while Instant::now() < deadline {
             let mut ready = true;
             let committed = client.status().await.map(|s| s.commit_index).unwrap_or(u64::MAX);
-            for url in self.learner_endpoints() {
+            for url in self.joined_endpoints() {
                 let applied = client.status_of(&url).await.map(|s| s.applied_index).unwrap_or(0);
                 ready &= applied >= committed;
             }

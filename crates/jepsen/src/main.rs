@@ -46,6 +46,13 @@ struct RunArgs {
     /// Learners (read replicas) that join the voters with --join.
     #[arg(long, default_value_t = 0)]
     learners: usize,
+    /// Standbys that join the voters with --join --standby. With any, the autopilot is enabled and
+    /// every second kill is permanent (once per standby): the autopilot must replace the dead voter.
+    #[arg(long, default_value_t = 0)]
+    standbys: usize,
+    /// The autopilot's dead period in ms, with --standbys (at least three election timeouts).
+    #[arg(long, default_value_t = 3000)]
+    autopilot_dead_after_ms: u64,
     /// Where the clients' reads go: voters, or learners (needs --learners).
     #[arg(long, default_value = "voters", value_parser = ["voters", "learners"])]
     read_from: String,
@@ -97,6 +104,11 @@ fn run_command(args: RunArgs) -> ExitCode {
         anyhow::ensure!(bin.exists(), "raftkv binary not found at {} (use --raftkv-bin)", bin.display());
         anyhow::ensure!(args.nodes >= 1 && args.nodes <= 9, "--nodes must be from 1 to 9");
         anyhow::ensure!(args.learners <= 4, "--learners must be from 0 to 4");
+        anyhow::ensure!(args.standbys <= 4, "--standbys must be from 0 to 4");
+        anyhow::ensure!(
+            args.standbys == 0 || !parse_faults(&args.nemesis)?.contains(&raftkv_jepsen::nemesis::Fault::Member),
+            "--standbys and the member fault both change the voters: drop one"
+        );
         anyhow::ensure!(
             args.read_from == "voters" || args.learners > 0,
             "--read-from learners needs --learners 1 or more"
@@ -119,6 +131,8 @@ fn run_command(args: RunArgs) -> ExitCode {
             check_budget: Duration::from_secs(args.check_budget_secs),
             backup_every: (args.backup_every_ms > 0).then(|| Duration::from_millis(args.backup_every_ms)),
             backup_consistency: args.backup_consistency,
+            standbys: args.standbys,
+            autopilot_dead_after: Duration::from_millis(args.autopilot_dead_after_ms),
         })
     };
     let opts = match setup() {

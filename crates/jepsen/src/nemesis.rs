@@ -66,7 +66,8 @@ impl FromStr for Fault {
 
 /// What is currently broken, so that it can be repaired.
 enum Active {
-    Killed(usize),
+    /// Killed, and whether for good (not restarted: the autopilot's standbys take over).
+    Killed(usize, bool),
     Paused(usize),
     Partitioned,
     Removed(usize),
@@ -78,23 +79,38 @@ pub struct Nemesis {
     rng: Rng,
     round: u64,
     active: Option<(Active, &'static str)>,
+    /// Kills that may still be permanent (one per standby).
+    permanent_kills: usize,
+    kills: u64,
 }
 
 impl Nemesis {
     /// A nemesis choosing among `faults`.
     pub fn new(faults: Vec<Fault>, seed: u64) -> Nemesis {
-        Nemesis { faults, rng: Rng::new(seed), round: 0, active: None }
+        Nemesis { faults, rng: Rng::new(seed), round: 0, active: None, permanent_kills: 0, kills: 0 }
     }
 
-    /// A voter to break: half the time the leader.
+    /// Makes every second kill permanent, `n` times: the killed voter is never restarted, and the
+    /// autopilot must replace it by a standby for the cluster to stay available.
+    pub fn with_permanent_kills(mut self, n: usize) -> Nemesis {
+        self.permanent_kills = n;
+        self
+    }
+
+    /// A running voter to break (the current voters: standbys promoted by the autopilot count):
+    /// half the time the leader.
     async fn target(&mut self, cluster: &Cluster) -> usize {
-        let n = cluster.voters as u64;
         if self.rng.below(2) == 0
             && let Some(leader) = cluster.leader().await
         {
             return leader;
         }
-        self.rng.below(n) as usize + 1
+        let voters: Vec<usize> =
+            cluster.current_voters().await.into_iter().filter(|id| cluster.is_running(*id)).collect();
+        if voters.is_empty() {
+            return self.rng.below(cluster.voters as u64) as usize + 1;
+        }
+        voters[self.rng.below(voters.len() as u64) as usize]
     }
 
     /// Starts the next fault and records `start-<fault>`.
@@ -109,9 +125,15 @@ impl Nemesis {
         match fault {
             Fault::Kill => {
                 let node = self.target(cluster).await;
+                self.kills += 1;
+                let permanent = self.permanent_kills > 0 && self.kills % 2 == 0;
+                if permanent {
+                    self.permanent_kills -= 1;
+                }
                 cluster.kill(node);
-                rec.nemesis("start-kill", format!("n{node}"));
-                self.active = Some((Active::Killed(node), "stop-kill"));
+                let what = if permanent { format!("n{node} for good") } else { format!("n{node}") };
+                rec.nemesis("start-kill", what);
+                self.active = Some((Active::Killed(node, permanent), "stop-kill"));
             }
             Fault::Pause => {
                 let node = self.target(cluster).await;
@@ -174,7 +196,8 @@ impl Nemesis {
     pub async fn stop(&mut self, cluster: &mut Cluster, rec: &Recorder) -> anyhow::Result<()> {
         let Some((active, name)) = self.active.take() else { return Ok(()) };
         let what = match active {
-            Active::Killed(node) => {
+            Active::Killed(node, true) => format!("n{node} stays dead"),
+            Active::Killed(node, false) => {
                 cluster.restart(node)?;
                 format!("n{node}")
             }

@@ -51,6 +51,16 @@ pub fn write_html(path: &Path, events: &[Event], results: &RunResults) -> std::i
             escape(&format!("{} {}", w.fault, w.value)),
         );
     }
+    for mark in &results.cluster_events {
+        let _ = write!(
+            timeline,
+            r##"<line x1="{0:.1}" x2="{0:.1}" y1="0" y2="{timeline_height}" stroke="#00897b" stroke-width="1.5"><title>{1}: {2}</title></line><text x="{3:.1}" y="10" font-size="9" fill="#00695c">{1}</text>"##,
+            x(mark.time),
+            escape(&mark.kind),
+            escape(&mark.message),
+            x(mark.time) + 2.0,
+        );
+    }
     for (inv, done) in &ops {
         let Some(l) = lane(&inv.process, slots) else { continue };
         let (color, end_t, outcome) = match done.map(|d| d.kind) {

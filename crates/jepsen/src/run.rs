@@ -54,6 +54,22 @@ pub struct RunOptions {
     pub backup_every: Option<Duration>,
     /// Consistency of those backups.
     pub backup_consistency: BackupConsistency,
+    /// Number of standbys that join the voters; with any, the autopilot is enabled and every
+    /// second kill is permanent (up to one per standby).
+    pub standbys: usize,
+    /// The autopilot's dead period, with standbys.
+    pub autopilot_dead_after: Duration,
+}
+
+/// An autopilot or cluster event, as the run saw it on the leader's event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterMark {
+    /// When the run saw it, ns since the run began.
+    pub time: u64,
+    /// Its kind (`voter_replaced`, `skipped:no_standby`, ...).
+    pub kind: String,
+    /// What happened.
+    pub message: String,
 }
 
 /// Counts of completions by operation and outcome.
@@ -89,6 +105,8 @@ pub struct RunResults {
     pub settings: BTreeMap<String, String>,
     /// Backups taken and checked as reads.
     pub backups: usize,
+    /// The cluster's events during the run (autopilot actions and decisions), in order.
+    pub cluster_events: Vec<ClusterMark>,
 }
 
 /// Counts completions by `f` and outcome.
@@ -126,7 +144,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     let needs_net = opts.faults.iter().any(|f| f.needs_network());
     let net = if TestNet::available() {
         let tag = (std::process::id() % 200) as u8;
-        Some(TestNet::create(tag, opts.nodes + opts.learners).context("build the test network")?)
+        Some(TestNet::create(tag, opts.nodes + opts.learners + opts.standbys).context("build the test network")?)
     } else {
         if std::env::var_os("CI").is_some() {
             bail!("not running as root: the harness needs root for network namespaces, and CI requires them");
@@ -144,12 +162,23 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     if opts.read_from_learners && opts.learners == 0 {
         bail!("reading from learners needs --learners 1 or more");
     }
-    let mut cluster = Cluster::start(opts.bin.clone(), opts.nodes, opts.learners, data.path(), net)?;
+    let mut cluster = Cluster::start(opts.bin.clone(), opts.nodes, opts.learners, opts.standbys, data.path(), net)?;
     if cluster.wait_for_leader(Duration::from_secs(30)).await.is_none() {
         bail!("no leader within 30 s; see the node logs in {}", data.path().display());
     }
-    if opts.learners > 0 && !cluster.wait_for_learners(Duration::from_secs(60)).await {
+    if opts.learners + opts.standbys > 0 && !cluster.wait_for_learners(Duration::from_secs(60)).await {
         bail!("the learners did not join and catch up within 60 s; see the node logs in {}", data.path().display());
+    }
+    if opts.standbys > 0 {
+        let admin = raftkv_client::Client::with_timeout(cluster.endpoints(), Duration::from_secs(10))?;
+        let update = raftkv_client::AutopilotUpdate {
+            enabled: Some(true),
+            dead_after_ms: Some(opts.autopilot_dead_after.as_millis() as u64),
+            min_stable_ms: Some(1_000),
+            cooldown_ms: Some(2_000),
+            max_trailing_entries: None,
+        };
+        admin.set_autopilot(&update).await.context("enable the autopilot")?;
     }
 
     let rec = Arc::new(Recorder::new());
@@ -163,10 +192,15 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         let endpoint = endpoints[slot % endpoints.len()].clone();
         let read_endpoint =
             if opts.read_from_learners { learners[slot % learners.len()].clone() } else { endpoint.clone() };
+        // Every node but its own, rotated per slot: a client whose node died for good moves on.
+        let all = cluster.endpoints();
+        let fallbacks =
+            (1..all.len()).map(|i| all[(slot + i) % all.len()].clone()).filter(|e| *e != endpoint).collect();
         let spec = ClientSpec {
             slot: slot as u64,
             slots: opts.concurrency as u64,
             endpoint,
+            fallbacks,
             read_endpoint,
             consistency: opts.read_consistency,
             until,
@@ -185,7 +219,13 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         }));
     }
 
-    let mut nemesis = Nemesis::new(opts.faults.clone(), std::process::id() as u64);
+    let marks = Arc::new(std::sync::Mutex::new(Vec::new()));
+    if opts.standbys > 0 {
+        let (endpoints, rec, marks) = (cluster.endpoints(), rec.clone(), marks.clone());
+        clients.push(tokio::spawn(async move { watch_cluster_events(endpoints, until, &rec, &marks).await }));
+    }
+
+    let mut nemesis = Nemesis::new(opts.faults.clone(), std::process::id() as u64).with_permanent_kills(opts.standbys);
     let schedule = run_schedule(&mut nemesis, &mut cluster, &rec, opts.nemesis_interval, until).await;
     for c in clients {
         c.await.context("client task")?;
@@ -212,7 +252,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     let events = rec.events();
     let end = rec.now();
     drop(cluster);
-    for i in 1..=opts.nodes + opts.learners {
+    for i in 1..=opts.nodes + opts.learners + opts.standbys {
         let _ = std::fs::copy(data.path().join(format!("n{i}.log")), opts.out.join(format!("n{i}.log")));
     }
 
@@ -223,9 +263,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         faults: fault_windows(&events, end),
         network,
         backups: backups.load(Ordering::Relaxed),
+        cluster_events: marks.lock().expect("marks lock").clone(),
         settings: BTreeMap::from([
             ("nodes".into(), opts.nodes.to_string()),
             ("learners".into(), opts.learners.to_string()),
+            ("standbys".into(), opts.standbys.to_string()),
             ("reads_from".into(), if opts.read_from_learners { "learners" } else { "voters" }.to_string()),
             ("time_limit_s".into(), opts.time_limit.as_secs().to_string()),
             ("concurrency".into(), opts.concurrency.to_string()),
@@ -240,6 +282,40 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     std::fs::write(opts.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     write_html(&opts.out.join("report.html"), &events, &results)?;
     Ok(results)
+}
+
+/// Polls the leader's event log until `until` and records each new event on the timeline (as
+/// an `autopilot` event of the history, which the checker skips) and in `marks`.
+async fn watch_cluster_events(
+    endpoints: Vec<String>,
+    until: Instant,
+    rec: &Recorder,
+    marks: &std::sync::Mutex<Vec<ClusterMark>>,
+) {
+    let Ok(client) = raftkv_client::Client::with_timeout(endpoints, Duration::from_secs(2)) else { return };
+    let mut seen = std::collections::HashSet::new();
+    while Instant::now() < until {
+        if let Ok(events) = client.events().await {
+            for e in events.events {
+                if seen.insert((e.at_ms, e.log_index, e.kind.clone(), e.message.clone())) {
+                    rec.record(
+                        EventType::Info,
+                        Process::Named("autopilot".into()),
+                        &e.kind,
+                        None,
+                        serde_json::Value::String(e.message.clone()),
+                        None,
+                    );
+                    marks.lock().expect("marks lock").push(ClusterMark {
+                        time: rec.now(),
+                        kind: e.kind,
+                        message: e.message,
+                    });
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// The process lanes of the timeline: each client slot is one lane.

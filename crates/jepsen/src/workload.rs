@@ -146,6 +146,8 @@ pub struct ClientSpec {
     pub slots: u64,
     /// The node it sends writes and cas to.
     pub endpoint: String,
+    /// Nodes it moves on to when `endpoint` cannot be connected to (nothing was sent), in order.
+    pub fallbacks: Vec<String>,
     /// The node it sends reads to (a learner, to test read replicas; else `endpoint`).
     pub read_endpoint: String,
     /// Consistency of its reads.
@@ -179,7 +181,8 @@ fn as_text(v: &Value) -> Option<String> {
 /// Runs one client until `spec.until`: operations one at a time, each recorded as an invocation
 /// and a completion. After an `info` the client continues as a fresh process, as Jepsen does.
 pub async fn run_client(spec: ClientSpec, keys: &KeySpace, values: &AtomicU64, rec: &Recorder) {
-    let Ok(client) = Client::with_timeout([spec.endpoint.clone()], spec.timeout) else { return };
+    let endpoints = std::iter::once(spec.endpoint.clone()).chain(spec.fallbacks.iter().cloned());
+    let Ok(client) = Client::with_timeout(endpoints, spec.timeout) else { return };
     let Ok(reader) = Client::with_timeout([spec.read_endpoint.clone()], spec.timeout) else { return };
     let mut rng = Rng::new(spec.slot + 1);
     let mut process = spec.slot;

@@ -209,3 +209,25 @@ fn check_command_exit_codes() {
     std::fs::write(&bad, "{not json").unwrap();
     assert_eq!(check(&bad).status.code(), Some(3));
 }
+
+#[test]
+fn standbys_replace_voters_killed_for_good_and_stay_linearizable() {
+    if !root_or_skip("standbys_replace_voters_killed_for_good_and_stay_linearizable") {
+        return;
+    }
+    let (code, stdout, results) =
+        jepsen(&["--standbys", "2", "--nemesis", "kill,partition", "--nemesis-interval", "2", "--time-limit", "24"]);
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    let faults: Vec<String> = results["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {}", f["fault"].as_str().unwrap(), f["value"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(faults.iter().any(|f| f.starts_with("kill") && f.ends_with("for good")), "no permanent kill: {faults:?}");
+    let events: Vec<&str> =
+        results["cluster_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(events.contains(&"voter_replaced"), "the autopilot replaced no voter: {events:?}");
+    let ok_writes = results["ops"]["write"]["ok"].as_u64().unwrap_or(0);
+    assert!(ok_writes >= 100, "only {ok_writes} ok writes");
+}
