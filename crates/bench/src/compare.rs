@@ -141,6 +141,7 @@ pub async fn compare(spec: CompareSpec) -> anyhow::Result<Comparison> {
                     system,
                     endpoints: endpoints.clone(),
                     placement: placement(workload),
+                    read_preference: raftkv_client::ReadPreference::default(),
                     workload,
                     consistency: Consistency::Linearizable,
                     clients,

@@ -18,6 +18,7 @@
 //!     system: System::Raftkv,
 //!     endpoints: vec!["http://127.0.0.1:7001".into()],
 //!     placement: Placement::Spread,
+//!     read_preference: raftkv_client::ReadPreference::Any,
 //!     workload: Workload::Write,
 //!     consistency: raftkv_client::Consistency::Linearizable,
 //!     clients: 16,

@@ -10,7 +10,7 @@ use raftkv_client::Consistency;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::target::{Placement, System, Target, leader_first};
+use crate::target::{ConnectOptions, Placement, System, Target, leader_first};
 
 /// What the clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -35,6 +35,9 @@ pub struct LoadSpec {
     pub endpoints: Vec<String>,
     /// Which members the clients talk to.
     pub placement: Placement,
+    /// Where raftkv clients send reads (`sticky`: the member they talk to).
+    #[serde(serialize_with = "display")]
+    pub read_preference: raftkv_client::ReadPreference,
     /// The workload.
     pub workload: Workload,
     /// Read consistency (raftkv: as named; etcd: stale = serializable, else linearizable).
@@ -137,7 +140,8 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<LoadResult> {
     let mut tasks = Vec::new();
     for c in 0..spec.clients {
         let first = if spec.placement == Placement::Leader { 0 } else { c };
-        let mut target = Target::connect(spec.system, &endpoints, first, spec.consistency).await?;
+        let options = ConnectOptions { read_preference: spec.read_preference, ..ConnectOptions::default() };
+        let mut target = Target::connect_with(spec.system, &endpoints, first, spec.consistency, options).await?;
         let shared = shared.clone();
         let spec = spec.clone();
         tasks.push(tokio::spawn(async move {

@@ -49,6 +49,10 @@ enum Command {
         /// Which members the clients talk to: `spread` over all, or all to the `leader`.
         #[arg(long, default_value = "spread")]
         placement: Placement,
+        /// raftkv: where clients send reads: sticky (the member they talk to), leader, any
+        /// (spread over every member, learners included) or nearest.
+        #[arg(long, default_value = "sticky")]
+        read_preference: raftkv_client::ReadPreference,
         #[command(flatten)]
         shape: Shape,
     },
@@ -167,6 +171,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             clients,
             read_ratio,
             placement,
+            read_preference,
             shape: Shape { duration, warmup, value_size, keys, json },
         } => {
             anyhow::ensure!(clients >= 1, "--clients must be at least 1");
@@ -178,6 +183,7 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
                 system: target,
                 endpoints,
                 placement,
+                read_preference,
                 workload,
                 consistency,
                 clients,

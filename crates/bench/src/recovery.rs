@@ -278,7 +278,8 @@ impl Writers {
 
 /// A writer's connection: short timeouts, and every member to fail over to.
 async fn connect(system: System, endpoints: &[String], n: usize) -> Option<Target> {
-    let options = ConnectOptions { timeout: Some(Duration::from_secs(2)), fail_over: true };
+    let options =
+        ConnectOptions { timeout: Some(Duration::from_secs(2)), fail_over: true, ..ConnectOptions::default() };
     Target::connect_with(system, endpoints, n, Consistency::Linearizable, options).await.ok()
 }
 

@@ -29,6 +29,8 @@ pub struct ConnectOptions {
     pub timeout: Option<Duration>,
     /// Give an etcd client every member (it fails over), not only its own.
     pub fail_over: bool,
+    /// Where a raftkv client sends reads.
+    pub read_preference: raftkv_client::ReadPreference,
 }
 
 /// Which members the clients of a run talk to.
@@ -143,6 +145,7 @@ impl Target {
                     Some(timeout) => Client::with_timeout(&rotated, timeout)?,
                     None => Client::new(&rotated)?,
                 };
+                let client = client.with_read_preference(options.read_preference);
                 Target::Raftkv { client, consistency }
             }
             System::Etcd => {

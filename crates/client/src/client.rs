@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 use crate::connection_pool::{Answer, ConnectionPool, SendError};
 use crate::error::{ClientError, Result};
+use crate::read_spread::{ReadPreference, ReadTargets};
 
 /// Characters left as they are in a key's URL path segment: RFC 3986's unreserved set.
 const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -43,7 +44,11 @@ pub struct Client {
     /// Index of the endpoint last named as leader; `NO_LEADER` when unknown.
     leader: Arc<AtomicUsize>,
     pub(crate) pool: Arc<ConnectionPool>,
-    timeout: Duration,
+    pub(crate) timeout: Duration,
+    /// Where gets and scans go.
+    pub(crate) read_preference: ReadPreference,
+    /// The members reads are spread over, for `any` and `nearest`.
+    pub(crate) read_targets: Arc<ReadTargets>,
 }
 
 /// `Client::leader` when no leader is known.
@@ -82,7 +87,23 @@ impl Client {
             leader: Arc::new(AtomicUsize::new(NO_LEADER)),
             pool: Arc::new(ConnectionPool::new(Duration::from_secs(2))),
             timeout,
+            read_preference: ReadPreference::default(),
+            read_targets: Arc::default(),
         })
+    }
+
+    /// This client with reads (gets and scans) sent by `preference`: to the node it talks to
+    /// (the default), to the leader, spread over every member (`any`), or to the nearest member.
+    /// Writes always go to the leader.
+    pub fn with_read_preference(mut self, preference: ReadPreference) -> Client {
+        self.read_preference = preference;
+        self.read_targets = Arc::default();
+        self
+    }
+
+    /// Where this client sends reads.
+    pub fn read_preference(&self) -> ReadPreference {
+        self.read_preference
     }
 
     /// The endpoints this client knows.
@@ -109,8 +130,8 @@ impl Client {
     /// Reads `key` at `consistency`; `None` when it is absent.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
         let path = format!("{}?consistency={consistency}", key_path(key, ""));
-        match self.send(Method::GET, &path, Payload::Empty).await {
-            Ok((_, body)) => Ok(Some(body.to_vec())),
+        match self.read(&path).await {
+            Ok(body) => Ok(Some(body.to_vec())),
             Err(ClientError::Api { code, .. }) if code == "key_not_found" => Ok(None),
             Err(e) => Err(e),
         }
@@ -120,8 +141,8 @@ impl Client {
     /// the leader (a bounded-staleness read); error `too_stale` otherwise.
     pub async fn get_bounded(&self, key: &str, max_lag: Duration) -> Result<Option<Vec<u8>>> {
         let path = format!("{}?consistency=stale&max_lag_ms={}", key_path(key, ""), max_lag.as_millis());
-        match self.send(Method::GET, &path, Payload::Empty).await {
-            Ok((_, body)) => Ok(Some(body.to_vec())),
+        match self.read(&path).await {
+            Ok(body) => Ok(Some(body.to_vec())),
             Err(ClientError::Api { code, .. }) if code == "key_not_found" => Ok(None),
             Err(e) => Err(e),
         }
@@ -152,7 +173,26 @@ impl Client {
         if let Some(after) = start_after {
             path.push_str(&format!("&start_after={}", enc(after)));
         }
-        self.json(self.send(Method::GET, &path, Payload::Empty).await?)
+        let body = self.read(&path).await?;
+        decode("the cluster", &body)
+    }
+
+    /// A read (`GET path`) sent by the read preference; the body of the answer.
+    async fn read(&self, path: &str) -> Result<Bytes> {
+        match self.read_preference {
+            ReadPreference::Sticky => return self.send(Method::GET, path, Payload::Empty).await.map(|(_, body)| body),
+            ReadPreference::Any | ReadPreference::Nearest => return self.spread_read(path).await,
+            ReadPreference::Leader => {}
+        }
+        // Learn the leader (at most every few seconds) when no write has named it yet.
+        if self.leader.load(Ordering::Relaxed) == NO_LEADER && self.read_targets.claim_leader_lookup() {
+            if let Ok(members) = self.members().await
+                && let Some(leader) = members.leader.and_then(|id| members.members.into_iter().find(|m| m.id == id))
+            {
+                self.note_leader(&format!("http://{}", leader.addr));
+            }
+        }
+        self.send_to(Method::GET, path, Payload::Empty, true).await.map(|(_, body)| body)
     }
 
     /// The status of the node this client currently talks to.
@@ -222,11 +262,24 @@ impl Client {
     /// next endpoint only when nothing was done; returns the endpoint that answered and the body
     /// of its successful answer.
     pub(crate) async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(usize, Bytes)> {
+        let leader_first = method != Method::GET;
+        self.send_to(method, path, payload, leader_first).await
+    }
+
+    /// [`Client::send`], trying the known leader first when `leader_first`.
+    async fn send_to(
+        &self,
+        method: Method,
+        path: &str,
+        payload: Payload,
+        leader_first: bool,
+    ) -> Result<(usize, Bytes)> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
         let leader = self.leader.load(Ordering::Relaxed);
-        // Writes try the known leader first; everything else, and writes after it, the rotation.
-        let first = (method != Method::GET && leader < n).then_some(leader);
+        // Writes (and reads to the leader) try the known leader first; everything else, and
+        // writes after it, the rotation.
+        let first = (leader_first && leader < n).then_some(leader);
         let order = first.into_iter().chain((0..n).map(|i| (start + i) % n).filter(|idx| Some(*idx) != first));
         let (json, body) = match payload {
             Payload::Empty => (false, Bytes::new()),

@@ -23,6 +23,7 @@ mod client;
 mod cluster_ops;
 mod connection_pool;
 mod error;
+mod read_spread;
 
 pub use backup_download::BackupDownload;
 pub use client::Client;
@@ -35,3 +36,4 @@ pub use raftkv_types::health::{
     AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, MemberHealth, ReplicationStatus, ReplicationUpdate,
 };
 pub use raftkv_types::{AutopilotSettings, ClusterEvent, LeaderToken, ReplicationMode};
+pub use read_spread::ReadPreference;

@@ -41,8 +41,9 @@ pub async fn get(
     key: &str,
     consistency: Consistency,
     max_lag_ms: Option<u64>,
+    read_preference: raftkv_client::ReadPreference,
 ) -> anyhow::Result<()> {
-    let client = client(endpoints)?;
+    let client = client(endpoints)?.with_read_preference(read_preference);
     let value = match max_lag_ms {
         None => client.get(key, consistency).await?,
         Some(_) if consistency != Consistency::Stale => {

@@ -57,6 +57,10 @@ enum Command {
         /// leader.
         #[arg(long)]
         max_lag_ms: Option<u64>,
+        /// Which member reads: sticky (the first endpoint that answers), leader, any (spread over
+        /// members, learners included) or nearest.
+        #[arg(long, default_value = "sticky")]
+        read_preference: raftkv_client::ReadPreference,
     },
     /// Delete a key.
     Delete {
@@ -260,8 +264,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put { endpoints, key, value, file, durability } => {
             client_cmds::put(&endpoints.endpoints, &key, value, file, durability).await
         }
-        Command::Get { endpoints, key, consistency, max_lag_ms } => {
-            client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms).await
+        Command::Get { endpoints, key, consistency, max_lag_ms, read_preference } => {
+            client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms, read_preference).await
         }
         Command::Delete { endpoints, key } => client_cmds::delete(&endpoints.endpoints, &key).await,
         Command::Cas { endpoints, key, value, expected, absent: _ } => {
