@@ -70,7 +70,7 @@ struct Target {
     authority: String,
     /// Skipped until then, after a failure.
     skip_until: Option<Instant>,
-    /// Moving average of the round trip, when measured.
+    /// Moving average of the round trip of a status request, when measured (`nearest`).
     rtt: Option<Duration>,
     /// Reads it served.
     served: u64,
@@ -87,18 +87,39 @@ pub(crate) struct ReadTargets {
 struct TargetsState {
     targets: Vec<Target>,
     refreshed: Option<Instant>,
+    /// For `nearest`: the member chosen last, kept until another is clearly nearer.
+    nearest: Option<String>,
 }
+
+/// For `nearest`: a member is left for another only when that one's round trip is below this
+/// fraction of its own (minus [`NEAREST_MARGIN`]), so that near-equal members do not alternate.
+const NEAREST_SWITCH: f64 = 0.7;
+const NEAREST_MARGIN: Duration = Duration::from_micros(100);
 
 impl ReadTargets {
     /// The order in which to try the members for one read.
     fn order(&self, preference: ReadPreference) -> Vec<(usize, String)> {
-        let state = self.state.lock().expect("read targets lock");
+        let mut state = self.state.lock().expect("read targets lock");
         let n = state.targets.len();
         let now = Instant::now();
+        let up = |t: &Target| t.skip_until.is_none_or(|until| until <= now);
         let mut order: Vec<usize> = match preference {
             ReadPreference::Nearest => {
                 let mut by_rtt: Vec<usize> = (0..n).collect();
                 by_rtt.sort_by_key(|i| state.targets[*i].rtt.unwrap_or(Duration::MAX));
+                let kept = state.nearest.as_ref().and_then(|a| state.targets.iter().position(|t| t.authority == *a));
+                if let (Some(kept), Some(&best)) = (kept, by_rtt.first()) {
+                    let (k, b) = (&state.targets[kept], &state.targets[best]);
+                    let clearly_nearer = match (k.rtt, b.rtt) {
+                        (Some(k), Some(b)) => b + NEAREST_MARGIN < k.mul_f64(NEAREST_SWITCH),
+                        _ => false,
+                    };
+                    if up(k) && !clearly_nearer {
+                        by_rtt.retain(|i| *i != kept);
+                        by_rtt.insert(0, kept);
+                    }
+                }
+                state.nearest = by_rtt.first().map(|i| state.targets[*i].authority.clone());
                 by_rtt
             }
             _ => {
@@ -211,7 +232,6 @@ impl Client {
         }
         let mut last: Option<ClientError> = None;
         for (_, authority) in self.read_targets.order(self.read_preference) {
-            let started = Instant::now();
             let sent =
                 tokio::time::timeout(self.timeout, self.pool.send(&authority, Method::GET, path, false, Bytes::new()))
                     .await;
@@ -232,10 +252,9 @@ impl Client {
                     continue;
                 }
             };
-            self.read_targets.update(&authority, |t| {
-                t.skip_until = None;
-                sample(t, started.elapsed());
-            });
+            // The round trip is measured by the refresh's status probes only: a read's own time
+            // includes the serving node's work (a read-index round on a follower).
+            self.read_targets.update(&authority, |t| t.skip_until = None);
             match check(answer) {
                 Ok(body) => {
                     self.read_targets.update(&authority, |t| t.served += 1);
