@@ -113,6 +113,9 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
         (Some(cluster), Some(epoch)) => println!("cluster {cluster} epoch {epoch} revision {}", reference.revision),
         _ => println!("cluster (not founded yet) revision {}", reference.revision),
     }
+    if let Some(mode) = reference.replication_mode {
+        println!("replication to sync zones: {mode}");
+    }
     if let Some(rec) = &reference.recovered {
         println!(
             "recovered at {} from node {} (epoch {} -> {}; {} entries implicitly committed)",
