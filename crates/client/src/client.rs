@@ -185,12 +185,12 @@ impl Client {
             ReadPreference::Leader => {}
         }
         // Learn the leader (at most every few seconds) when no write has named it yet.
-        if self.leader.load(Ordering::Relaxed) == NO_LEADER && self.read_targets.claim_leader_lookup() {
-            if let Ok(members) = self.members().await
-                && let Some(leader) = members.leader.and_then(|id| members.members.into_iter().find(|m| m.id == id))
-            {
-                self.note_leader(&format!("http://{}", leader.addr));
-            }
+        if self.leader.load(Ordering::Relaxed) == NO_LEADER
+            && self.read_targets.claim_leader_lookup()
+            && let Ok(members) = self.members().await
+            && let Some(leader) = members.leader.and_then(|id| members.members.into_iter().find(|m| m.id == id))
+        {
+            self.note_leader(&format!("http://{}", leader.addr));
         }
         self.send_to(Method::GET, path, Payload::Empty, true).await.map(|(_, body)| body)
     }

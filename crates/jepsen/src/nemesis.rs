@@ -126,7 +126,7 @@ impl Nemesis {
             Fault::Kill => {
                 let node = self.target(cluster).await;
                 self.kills += 1;
-                let permanent = self.permanent_kills > 0 && self.kills % 2 == 0;
+                let permanent = self.permanent_kills > 0 && self.kills.is_multiple_of(2);
                 if permanent {
                     self.permanent_kills -= 1;
                 }

@@ -125,10 +125,8 @@ impl KvHandle {
         if healthy_voters < quorum {
             problems.push(format!("only {healthy_voters} of {voters} voters are healthy; a quorum needs {quorum}"));
         }
-        if cluster.waits_for_zones() || !cluster.sync.zones.is_empty() {
-            if cluster.replication_mode == raftkv_types::ReplicationMode::Async {
-                problems.push(format!("replication to zones {:?} is asynchronous", cluster.sync.zones));
-            }
+        if !cluster.sync.zones.is_empty() && cluster.replication_mode == raftkv_types::ReplicationMode::Async {
+            problems.push(format!("replication to zones {:?} is asynchronous", cluster.sync.zones));
         }
         let health = ClusterHealth {
             healthy: problems.is_empty(),
