@@ -311,3 +311,26 @@ fn api_code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String) {
 async fn http_status(url: &str) -> u16 {
     reqwest::get(url).await.expect("GET").status().as_u16()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_replaced_out_of_the_voters_steps_down() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    cluster.add_node(4, true, &[]).start();
+    cluster.wait_caught_up(4, Duration::from_secs(30)).await;
+    let client = cluster.client();
+    let leader = cluster.wait_for_leader(Duration::from_secs(10)).await;
+    phase(&format!("replace the leader, node {leader}, by node 4"));
+    let addr = cluster.addr(4);
+    client.replace_member(leader, 4, &addr, false).await.expect("replace the leader");
+    let old = cluster.client_of(leader);
+    wait_for(Duration::from_secs(20), "the old leader to step down", || async {
+        let status = old.status().await.ok()?;
+        // Removed from the configuration, it hears from no leader any more: it only stops leading.
+        (status.role == raftkv::Role::Learner).then_some(())
+    })
+    .await;
+    let want: Vec<u64> = [1, 2, 3, 4].into_iter().filter(|id| *id != leader).collect();
+    let members = wait_voters(&client, &want, Duration::from_secs(10)).await;
+    assert!(members.leader.is_some_and(|l| l != leader), "another node leads: {members:?}");
+    client.put("after-step-down", "x").await.expect("write under the new leader");
+}

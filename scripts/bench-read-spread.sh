@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Linearizable read throughput by read preference and replica count, beside etcd, in one run:
+# starts a three-node raftkv cluster and a three-member etcd cluster on loopback, measures
+# `raftkv-bench run --workload read` at 64 clients with --read-preference leader and any, adds two
+# learners to raftkv and measures both again, then etcd's linearizable reads spread over its
+# members; prints a markdown table. BENCH_SECONDS (default 10) sets each run's measured time.
+# Installs etcd-server from Debian if it is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if ! command -v etcd >/dev/null 2>&1; then
+    echo "bench: installing etcd-server" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
+    as_root systemctl disable --now etcd >/dev/null 2>&1 || true
+fi
+
+cargo build --release --locked --workspace --bins
+bin="${CARGO_TARGET_DIR:-target}/release"
+seconds="${BENCH_SECONDS:-10}"
+
+dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftkv-read-bench.XXXXXX")
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$dir"
+}
+trap cleanup EXIT INT TERM
+
+ready() {
+    for _ in $(seq 1 100); do
+        if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
+        sleep 0.2
+    done
+    echo "bench: $1 did not come up; logs in $dir" >&2
+    trap - EXIT
+    return 1
+}
+
+raftkv_cluster="1=127.0.0.1:24101,2=127.0.0.1:24102,3=127.0.0.1:24103"
+for i in 1 2 3; do
+    "$bin/raftkv" serve --id "$i" --listen "127.0.0.1:2410$i" --data-dir "$dir/raftkv-$i" \
+        --initial-cluster "$raftkv_cluster" >"$dir/raftkv-$i.log" 2>&1 &
+    pids+=($!)
+done
+etcd_cluster="e1=http://127.0.0.1:23811,e2=http://127.0.0.1:23812,e3=http://127.0.0.1:23813"
+for i in 1 2 3; do
+    etcd --name "e$i" --data-dir "$dir/etcd-$i" \
+        --listen-client-urls "http://127.0.0.1:2378$i" --advertise-client-urls "http://127.0.0.1:2378$i" \
+        --listen-peer-urls "http://127.0.0.1:2381$i" --initial-advertise-peer-urls "http://127.0.0.1:2381$i" \
+        --initial-cluster "$etcd_cluster" --initial-cluster-state new --initial-cluster-token raftkv-read-bench \
+        >"$dir/etcd-$i.log" 2>&1 &
+    pids+=($!)
+done
+for i in 1 2 3; do ready "http://127.0.0.1:2410$i/v1/status"; ready "http://127.0.0.1:2378$i/health"; done
+for _ in $(seq 1 100); do
+    if curl -fsS http://127.0.0.1:24101/v1/status | grep -q '"leader":[0-9]'; then break; fi
+    sleep 0.2
+done
+
+voters="http://127.0.0.1:24101,http://127.0.0.1:24102,http://127.0.0.1:24103"
+rows=()
+measure() { # LABEL ARGS...: one run; keeps its table row
+    local label=$1; shift
+    local row
+    row=$("$bin/raftkv-bench" run --workload read --clients 64 --duration "$seconds" --warmup 2 "$@" | grep '^| \(raftkv\|etcd\) ')
+    rows+=("| $label ${row#| }")
+    echo "bench: $label done" >&2
+}
+
+measure "3 voters, leader" --endpoints "$voters" --read-preference leader
+measure "3 voters, any" --endpoints "$voters" --read-preference any
+
+for i in 4 5; do
+    "$bin/raftkv" serve --id "$i" --listen "127.0.0.1:2410$i" --data-dir "$dir/raftkv-$i" \
+        --join "$voters" >"$dir/raftkv-$i.log" 2>&1 &
+    pids+=($!)
+done
+for i in 4 5; do
+    for _ in $(seq 1 150); do
+        if curl -fsS "http://127.0.0.1:2410$i/v1/status" 2>/dev/null | grep -q '"role":"learner"'; then break; fi
+        sleep 0.2
+    done
+done
+sleep 2
+measure "3 voters + 2 learners, leader" --endpoints "$voters" --read-preference leader
+measure "3 voters + 2 learners, any" --endpoints "$voters" --read-preference any
+measure "etcd, 3 members (spread)" --target etcd --endpoints 127.0.0.1:23781,127.0.0.1:23782,127.0.0.1:23783
+
+echo "| setup | system | workload | clients | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |"
+echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for row in "${rows[@]}"; do echo "$row"; done
