@@ -10,13 +10,7 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v etcd >/dev/null 2>&1; then
-    echo "bench: installing etcd-server" >&2
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-    as_root systemctl disable --now etcd >/dev/null 2>&1 || true
-fi
+. scripts/bench-common.sh
 
 cargo build --release --locked --workspace --bins
 bin="${CARGO_TARGET_DIR:-target}/release"
@@ -30,16 +24,6 @@ cleanup() {
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
-
-ready() {
-    for _ in $(seq 1 100); do
-        if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    echo "bench: $1 did not come up; logs in $dir" >&2
-    trap - EXIT
-    return 1
-}
 
 raftkv_cluster="1=127.0.0.1:24101,2=127.0.0.1:24102,3=127.0.0.1:24103"
 for i in 1 2 3; do

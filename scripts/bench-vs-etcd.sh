@@ -12,14 +12,7 @@ cd "$(dirname "$0")/.."
 . scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if ! command -v etcd >/dev/null 2>&1; then
-    echo "bench: installing etcd-server" >&2
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
-    # Debian starts a system etcd on the default ports; this benchmark runs its own.
-    as_root systemctl disable --now etcd >/dev/null 2>&1 || true
-fi
+. scripts/bench-common.sh
 
 # The whole workspace, always: building a subset unifies features differently and would compile
 # RocksDB again.
@@ -54,15 +47,6 @@ for i in 1 2 3; do
     pids+=($!); raftkv_pids+=($!)
 done
 
-ready() {
-    for _ in $(seq 1 100); do
-        if curl -fsS "$1" >/dev/null 2>&1; then return 0; fi
-        sleep 0.2
-    done
-    echo "bench: $1 did not come up; logs in $dir" >&2
-    trap - EXIT
-    return 1
-}
 for i in 1 2 3; do ready "http://127.0.0.1:2379$i/health"; ready "http://127.0.0.1:2400$i/v1/status"; done
 # Both clusters have a leader before measuring.
 for _ in $(seq 1 100); do

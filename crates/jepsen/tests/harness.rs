@@ -38,6 +38,16 @@ fn jepsen(args: &[&str]) -> (i32, String, serde_json::Value) {
     (out.status.code().unwrap_or(-1), stdout, results.unwrap_or_default())
 }
 
+/// Each fault of a run's results as `"<fault> <what it did>"`.
+fn fault_descriptions(results: &serde_json::Value) -> Vec<String> {
+    results["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| format!("{} {}", f["fault"].as_str().unwrap(), f["value"].as_str().unwrap_or_default()))
+        .collect()
+}
+
 #[test]
 fn catches_stale_reads_while_the_leader_is_isolated() {
     if !root_or_skip("catches_stale_reads_while_the_leader_is_isolated") {
@@ -116,12 +126,7 @@ fn learner_reads_stay_linearizable_under_membership_changes() {
     assert!(stdout.starts_with("linearizable"), "{stdout}");
     let ok_reads = results["ops"]["read"]["ok"].as_u64().unwrap_or(0);
     assert!(ok_reads >= 100, "only {ok_reads} ok reads from the learner");
-    let faults: Vec<String> = results["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| format!("{} {}", f["fault"].as_str().unwrap(), f["value"].as_str().unwrap_or_default()))
-        .collect();
+    let faults = fault_descriptions(&results);
     assert!(faults.iter().any(|f| f.starts_with("member remove")), "no member fault in {faults:?}");
 }
 
@@ -218,12 +223,7 @@ fn standbys_replace_voters_killed_for_good_and_stay_linearizable() {
     let (code, stdout, results) =
         jepsen(&["--standbys", "2", "--nemesis", "kill,partition", "--nemesis-interval", "2", "--time-limit", "24"]);
     assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
-    let faults: Vec<String> = results["faults"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| format!("{} {}", f["fault"].as_str().unwrap(), f["value"].as_str().unwrap_or_default()))
-        .collect();
+    let faults = fault_descriptions(&results);
     assert!(faults.iter().any(|f| f.starts_with("kill") && f.ends_with("for good")), "no permanent kill: {faults:?}");
     let events: Vec<&str> =
         results["cluster_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::watch::WatchReceiver;
-use openraft::error::{ClientWriteError, ForwardReason, ForwardToLeader, LinearizableReadError, RaftError};
+use openraft::error::{ForwardReason, ForwardToLeader, LinearizableReadError, RaftError};
 use openraft::{ReadPolicy, ServerState};
 use raftkv_network::{
     ApiError, ApiLimits, ClusterRequest, KvRaft, KvService, LeaderContact, MemberRpc, MemberRpcError, MembershipChange,
@@ -12,9 +12,9 @@ use raftkv_network::{
 };
 use raftkv_storage::{KvStateMachine, ScanPage};
 use raftkv_types::api::BackupConsistency;
-use raftkv_types::api::{Consistency, Durability, LaggingMember, LeaderTransferResponse, MembersResponse, NodeStatus};
+use raftkv_types::api::{Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus};
 use raftkv_types::health::{AutopilotStatus, ClusterHealth, EventsResponse, ReplicationStatus};
-use raftkv_types::{Command, CommandResult, NodeId, Outcome, PeerNode, Proposal, TypeConfig};
+use raftkv_types::{Command, CommandResult, NodeId, Outcome, PeerNode, TypeConfig};
 
 use crate::append_clock::AppendClock;
 use crate::autopilot::AutopilotMemory;
@@ -194,76 +194,9 @@ impl KvHandle {
         self.contact.staleness(self.state_machine.applied_index(), Instant::now())
     }
 
-    /// Waits until every member but this (leader) node has applied the entry at `index` (the
-    /// write at `revision`), up to the write timeout; names those that did not.
-    async fn confirm_on_all(&self, index: u64, revision: u64) -> Result<(), ApiError> {
-        let members: Vec<(NodeId, PeerNode)> = {
-            let metrics = self.raft.metrics();
-            let m = metrics.borrow_watched();
-            m.membership_config
-                .membership()
-                .nodes()
-                .filter(|(id, _)| **id != self.id)
-                .map(|(id, n)| (*id, n.clone()))
-                .collect()
-        };
-        let confirmations = members.iter().map(|(id, node)| async move {
-            match self.rpc.await_applied(node, index, self.write_timeout).await {
-                Ok(applied) if applied >= index => None,
-                Ok(applied) => Some(LaggingMember {
-                    id: *id,
-                    applied_index: Some(applied),
-                    reason: format!("applied log index {applied} of {index} within {:?}", self.write_timeout),
-                }),
-                Err(e) => Some(LaggingMember { id: *id, applied_index: None, reason: e.to_string() }),
-            }
-        });
-        let lagging: Vec<LaggingMember> =
-            futures::future::join_all(confirmations).await.into_iter().flatten().collect();
-        if lagging.is_empty() { Ok(()) } else { Err(ApiError::NotConfirmedOnAll { revision, lagging }) }
-    }
-
-    /// One attempt of [`KvService::write`].
-    async fn propose(&self, command: Command) -> Result<CommandResult, Refusal> {
-        let proposal = Proposal::new(self.proposal_clock.stamp(), command);
-        let proposed = tokio::time::timeout(self.write_timeout, self.raft.client_write(proposal)).await;
-        let unknown = |msg: String| Err(Refusal::Final(ApiError::OutcomeUnknown(msg)));
-        match proposed {
-            Ok(Ok(response)) => Ok(response.data),
-            Err(_) => unknown(format!(
-                "write not confirmed within {:?}; it may or may not have been applied",
-                self.write_timeout
-            )),
-            // Refused before it was proposed: certainly not applied.
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => Err(not_leader(f)),
-            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)))) => unknown(format!(
-                "leadership changed after the write was proposed; it may or may not have been applied ({f})"
-            )),
-            Ok(Err(RaftError::APIError(e))) => Err(Refusal::Final(ApiError::Internal(e.to_string()))),
-            Ok(Err(RaftError::Fatal(f))) => unknown(format!(
-                "node stopped while the write was in flight; it may or may not have been applied ({f})"
-            )),
-        }
-    }
-
-    /// Gives the cluster its identity, if it has none yet: proposes a random cluster id (the first
-    /// one applied wins, so racing proposals are harmless). Failures are left to the next write or
-    /// to the node's founding task.
-    pub(crate) async fn found(&self) {
-        let cluster_id = raftkv_types::ClusterIdentity::random_id();
-        match self.propose(Command::FoundCluster { cluster_id }).await {
-            Ok(_) => {
-                if let Some(identity) = self.state_machine.identity() {
-                    tracing::info!(cluster_id = %identity.cluster_id, epoch = identity.epoch, "cluster founded");
-                }
-            }
-            Err(Refusal::Leaderless(e) | Refusal::Final(e)) => tracing::debug!(%e, "could not found the cluster yet"),
-        }
-    }
-
     /// Waits until a leader other than `not` is known (or `deadline`), then a little more, so that
     /// a request refused for want of a leader is retried after the election rather than in a loop.
-    async fn await_leader(&self, not: Option<NodeId>, deadline: Instant) -> bool {
+    pub(crate) async fn await_leader(&self, not: Option<NodeId>, deadline: Instant) -> bool {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let found = self
             .raft
@@ -275,30 +208,6 @@ impl KvHandle {
         found
     }
 
-    /// Proposes `command` (founding the cluster first if needed), retrying while no leader is
-    /// established, and returns what applying it gave, without waiting for sync zones or other
-    /// members: the core of every write.
-    pub(crate) async fn commit(&self, command: Command) -> Result<CommandResult, ApiError> {
-        self.ensure_member()?;
-        // The first write of a new cluster (or of one upgraded from format 1) founds it first, so
-        // that every write of a founded cluster counts one revision.
-        if !self.state_machine.is_founded() && self.leads() && !matches!(command, Command::FoundCluster { .. }) {
-            self.found().await;
-        }
-        // While no leader is established the write is refused before being proposed, so trying
-        // again after the election is safe; the client sees one answer, not the election.
-        let deadline = Instant::now() + self.limits.leader_wait;
-        loop {
-            match self.propose(command.clone()).await {
-                Err(Refusal::Leaderless(_)) if Instant::now() < deadline => {
-                    self.await_leader(None, deadline).await;
-                }
-                Err(Refusal::Leaderless(e) | Refusal::Final(e)) => return Err(e),
-                Ok(result) => return Ok(result),
-            }
-        }
-    }
-
     fn storage_error(e: raftkv_storage::StorageError) -> ApiError {
         ApiError::Internal(format!("storage: {e}"))
     }
@@ -308,7 +217,7 @@ impl KvHandle {
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// Why one attempt at a request failed.
-enum Refusal {
+pub(crate) enum Refusal {
     /// No usable leader right now (election in progress, or the leader lost its quorum): nothing
     /// was proposed, and the same request may succeed once a leader is established.
     Leaderless(ApiError),
@@ -318,7 +227,7 @@ enum Refusal {
 
 /// The answer to a request that this node refused to start because it is not a leader that may
 /// serve it. Nothing was proposed.
-fn not_leader(f: ForwardToLeader<TypeConfig>) -> Refusal {
+pub(crate) fn not_leader(f: ForwardToLeader<TypeConfig>) -> Refusal {
     match (f.reason, f.leader_id) {
         (ForwardReason::LeaseExpired, _) => Refusal::Leaderless(ApiError::Unavailable(
             "this node leads but has not heard from a quorum within its lease (no quorum?); retry".into(),

@@ -5,8 +5,8 @@
 //! - [`config`]: [`NodeConfig`] and [`RaftTuning`].
 //! - [`node`]: [`Node`]: start, typed reads and writes for embedding, shutdown.
 //! - [`kv_handle`]: [`KvHandle`], the request logic behind both the HTTP API and [`Node`]:
-//!   writes at each durability, reads at each consistency (follower reads through
-//!   [`read_index`]).
+//!   writes at each durability (proposed by `write_path`), reads at each consistency (follower
+//!   reads through [`read_index`]).
 //! - [`membership`]: membership changes and leader transfer, with their safety checks.
 //! - `autopilot`: on the leader, replaces a dead voter by a healthy standby; `cluster_ops` is
 //!   the cluster-operations API behind it (health, events, settings, sync zones), and
@@ -49,6 +49,7 @@ pub mod proposal_clock;
 pub mod read_index;
 pub mod status;
 mod sync_replication;
+mod write_path;
 
 pub use config::{NodeConfig, RaftTuning, parse_members};
 pub use error::{NodeError, Result};
