@@ -38,20 +38,21 @@ async fn main() -> anyhow::Result<()> {
     println!("instance {id} serving at {}", node.url());
 
     let mut roles = node.role_changes();
-    let mut job: Option<JoinHandle<()>> = None;
+    // The job runs for one leadership: a new term (even on the same instance) is a new job.
+    let mut job: Option<(raftkv::LeaderToken, JoinHandle<()>)> = None;
     let mut term = signal(SignalKind::terminate())?;
     loop {
         let leadership: Leadership = roles.borrow_and_update().clone();
-        match (&leadership.token, &job) {
-            (Some(token), None) => {
-                println!("instance {id} leads (term {}): starting the job", token.term);
-                job = Some(tokio::spawn(run_job(node.clone(), *token, period)));
-            }
-            (None, Some(_)) => {
-                println!("instance {id} no longer leads: stopping the job");
-                job.take().expect("a job runs").abort();
-            }
-            _ => {}
+        if let Some((token, handle)) = &job
+            && leadership.token != Some(*token)
+        {
+            println!("instance {id} no longer leads in term {}: stopping the job", token.term);
+            handle.abort();
+            job = None;
+        }
+        if let (Some(token), None) = (leadership.token, &job) {
+            println!("instance {id} leads (term {}): starting the job", token.term);
+            job = Some((token, tokio::spawn(run_job(node.clone(), token, period))));
         }
         tokio::select! {
             changed = roles.changed() => if changed.is_err() { break },
@@ -59,8 +60,8 @@ async fn main() -> anyhow::Result<()> {
             _ = term.recv() => break,
         }
     }
-    if let Some(job) = job {
-        job.abort();
+    if let Some((_, handle)) = job {
+        handle.abort();
     }
     match std::sync::Arc::try_unwrap(node) {
         Ok(node) => node.shutdown().await?,

@@ -163,3 +163,55 @@ async fn an_embedded_node_has_an_identity_and_takes_backups() {
     assert_eq!(verified, header);
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_fencing_and_cluster_operations_through_the_embedding_api() {
+    use raftkv_node::{AutopilotUpdate, LeaderToken, NodeError};
+
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut nodes = Vec::new();
+    for (id, addr) in &members {
+        let config =
+            NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
+        nodes.push(Node::start(config).await.unwrap());
+    }
+    // A first leadership may end at once in a new election: a committed write settles it.
+    nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    nodes[0].put("settle", "1").await.unwrap();
+    let leader_id = nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let leader = &nodes[leader_id as usize - 1];
+    let follower = nodes.iter().find(|n| n.id() != leader_id).unwrap();
+
+    // The leader publishes its token; a follower has none but knows the leader.
+    let term = leader.status().await.unwrap().term;
+    let mut roles = leader.role_changes();
+    let token = roles.wait_for(|l| l.token.is_some_and(|t| t.term == term)).await.unwrap().token.unwrap();
+    assert!(leader.is_leader() && leader.leadership().is_leader());
+    assert_eq!(token.leader, leader_id);
+    let seen = follower.role_changes().wait_for(|l| l.leader == Some(leader_id)).await.unwrap().clone();
+    assert!(!seen.is_leader() && !follower.is_leader());
+
+    // A write with the current token lands, from the leader or through a follower; a stale one is
+    // fenced and writes nothing.
+    leader.put_if_leader(token, "job", "run 1").await.unwrap();
+    follower.put_if_leader(token, "job", "run 2").await.unwrap();
+    let stale = LeaderToken { term: token.term - 1, ..token };
+    let fenced = leader.put_if_leader(stale, "job", "stale").await.unwrap_err();
+    assert!(matches!(&fenced, NodeError::Api(e) if e.code() == "fenced"), "{fenced}");
+    assert_eq!(leader.get("job", Consistency::Linearizable).await.unwrap(), Some(b"run 2".to_vec()));
+
+    // Cluster operations: health, autopilot settings (checked), standbys refused on voters.
+    let health = follower.health().await.unwrap();
+    assert!(health.healthy && health.failure_tolerance == 1, "{health:?}");
+    let bad = follower.set_autopilot(AutopilotUpdate { dead_after_ms: Some(10), ..Default::default() }).await;
+    assert!(bad.is_err());
+    let set = follower.set_autopilot(AutopilotUpdate { enabled: Some(true), ..Default::default() }).await.unwrap();
+    assert!(set.settings.enabled);
+    assert!(leader.set_standby(leader_id, true).await.is_err(), "a voter cannot be a standby");
+    let events = follower.events().await.unwrap().events;
+    assert!(events.iter().any(|e| e.kind == "autopilot_settings"), "{events:?}");
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
