@@ -47,12 +47,25 @@ for _ in $(seq 1 100); do
 done
 
 voters="http://127.0.0.1:24101,http://127.0.0.1:24102,http://127.0.0.1:24103"
+raftkv_pids=("${pids[@]:0:3}")
 rows=()
-measure() { # LABEL ARGS...: one run; keeps its table row
+cpu_rows=()
+# CPU time (user + system, in clock ticks) of process $1.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+measure() { # LABEL ARGS...: one run; keeps its table row and each raftkv node's CPU use
     local label=$1; shift
-    local row
+    local before=() row pid i=0 cpu=""
+    for pid in "${raftkv_pids[@]}"; do before+=("$(ticks "$pid")"); done
+    local started=$SECONDS
     row=$("$bin/raftkv-bench" run --workload read --clients 64 --duration "$seconds" --warmup 2 "$@" | grep '^| \(raftkv\|etcd\) ')
+    local elapsed=$((SECONDS - started))
     rows+=("| $label ${row#| }")
+    for pid in "${raftkv_pids[@]}"; do
+        # Percent of one core over the run, warm-up included.
+        cpu+="$(( ($(ticks "$pid") - before[i]) * 100 / ($(getconf CLK_TCK) * (elapsed > 0 ? elapsed : 1)) ))% "
+        i=$((i + 1))
+    done
+    cpu_rows+=("| $label | $cpu|")
     echo "bench: $label done" >&2
 }
 
@@ -63,6 +76,7 @@ for i in 4 5; do
     "$bin/raftkv" serve --id "$i" --listen "127.0.0.1:2410$i" --data-dir "$dir/raftkv-$i" \
         --join "$voters" >"$dir/raftkv-$i.log" 2>&1 &
     pids+=($!)
+    raftkv_pids+=($!)
 done
 for i in 4 5; do
     for _ in $(seq 1 150); do
@@ -78,3 +92,9 @@ measure "etcd, 3 members (spread)" --target etcd --endpoints 127.0.0.1:23781,127
 echo "| setup | system | workload | clients | ops/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |"
 echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for row in "${rows[@]}"; do echo "$row"; done
+echo
+echo "CPU of each raftkv node during each run (percent of one core; nodes 1-3, then the learners):"
+echo "| setup | CPU |"
+echo "|---|---|"
+for row in "${cpu_rows[@]}"; do echo "$row"; done
+echo "leader: node $(curl -fsS http://127.0.0.1:24101/v1/status | sed -n 's/.*\"leader\":\([0-9]*\).*/\1/p')"
