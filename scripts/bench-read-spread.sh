@@ -4,7 +4,9 @@
 # `raftkv-bench run --workload read` at 64 clients with --read-preference leader and any, adds two
 # learners to raftkv and measures both again, then etcd's linearizable reads spread over its
 # members; prints a markdown table. BENCH_SECONDS (default 10) sets each run's measured time.
-# Installs etcd-server from Debian if it is missing.
+# BENCH_NODE_CPU=0.25 (root only) caps every raftkv node at that fraction of a core, in a cgroup of
+# its own: members with machines of their own, of equal capacity, on one machine, where read
+# capacity by replica count can show. Installs etcd-server from Debian if it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
@@ -18,18 +20,40 @@ seconds="${BENCH_SECONDS:-10}"
 
 dir=$(mktemp -d "${BENCH_DIR:-/var/tmp}/raftkv-read-bench.XXXXXX")
 pids=()
+cgroups=()
 cleanup() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
+    for cg in "${cgroups[@]}"; do rmdir "$cg" 2>/dev/null || true; done
     rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
+
+# Caps process $2 (raftkv node $1) at BENCH_NODE_CPU of a core, if set (cgroup v1 or v2).
+limit_cpu() {
+    [ -n "${BENCH_NODE_CPU:-}" ] || return 0
+    local quota cg
+    quota=$(awk -v f="$BENCH_NODE_CPU" 'BEGIN {printf "%d", f * 100000}')
+    if [ -d /sys/fs/cgroup/cpu ] && [ -f /sys/fs/cgroup/cpu/cpu.cfs_period_us ]; then
+        cg=/sys/fs/cgroup/cpu/raftkv-bench-$1
+        mkdir -p "$cg"
+        echo 100000 >"$cg/cpu.cfs_period_us"
+        echo "$quota" >"$cg/cpu.cfs_quota_us"
+    else
+        cg=/sys/fs/cgroup/raftkv-bench-$1
+        mkdir -p "$cg"
+        echo "$quota 100000" >"$cg/cpu.max"
+    fi
+    echo "$2" >"$cg/cgroup.procs"
+    cgroups+=("$cg")
+}
 
 raftkv_cluster="1=127.0.0.1:24101,2=127.0.0.1:24102,3=127.0.0.1:24103"
 for i in 1 2 3; do
     "$bin/raftkv" serve --id "$i" --listen "127.0.0.1:2410$i" --data-dir "$dir/raftkv-$i" \
         --initial-cluster "$raftkv_cluster" >"$dir/raftkv-$i.log" 2>&1 &
     pids+=($!)
+    limit_cpu "$i" $!
 done
 etcd_cluster="e1=http://127.0.0.1:23811,e2=http://127.0.0.1:23812,e3=http://127.0.0.1:23813"
 for i in 1 2 3; do
@@ -77,6 +101,7 @@ for i in 4 5; do
         --join "$voters" >"$dir/raftkv-$i.log" 2>&1 &
     pids+=($!)
     raftkv_pids+=($!)
+    limit_cpu "$i" $!
 done
 for i in 4 5; do
     for _ in $(seq 1 150); do
@@ -93,7 +118,7 @@ echo "| setup | system | workload | clients | ops/s | p50 ms | p90 ms | p99 ms |
 echo "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for row in "${rows[@]}"; do echo "$row"; done
 echo
-echo "CPU of each raftkv node during each run (percent of one core; nodes 1-3, then the learners):"
+echo "CPU of each raftkv node during each run (percent of one core; nodes 1-3, then the learners)${BENCH_NODE_CPU:+; each capped at $BENCH_NODE_CPU of a core}:"
 echo "| setup | CPU |"
 echo "|---|---|"
 for row in "${cpu_rows[@]}"; do echo "$row"; done

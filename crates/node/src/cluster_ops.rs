@@ -90,6 +90,24 @@ impl KvHandle {
             .collect()
     }
 
+    /// Returns once this node leads; on another node, the redirect to the leader, after waiting
+    /// (within the leader wait) for one to be known while an election runs: nothing is done
+    /// before, so waiting is safe, and the caller sees one answer rather than the election.
+    async fn require_leader(&self) -> Result<(), ApiError> {
+        let deadline = Instant::now() + self.limits.leader_wait;
+        loop {
+            if self.leads() {
+                return Ok(());
+            }
+            match self.redirect() {
+                ApiError::NotLeader { leader: None, .. } if Instant::now() < deadline => {
+                    self.await_leader(None, deadline).await;
+                }
+                redirect => return Err(redirect),
+            }
+        }
+    }
+
     /// Proposes `change` to the cluster's operating state and waits until it is applied here.
     pub(crate) async fn change_cluster_state(&self, change: ClusterChange) -> Result<(), ApiError> {
         tracing::info!(%change, "changing the cluster state");
@@ -97,10 +115,8 @@ impl KvHandle {
     }
 
     /// `GET /v1/cluster/health` on the leader.
-    pub(crate) fn cluster_health(&self) -> Result<ClusterHealth, ApiError> {
-        if !self.leads() {
-            return Err(self.redirect());
-        }
+    pub(crate) async fn cluster_health(&self) -> Result<ClusterHealth, ApiError> {
+        self.require_leader().await?;
         let now = Instant::now();
         let m = self.raft.metrics().borrow_watched().clone();
         let cluster = self.state_machine.cluster_state();
@@ -163,10 +179,8 @@ impl KvHandle {
 
     /// `GET /v1/cluster/events` on the leader: the replicated events and this leader's recent
     /// decisions not to act, oldest first.
-    pub(crate) fn cluster_events(&self) -> Result<EventsResponse, ApiError> {
-        if !self.leads() {
-            return Err(self.redirect());
-        }
+    pub(crate) async fn cluster_events(&self) -> Result<EventsResponse, ApiError> {
+        self.require_leader().await?;
         let mut events: Vec<_> = self.state_machine.cluster_state().events.into_iter().collect();
         events.extend(self.autopilot.decisions());
         events.sort_by_key(|e| e.at_ms);
@@ -174,27 +188,21 @@ impl KvHandle {
     }
 
     /// `GET /v1/cluster/autopilot` on the leader.
-    pub(crate) fn autopilot_view(&self) -> Result<AutopilotStatus, ApiError> {
-        if !self.leads() {
-            return Err(self.redirect());
-        }
+    pub(crate) async fn autopilot_view(&self) -> Result<AutopilotStatus, ApiError> {
+        self.require_leader().await?;
         Ok(autopilot_status(&self.state_machine.cluster_state()))
     }
 
     /// `GET /v1/cluster/replication` on the leader.
-    pub(crate) fn replication_view(&self) -> Result<ReplicationStatus, ApiError> {
-        if !self.leads() {
-            return Err(self.redirect());
-        }
+    pub(crate) async fn replication_view(&self) -> Result<ReplicationStatus, ApiError> {
+        self.require_leader().await?;
         Ok(replication_status(&self.state_machine.cluster_state()))
     }
 
     /// Validates `request` on the leader and proposes the change it asks for.
     pub(crate) async fn update_cluster(&self, request: ClusterRequest) -> Result<(), ApiError> {
         self.ensure_member()?;
-        if !self.leads() {
-            return Err(self.redirect());
-        }
+        self.require_leader().await?;
         let cluster = self.state_machine.cluster_state();
         let membership = self.raft.metrics().borrow_watched().membership_config.membership().clone();
         let change = match request {

@@ -324,19 +324,19 @@ impl KvService for KvHandle {
     }
 
     async fn cluster_health(&self) -> Result<ClusterHealth, ApiError> {
-        self.cluster_health()
+        self.cluster_health().await
     }
 
     async fn cluster_events(&self) -> Result<EventsResponse, ApiError> {
-        self.cluster_events()
+        self.cluster_events().await
     }
 
     async fn autopilot(&self) -> Result<AutopilotStatus, ApiError> {
-        self.autopilot_view()
+        self.autopilot_view().await
     }
 
     async fn replication(&self) -> Result<ReplicationStatus, ApiError> {
-        self.replication_view()
+        self.replication_view().await
     }
 
     async fn update_cluster(&self, request: ClusterRequest) -> Result<(), ApiError> {

@@ -176,26 +176,44 @@ async fn leadership_fencing_and_cluster_operations_through_the_embedding_api() {
             NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
         nodes.push(Node::start(config).await.unwrap());
     }
-    // A first leadership may end at once in a new election: a committed write settles it.
-    nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
-    nodes[0].put("settle", "1").await.unwrap();
-    let leader_id = nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    // A new cluster's first leadership may end at once in a new election (the token then is
+    // rightly fenced): take the token of the leadership in place until one lasts for the checks.
+    let mut attempt = 0;
+    let (leader_id, token) = loop {
+        attempt += 1;
+        assert!(attempt <= 5, "no leadership lasted through five attempts");
+        let leader_id = nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
+        let leader = &nodes[leader_id as usize - 1];
+        let term = leader.status().await.unwrap().term;
+        let mut roles = leader.role_changes();
+        let waited =
+            tokio::time::timeout(Duration::from_secs(5), roles.wait_for(|l| l.token.is_some_and(|t| t.term >= term)))
+                .await;
+        let token = match waited {
+            Ok(Ok(leadership)) => leadership.token,
+            _ => None,
+        };
+        let Some(token) = token else { continue };
+        let follower = nodes.iter().find(|n| n.id() != leader_id).unwrap();
+        // A write with the current token lands, from the leader or through a follower.
+        let landed = async {
+            leader.put_if_leader(token, "job", "run 1").await?;
+            follower.put_if_leader(token, "job", "run 2").await
+        };
+        match landed.await {
+            Ok(_) => break (leader_id, token),
+            Err(e) if attempt < 5 => eprintln!("leadership changed under the first token ({e}); again"),
+            Err(e) => panic!("no leadership lasted: {e}"),
+        }
+    };
     let leader = &nodes[leader_id as usize - 1];
     let follower = nodes.iter().find(|n| n.id() != leader_id).unwrap();
-
-    // The leader publishes its token; a follower has none but knows the leader.
-    let term = leader.status().await.unwrap().term;
-    let mut roles = leader.role_changes();
-    let token = roles.wait_for(|l| l.token.is_some_and(|t| t.term == term)).await.unwrap().token.unwrap();
     assert!(leader.is_leader() && leader.leadership().is_leader());
     assert_eq!(token.leader, leader_id);
     let seen = follower.role_changes().wait_for(|l| l.leader == Some(leader_id)).await.unwrap().clone();
     assert!(!seen.is_leader() && !follower.is_leader());
 
-    // A write with the current token lands, from the leader or through a follower; a stale one is
-    // fenced and writes nothing.
-    leader.put_if_leader(token, "job", "run 1").await.unwrap();
-    follower.put_if_leader(token, "job", "run 2").await.unwrap();
+    // A stale token is fenced and writes nothing.
     let stale = LeaderToken { term: token.term - 1, ..token };
     let fenced = leader.put_if_leader(stale, "job", "stale").await.unwrap_err();
     assert!(matches!(&fenced, NodeError::Api(e) if e.code() == "fenced"), "{fenced}");

@@ -60,18 +60,17 @@ impl Node {
     /// The cluster's health, from the leader: per-member health, failure tolerance, autopilot
     /// and sync replication.
     pub async fn health(&self) -> Result<ClusterHealth> {
-        self.with_leader(|| async { self.handle.cluster_health() }, |client| async move { client.health().await }).await
+        self.with_leader(|| self.handle.cluster_health(), |client| async move { client.health().await }).await
     }
 
     /// The cluster's event log, from the leader.
     pub async fn events(&self) -> Result<EventsResponse> {
-        self.with_leader(|| async { self.handle.cluster_events() }, |client| async move { client.events().await }).await
+        self.with_leader(|| self.handle.cluster_events(), |client| async move { client.events().await }).await
     }
 
     /// The autopilot's settings and state.
     pub async fn autopilot(&self) -> Result<AutopilotStatus> {
-        self.with_leader(|| async { self.handle.autopilot_view() }, |client| async move { client.autopilot().await })
-            .await
+        self.with_leader(|| self.handle.autopilot_view(), |client| async move { client.autopilot().await }).await
     }
 
     /// Changes the autopilot settings `update` names (replicated: every future leader has them).
@@ -79,7 +78,7 @@ impl Node {
         self.with_leader(
             || async {
                 self.handle.update_cluster(ClusterRequest::Autopilot(update.clone())).await?;
-                self.handle.autopilot_view()
+                self.handle.autopilot_view().await
             },
             |client| {
                 let update = update.clone();
@@ -95,7 +94,7 @@ impl Node {
         self.with_leader(
             || async {
                 self.handle.update_cluster(ClusterRequest::PauseAutopilot { for_ms }).await?;
-                self.handle.autopilot_view()
+                self.handle.autopilot_view().await
             },
             |client| async move { client.pause_autopilot(period).await },
         )
@@ -104,11 +103,7 @@ impl Node {
 
     /// Synchronous replication to zones.
     pub async fn replication(&self) -> Result<ReplicationStatus> {
-        self.with_leader(
-            || async { self.handle.replication_view() },
-            |client| async move { client.replication().await },
-        )
-        .await
+        self.with_leader(|| self.handle.replication_view(), |client| async move { client.replication().await }).await
     }
 
     /// Makes every write wait for a member of each zone of `update` (none: off).
@@ -116,7 +111,7 @@ impl Node {
         self.with_leader(
             || async {
                 self.handle.update_cluster(ClusterRequest::Replication(update.clone())).await?;
-                self.handle.replication_view()
+                self.handle.replication_view().await
             },
             |client| {
                 let update = update.clone();
