@@ -1,7 +1,6 @@
 //! Reads spread over replicas (active redundancy) on real processes: with `any`, linearizable
-//! reads go to every member but the leader (while two others answer), learners included, and still
-//! see every acknowledged write; a failed member is skipped; `nearest` and `leader` serve too;
-//! stale reads respect `max_lag`.
+//! reads go to every member, learners included, and still see every acknowledged write; a failed
+//! member is skipped; `nearest` and `leader` serve too; stale reads respect `max_lag`.
 
 mod support;
 
@@ -40,18 +39,8 @@ async fn reads_spread_over_every_member_and_stay_linearizable() {
     }
     let served = client.read_distribution();
     eprintln!("reads served per member: {served:?}");
-    assert_eq!(served.len(), 5, "the client found all five members: {served:?}");
-    // The leader, whose capacity every read shares (it answers the others' read-index rounds),
-    // is left out while at least two other members answer.
-    let leader = cluster.leader_status().await.expect("a leader").id;
-    let leader_addr = cluster.addr(leader);
-    for (addr, n, _) in &served {
-        if *addr == leader_addr {
-            assert_eq!(*n, 0, "the leader served reads while others could: {served:?}");
-        } else {
-            assert!(*n >= 30, "every other member serves a share: {served:?}");
-        }
-    }
+    assert_eq!(served.len(), 5, "all five members are read from: {served:?}");
+    assert!(served.iter().all(|(_, n, _)| *n >= 10), "every member serves a share: {served:?}");
 
     phase("a failed member is skipped");
     cluster.node(5).kill9();

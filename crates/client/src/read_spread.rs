@@ -32,8 +32,7 @@ pub enum ReadPreference {
     Leader,
     /// Spread over every member that can serve the read, learners included: linearizable reads
     /// by read index on followers and learners, stale reads (within `max_lag` if given) from
-    /// their own state. The leader, which also orders every write and answers the others'
-    /// read-index rounds, is in the rotation only while fewer than two other members answer.
+    /// their own state.
     Any,
     /// To the member with the lowest measured round trip; the others when it fails.
     Nearest,
@@ -75,8 +74,6 @@ struct Target {
     rtt: Option<Duration>,
     /// Reads it served.
     served: u64,
-    /// It led at the last refresh.
-    leader: bool,
 }
 
 /// The members reads are spread over.
@@ -126,19 +123,8 @@ impl ReadTargets {
                 by_rtt
             }
             _ => {
-                // Reads go to the other members (in turn) while at least two of them answer: the
-                // leader's capacity is the one the whole cluster shares. The leader comes after
-                // them, in case they all fail.
-                let others_up = state.targets.iter().filter(|t| !t.leader && up(t)).count();
-                let (mut turn, last): (Vec<usize>, Vec<usize>) =
-                    (0..n).partition(|i| !(others_up >= 2 && state.targets[*i].leader));
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
-                if !turn.is_empty() {
-                    let k = start % turn.len();
-                    turn.rotate_left(k);
-                }
-                turn.extend(last);
-                turn
+                (0..n).map(|i| (start + i) % n.max(1)).collect()
             }
         };
         // Members that failed lately go last, in case every other fails too.
@@ -168,24 +154,19 @@ impl ReadTargets {
         state.refreshed.is_none_or(|at| at.elapsed() >= REFRESH_EVERY)
     }
 
-    /// Replaces the members by `authorities` (the leader's, if known, being `leader`), keeping
-    /// what is known of those that stay.
-    fn replace(&self, authorities: Vec<String>, leader: Option<&str>) {
+    /// Replaces the members by `authorities`, keeping what is known of those that stay.
+    fn replace(&self, authorities: Vec<String>) {
         let mut state = self.state.lock().expect("read targets lock");
         let old = std::mem::take(&mut state.targets);
         state.targets = authorities
             .into_iter()
             .map(|authority| {
-                let is_leader = leader == Some(authority.as_str());
-                let mut target = old.iter().find(|t| t.authority == authority).cloned().unwrap_or(Target {
+                old.iter().find(|t| t.authority == authority).cloned().unwrap_or(Target {
                     authority,
                     skip_until: None,
                     rtt: None,
                     served: 0,
-                    leader: false,
-                });
-                target.leader = is_leader;
-                target
+                })
             })
             .collect();
         state.refreshed = Some(Instant::now());
@@ -225,11 +206,9 @@ impl Client {
         let targets = &self.read_targets;
         match self.members().await {
             Ok(members) if !members.members.is_empty() => {
-                let leader = members.leader.and_then(|id| members.members.iter().find(|m| m.id == id));
-                let leader = leader.map(|m| m.addr.clone());
-                targets.replace(members.members.into_iter().map(|m| m.addr).collect(), leader.as_deref());
+                targets.replace(members.members.into_iter().map(|m| m.addr).collect());
             }
-            _ => targets.replace(self.authorities.to_vec(), None),
+            _ => targets.replace(self.authorities.to_vec()),
         }
         if self.read_preference == ReadPreference::Nearest {
             for (_, authority) in targets.order(ReadPreference::Any) {
