@@ -152,7 +152,9 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
             member.last_ack_ms.map_or("-".to_string(), |ms| format!("{ms}ms")),
         );
     }
-    println!("roles: leader, voter, learner (read replica); '?' = not acknowledging the leader");
+    println!(
+        "roles: leader, voter, standby (a learner the autopilot may promote), learner (read replica); '?' = not acknowledging the leader"
+    );
     match reference.leader {
         Some(l) => println!("leader: node {l} (term {})", reference.term),
         None => println!("leader: none known (election in progress or no quorum)"),

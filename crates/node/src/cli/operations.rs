@@ -163,7 +163,7 @@ pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<(
                 m.id,
                 m.addr,
                 m.zone.as_deref().unwrap_or("-"),
-                m.role,
+                m.role.to_string(),
                 m.reachable,
                 healthy,
                 m.lag_entries,
