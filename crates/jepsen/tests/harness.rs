@@ -231,3 +231,28 @@ fn standbys_replace_voters_killed_for_good_and_stay_linearizable() {
     let ok_writes = results["ops"]["write"]["ok"].as_u64().unwrap_or(0);
     assert!(ok_writes >= 100, "only {ok_writes} ok writes");
 }
+
+#[test]
+fn a_leader_partitioned_away_is_replaced_and_the_history_stays_linearizable() {
+    if !root_or_skip("a_leader_partitioned_away_is_replaced_and_the_history_stays_linearizable") {
+        return;
+    }
+    // Each partition cuts the leader off for 5 s, longer than the dead period: the new leader
+    // replaces it (alive, but unreachable) by a standby; healed, it is a learner.
+    let (code, stdout, results) = jepsen(&[
+        "--standbys",
+        "2",
+        "--nemesis",
+        "partition-leader",
+        "--nemesis-interval",
+        "5",
+        "--autopilot-dead-after-ms",
+        "2000",
+        "--time-limit",
+        "22",
+    ]);
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    let events: Vec<&str> =
+        results["cluster_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(events.contains(&"voter_replaced"), "the autopilot replaced no partitioned voter: {events:?}");
+}
