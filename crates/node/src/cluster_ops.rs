@@ -181,7 +181,7 @@ impl KvHandle {
     /// decisions not to act, oldest first.
     pub(crate) async fn cluster_events(&self) -> Result<EventsResponse, ApiError> {
         self.require_leader().await?;
-        let mut events: Vec<_> = self.state_machine.cluster_state().events.into_iter().collect();
+        let mut events: Vec<_> = self.state_machine.cluster_state().events.iter().cloned().collect();
         events.extend(self.autopilot.decisions());
         events.sort_by_key(|e| e.at_ms);
         Ok(EventsResponse { events })

@@ -37,9 +37,9 @@ impl Default for Leadership {
     }
 }
 
-/// The role a node's metrics show.
-pub(crate) fn role_in(m: &RaftMetrics<TypeConfig>) -> Role {
-    match m.state {
+/// The role of a node in `state`.
+pub(crate) fn role_of_state(state: ServerState) -> Role {
+    match state {
         ServerState::Leader => Role::Leader,
         ServerState::Follower => Role::Follower,
         ServerState::Candidate => Role::Candidate,
@@ -64,24 +64,25 @@ impl KvHandle {
         }
     }
 
-    /// Publishes every change of role, leader or term until the node stops.
+    /// Publishes every change of role, leader or term until the node stops. It watches openraft's
+    /// server metrics, which change only with those (and the membership), not with every append.
     pub(crate) async fn watch_leadership(self) {
-        let mut metrics = self.raft.metrics();
+        let mut server = self.raft.server_metrics();
         loop {
             let next = {
-                let m = metrics.borrow_watched();
+                let m = server.borrow_watched();
+                let term = m.vote.leader_id.term;
                 let current = self.leadership.borrow().clone();
                 let token = match (m.state == ServerState::Leader, current.token) {
                     (false, _) => None,
                     // The same leadership keeps its token (and its first index).
-                    (true, Some(token)) if token.term == m.current_term => Some(token),
-                    (true, _) => Some(LeaderToken {
-                        term: m.current_term,
-                        leader: self.id,
-                        since_index: m.last_log_index.unwrap_or(0),
-                    }),
+                    (true, Some(token)) if token.term == term => Some(token),
+                    (true, _) => {
+                        let since_index = self.raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
+                        Some(LeaderToken { term, leader: self.id, since_index })
+                    }
                 };
-                Leadership { role: role_in(&m), leader: m.current_leader, term: m.current_term, token }
+                Leadership { role: role_of_state(m.state), leader: m.current_leader, term, token }
             };
             self.leadership.send_if_modified(|current| {
                 if *current == next {
@@ -91,7 +92,7 @@ impl KvHandle {
                 *current = next;
                 true
             });
-            if metrics.changed().await.is_err() {
+            if server.changed().await.is_err() {
                 return;
             }
         }

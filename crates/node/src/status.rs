@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use openraft::{RaftMetrics, ServerState};
-use raftkv_types::api::{MemberStatus, NodeStatus, Role};
+use openraft::RaftMetrics;
+use raftkv_types::api::{MemberStatus, NodeStatus};
 use raftkv_types::{NodeId, TypeConfig};
 
 use crate::kv_handle::KvHandle;
@@ -17,13 +17,7 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
     let standbys = handle.state_machine.standbys();
     let last_log_index = m.last_log_index.unwrap_or(0);
-    let role = match m.state {
-        ServerState::Leader => Role::Leader,
-        ServerState::Follower => Role::Follower,
-        ServerState::Candidate => Role::Candidate,
-        ServerState::Learner => Role::Learner,
-        ServerState::Shutdown => Role::Shutdown,
-    };
+    let role = crate::leadership::role_of_state(m.state);
     let now = Instant::now();
     let members: BTreeMap<NodeId, MemberStatus> = membership
         .nodes()

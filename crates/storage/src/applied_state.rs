@@ -1,6 +1,8 @@
 //! What `sm_meta` holds besides the data: the applied position, membership, revision, clock and
 //! identity of the state machine.
 
+use std::sync::Arc;
+
 use raftkv_types::{ClusterIdentity, ClusterState, LogId, RecoveryRecord, StoredMembership};
 use rocksdb::{ColumnFamily, DB, WriteBatch};
 
@@ -28,8 +30,10 @@ pub struct AppliedState {
     pub identity: Option<ClusterIdentity>,
     /// The last forced recovery, if any.
     pub recovery: Option<RecoveryRecord>,
-    /// The cluster's operating state: standbys, autopilot, sync zones, events.
-    pub cluster: ClusterState,
+    /// The cluster's operating state: standbys, autopilot, sync zones, events. Shared: the
+    /// applied state is copied on every apply, and this part (with its event log) changes only
+    /// with a cluster command, which copies it then.
+    pub cluster: Arc<ClusterState>,
 }
 
 impl AppliedState {
@@ -51,7 +55,7 @@ impl AppliedState {
             clock_ms: get(KEY_CLOCK)?.map(|b| decode("clock", &b)).transpose()?.unwrap_or(0),
             identity: get(KEY_IDENTITY)?.map(|b| decode("identity", &b)).transpose()?,
             recovery: get(KEY_RECOVERY)?.map(|b| decode("recovery record", &b)).transpose()?,
-            cluster: get(KEY_CLUSTER)?.map(|b| cluster_of(&b)).transpose()?.unwrap_or_default(),
+            cluster: Arc::new(get(KEY_CLUSTER)?.map(|b| cluster_of(&b)).transpose()?.unwrap_or_default()),
         };
         Ok((generation, state))
     }

@@ -96,7 +96,7 @@ impl<'a> ApplyBatch<'a> {
                 (Outcome::None, false)
             }
             Command::Cluster(change) => {
-                self.state.cluster.apply(change, log_id.index, self.state.clock_ms);
+                std::sync::Arc::make_mut(&mut self.state.cluster).apply(change, log_id.index, self.state.clock_ms);
                 (Outcome::None, false)
             }
             Command::Fenced { token, command } => {

@@ -141,7 +141,8 @@ pub fn restore(
         identity: Some(identity.clone()),
         recovery: None,
         // The settings carry over; standbys and planned absences named members of the old cluster.
-        cluster: ClusterState { standbys: Default::default(), leaving: Default::default(), ..backup.cluster.clone() },
+        cluster: ClusterState { standbys: Default::default(), leaving: Default::default(), ..backup.cluster.clone() }
+            .into(),
     };
     let store = Store::open_as(data_dir, id)?;
     store.state_machine.install_blocking(state, &SnapshotFile::new(file))?;

@@ -191,8 +191,9 @@ pub fn force_new_cluster(data_dir: &Path, id: Option<NodeId>) -> Result<Recovery
         cluster: ClusterState {
             standbys: applied.cluster.standbys.iter().copied().filter(|s| *s == id).collect(),
             leaving: Default::default(),
-            ..applied.cluster.clone()
-        },
+            ..(*applied.cluster).clone()
+        }
+        .into(),
         ..applied
     })?;
     for path in snapshot_files(&data_dir.join("snapshots"))? {

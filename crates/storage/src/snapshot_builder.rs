@@ -91,7 +91,7 @@ pub(crate) fn header_for(
         last_log_id: state.last_applied,
         membership: state.membership.clone(),
         recovery: state.recovery.clone(),
-        cluster: state.cluster.clone(),
+        cluster: (*state.cluster).clone(),
         source_node,
         created_at: SnapshotHeader::now_rfc3339(),
         raftkv_version: env!("CARGO_PKG_VERSION").to_string(),

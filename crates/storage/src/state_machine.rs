@@ -199,7 +199,7 @@ impl KvStateMachine {
     }
 
     /// The cluster's operating state as applied here: standbys, autopilot, sync zones, events.
-    pub fn cluster_state(&self) -> ClusterState {
+    pub fn cluster_state(&self) -> std::sync::Arc<ClusterState> {
         self.inner.applied.lock().expect("applied lock poisoned").cluster.clone()
     }
 
@@ -375,7 +375,7 @@ pub(crate) fn state_of(header: &SnapshotHeader) -> AppliedState {
         clock_ms: header.clock_ms,
         identity: header.identity.clone(),
         recovery: header.recovery.clone(),
-        cluster: header.cluster.clone(),
+        cluster: header.cluster.clone().into(),
     }
 }
 
