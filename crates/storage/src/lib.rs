@@ -23,7 +23,8 @@
 //! - [`snapshot`], [`snapshot_header`] and [`snapshot_builder`]: the checksummed file format of
 //!   snapshots and backups, and how one is built.
 //! - [`backup`]: backups of a running state machine, and [`restore`] into a new cluster.
-//! - [`recovery`]: offline inspection and forced recovery of a data directory.
+//! - [`recovery`]: offline inspection and forced recovery of a data directory; [`store_check`]
+//!   verifies one (every checksum, every record, the log's continuity, every snapshot).
 //! - [`keys`], [`codec`] and [`data_format`]: column families, key layout, record encoding, and
 //!   the data directory's format version and upgrades.
 //!
@@ -50,6 +51,7 @@ pub mod snapshot_builder;
 pub mod snapshot_header;
 pub mod state_machine;
 pub mod store;
+pub mod store_check;
 pub mod wal_flusher;
 
 pub use applied_state::AppliedState;
@@ -64,4 +66,5 @@ pub use snapshot_builder::KvSnapshotBuilder;
 pub use snapshot_header::{BackupConsistency, FileKind, SnapshotHeader};
 pub use state_machine::{KvStateMachine, ScanPage};
 pub use store::{Store, sync_dir};
+pub use store_check::{CheckReport, check};
 pub use wal_flusher::{WalFlusher, WalStats};
