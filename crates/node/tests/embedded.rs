@@ -11,6 +11,19 @@ fn free_addr() -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// Three in-process nodes founding a cluster, with their data directories (removed when dropped).
+async fn three_nodes() -> (Vec<tempfile::TempDir>, Vec<Node>) {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut nodes = Vec::new();
+    for (id, addr) in &members {
+        let config =
+            NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
+        nodes.push(Node::start(config).await.unwrap());
+    }
+    (dirs, nodes)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_node_round_trip_and_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -51,14 +64,7 @@ async fn single_node_round_trip_and_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_in_process_nodes_forward_to_the_leader() {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
-    let mut nodes = Vec::new();
-    for (id, addr) in &members {
-        let config =
-            NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
-        nodes.push(Node::start(config).await.unwrap());
-    }
+    let (_dirs, nodes) = three_nodes().await;
     let leader = nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
     let follower = nodes.iter().find(|n| n.id() != leader).unwrap();
 
@@ -168,14 +174,7 @@ async fn an_embedded_node_has_an_identity_and_takes_backups() {
 async fn leadership_fencing_and_cluster_operations_through_the_embedding_api() {
     use raftkv_node::{AutopilotUpdate, LeaderToken, NodeError};
 
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
-    let mut nodes = Vec::new();
-    for (id, addr) in &members {
-        let config =
-            NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
-        nodes.push(Node::start(config).await.unwrap());
-    }
+    let (_dirs, nodes) = three_nodes().await;
     // A new cluster's first leadership may end at once in a new election (the token then is
     // rightly fenced): take the token of the leadership in place until one lasts for the checks.
     let mut attempt = 0;
