@@ -1,5 +1,12 @@
 //! `report.html`: a timeline of operations per client with the fault windows shaded, and a
 //! latency-over-time plot. Self-contained SVG, no scripts.
+//!
+//! Its size is bounded whatever the run's length: up to [`DETAIL_LIMIT`] operations each one is
+//! drawn (with its own tooltip); beyond, operations are drawn per pixel column instead, one mark
+//! per client lane (coloured by the worst outcome in it: unknown, then failed, then ok; the tooltip
+//! counts them) and, on the latency plot, the median and the maximum per kind. Fault windows,
+//! cluster events and every operation the checker could not order are always in full. The raw
+//! history (`history.jsonl`) keeps everything.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,6 +18,10 @@ use crate::run::{RunResults, lane};
 const WIDTH: f64 = 1200.0;
 const LANE: f64 = 12.0;
 const PLOT_HEIGHT: f64 = 260.0;
+/// Runs with more operations than this are drawn per pixel column.
+pub const DETAIL_LIMIT: usize = 5_000;
+/// Pixel columns of the aggregated drawing.
+const COLUMNS: usize = WIDTH as usize;
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -61,7 +72,11 @@ pub fn write_html(path: &Path, events: &[Event], results: &RunResults) -> std::i
             x(mark.time) + 2.0,
         );
     }
-    for (inv, done) in &ops {
+    let detailed = ops.len() <= DETAIL_LIMIT;
+    if !detailed {
+        timeline.push_str(&aggregated_timeline(&ops, slots, end));
+    }
+    for (inv, done) in ops.iter().filter(|_| detailed) {
         let Some(l) = lane(&inv.process, slots) else { continue };
         let (color, end_t, outcome) = match done.map(|d| d.kind) {
             Some(EventType::Ok) => ("#43a047", done.map_or(inv.time, |d| d.time), "ok"),
@@ -105,13 +120,12 @@ pub fn write_html(path: &Path, events: &[Event], results: &RunResults) -> std::i
             y(ms) - 2.0
         );
     }
-    for (inv, done) in &ops {
+    if !detailed {
+        plot.push_str(&aggregated_latency(&ops, end, &y));
+    }
+    for (inv, done) in ops.iter().filter(|_| detailed) {
         let Some(done) = done else { continue };
-        let color = match inv.f.as_str() {
-            "read" => "#1e88e5",
-            "write" => "#43a047",
-            _ => "#8e24aa",
-        };
+        let color = kind_color(&inv.f);
         let ms = (done.time.saturating_sub(inv.time)) as f64 / 1e6;
         let _ =
             write!(plot, r#"<circle cx="{:.1}" cy="{:.1}" r="1.3" fill="{color}" opacity="0.6"/>"#, x(inv.time), y(ms));
@@ -150,4 +164,87 @@ pub fn write_html(path: &Path, events: &[Event], results: &RunResults) -> std::i
         settings = escape(&format!("{:?}", results.settings)),
     );
     std::fs::write(path, html)
+}
+
+/// The colour of an operation kind on the latency plot.
+fn kind_color(f: &str) -> &'static str {
+    match f {
+        "read" => "#1e88e5",
+        "write" => "#43a047",
+        _ => "#8e24aa",
+    }
+}
+
+/// The pixel column of time `t` in a run that ended at `end`.
+fn column(t: u64, end: f64) -> usize {
+    ((t as f64 / end * WIDTH) as usize).min(COLUMNS - 1)
+}
+
+/// The timeline of a large run: per lane and pixel column, one mark coloured by the worst outcome
+/// in it, with the counts in its tooltip.
+fn aggregated_timeline(ops: &[(&Event, Option<&Event>)], slots: u64, end: f64) -> String {
+    // (ok, fail, info) per (lane, column).
+    let mut cells: HashMap<(u64, usize), (u64, u64, u64)> = HashMap::new();
+    for (inv, done) in ops {
+        let Some(l) = lane(&inv.process, slots) else { continue };
+        let last = done.map_or(end as u64, |d| d.time);
+        for c in column(inv.time, end)..=column(last, end) {
+            let cell = cells.entry((l, c)).or_default();
+            match done.map(|d| d.kind) {
+                Some(EventType::Ok) => cell.0 += 1,
+                Some(EventType::Fail) => cell.1 += 1,
+                _ => cell.2 += 1,
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut keys: Vec<_> = cells.keys().copied().collect();
+    keys.sort_unstable();
+    for (l, c) in keys {
+        let (ok, fail, info) = cells[&(l, c)];
+        let color = if info > 0 {
+            "#fb8c00"
+        } else if fail > 0 {
+            "#e53935"
+        } else {
+            "#43a047"
+        };
+        let _ = write!(
+            out,
+            r#"<rect x="{c}" y="{:.1}" width="1" height="{:.1}" fill="{color}"><title>{ok} ok, {fail} fail, {info} unknown</title></rect>"#,
+            l as f64 * LANE + 1.0,
+            LANE - 2.0,
+        );
+    }
+    out
+}
+
+/// The latency plot of a large run: per kind and pixel column, the median (dot) and the maximum
+/// (tick).
+fn aggregated_latency(ops: &[(&Event, Option<&Event>)], end: f64, y: &dyn Fn(f64) -> f64) -> String {
+    let mut cells: HashMap<(&str, usize), Vec<f64>> = HashMap::new();
+    for (inv, done) in ops {
+        let Some(done) = done else { continue };
+        let ms = (done.time.saturating_sub(inv.time)) as f64 / 1e6;
+        cells.entry((inv.f.as_str(), column(inv.time, end))).or_default().push(ms);
+    }
+    let mut out = String::new();
+    let mut keys: Vec<_> = cells.keys().copied().collect();
+    keys.sort_unstable();
+    for key in keys {
+        let latencies = cells.get_mut(&key).expect("key from the map");
+        latencies.sort_by(f64::total_cmp);
+        let median = latencies[latencies.len() / 2];
+        let max = latencies[latencies.len() - 1];
+        let (f, c) = key;
+        let color = kind_color(f);
+        let _ = write!(
+            out,
+            r#"<circle cx="{c}" cy="{:.1}" r="1.3" fill="{color}" opacity="0.7"/><rect x="{c}" y="{:.1}" width="1" height="1.5" fill="{color}"><title>{} {f}: median {median:.2} ms, max {max:.2} ms</title></rect>"#,
+            y(median),
+            y(max),
+            latencies.len(),
+        );
+    }
+    out
 }
