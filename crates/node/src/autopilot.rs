@@ -7,20 +7,16 @@
 //! on a new leader, which therefore waits a whole dead period before acting: a leader that has not
 //! watched that long cannot tell a dead voter from one it has not heard from yet.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::{ChangeMembers, ServerState};
-use raftkv_types::{AutopilotSettings, ClusterChange, ClusterEvent, NodeId, ReplicationMode};
+use raftkv_types::{AutopilotSettings, ClusterChange, NodeId, ReplicationMode};
 
 use crate::cluster_ops::{Observed, now_ms};
 use crate::kv_handle::KvHandle;
 use crate::membership::change_in_progress;
-
-/// How many decisions not to act the leader keeps for the event log.
-const MAX_DECISIONS: usize = 50;
 
 /// How often the loop looks at the cluster, at most.
 const MAX_TICK: Duration = Duration::from_secs(1);
@@ -29,126 +25,20 @@ const MAX_TICK: Duration = Duration::from_secs(1);
 /// can wait for it without stalling.
 const SYNC_CAUGHT_UP_ENTRIES: u64 = 16;
 
-/// What the autopilot remembers between rounds (on one node, for its current leadership).
-#[derive(Debug, Default)]
-pub(crate) struct AutopilotMemory {
-    inner: Mutex<Memory>,
-}
-
-#[derive(Debug, Default)]
-struct Memory {
-    /// The term this node leads in, and since when it has known so.
-    leadership: Option<(u64, Instant)>,
-    /// Since when each member has been healthy without a break.
-    healthy_since: HashMap<NodeId, Instant>,
-    /// When the last action was taken.
-    last_action: Option<Instant>,
-    /// Recent decisions not to act, oldest first.
-    decisions: VecDeque<ClusterEvent>,
-    /// The last decision recorded, so that a decision repeated every round is recorded once.
-    last_decision: Option<String>,
-    /// Members with a planned absence that have been seen away since: once healthy again, they
-    /// are back. (One that was never seen away has not left yet.)
-    seen_away: BTreeSet<NodeId>,
-}
-
-impl AutopilotMemory {
-    /// Notes that this node leads in `term` (or does not, with `None`): a new leadership starts
-    /// observing from scratch. Returns how long this node has led.
-    pub(crate) fn leading(&self, term: Option<u64>, now: Instant) -> Option<Duration> {
-        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
-        match term {
-            None => {
-                if memory.leadership.is_some() {
-                    *memory = Memory { decisions: std::mem::take(&mut memory.decisions), ..Memory::default() };
-                }
-                None
-            }
-            Some(term) => {
-                if memory.leadership.is_none_or(|(t, _)| t != term) {
-                    memory.leadership = Some((term, now));
-                    memory.healthy_since.clear();
-                    memory.last_action = None;
-                    memory.last_decision = None;
-                }
-                memory.leadership.map(|(_, since)| now.saturating_duration_since(since))
-            }
-        }
-    }
-
-    /// Updates when `id` became healthy; returns for how long it has been.
-    pub(crate) fn stable_for(&self, id: NodeId, healthy: bool, now: Instant) -> Option<Duration> {
-        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
-        if healthy {
-            let since = *memory.healthy_since.entry(id).or_insert(now);
-            Some(now.saturating_duration_since(since))
-        } else {
-            memory.healthy_since.remove(&id);
-            None
-        }
-    }
-
-    /// Whether member `id`, which announced a planned restart, is back: it was seen unreachable
-    /// since and is healthy now.
-    pub(crate) fn returned(&self, id: NodeId, reachable: bool, healthy: bool) -> bool {
-        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
-        if !reachable {
-            memory.seen_away.insert(id);
-            return false;
-        }
-        healthy && memory.seen_away.remove(&id)
-    }
-
-    /// How long this node has led, if it does.
-    pub(crate) fn led_for(&self, now: Instant) -> Option<Duration> {
-        let memory = self.inner.lock().expect("autopilot lock poisoned");
-        memory.leadership.map(|(_, since)| now.saturating_duration_since(since))
-    }
-
-    fn since_last_action(&self, now: Instant) -> Option<Duration> {
-        let memory = self.inner.lock().expect("autopilot lock poisoned");
-        memory.last_action.map(|at| now.saturating_duration_since(at))
-    }
-
-    fn acted(&self, now: Instant) {
-        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
-        memory.last_action = Some(now);
-        memory.last_decision = None;
-    }
-
-    /// Records a decision not to act, unless it is the same as the last one recorded.
-    fn decided(&self, code: &str, message: String) {
-        let mut memory = self.inner.lock().expect("autopilot lock poisoned");
-        let key = format!("{code}: {message}");
-        if memory.last_decision.as_deref() == Some(key.as_str()) {
-            return;
-        }
-        tracing::info!(code, %message, "autopilot: not acting");
-        memory.last_decision = Some(key);
-        if memory.decisions.len() >= MAX_DECISIONS {
-            memory.decisions.pop_front();
-        }
-        memory.decisions.push_back(ClusterEvent {
-            at_ms: now_ms(),
-            log_index: 0,
-            kind: format!("skipped:{code}"),
-            message,
-        });
-    }
-
-    /// The decisions kept, oldest first.
-    pub(crate) fn decisions(&self) -> Vec<ClusterEvent> {
-        self.inner.lock().expect("autopilot lock poisoned").decisions.iter().cloned().collect()
-    }
-}
-
 /// What one round decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {
     /// Nothing to do.
     Nothing,
-    /// Something should be done but will not be, for the reason given (`code`, words).
-    Skip(&'static str, String),
+    /// Voter `dead` should be replaced but will not be, for the reason given.
+    Skip {
+        /// The reason, as a code (`skipped:<code>` in the event log).
+        code: &'static str,
+        /// The dead voter.
+        dead: NodeId,
+        /// The reason, in words.
+        message: String,
+    },
     /// Replace voter `dead` by standby `standby`: the voters become `voters`.
     Replace {
         /// The dead voter.
@@ -200,59 +90,60 @@ pub(crate) fn decide(s: &Situation<'_>) -> Decision {
     };
     if s.paused_until_ms > s.now_ms {
         let secs = (s.paused_until_ms - s.now_ms).div_ceil(1000);
-        return Decision::Skip(
-            "paused",
-            format!("voter {} is dead, but the autopilot is paused for {secs} s more", dead.id),
-        );
+        return Decision::Skip {
+            code: "paused",
+            dead: dead.id,
+            message: format!("voter {} is dead, but the autopilot is paused for {secs} s more", dead.id),
+        };
     }
     let dead_after = Duration::from_millis(settings.dead_after_ms);
     if s.led_for < dead_after {
-        return Decision::Skip(
-            "new_leader",
-            format!(
+        return Decision::Skip {
+            code: "new_leader",
+            dead: dead.id,
+            message: format!(
                 "voter {} looks dead, but this leader has led for {} ms only; it waits a whole dead period ({} ms) first",
                 dead.id,
                 s.led_for.as_millis(),
                 settings.dead_after_ms
             ),
-        );
+        };
     }
     if s.change_in_progress {
-        return Decision::Skip(
-            "change_in_progress",
-            format!("voter {} is dead; waiting for the membership change under way", dead.id),
-        );
+        return Decision::Skip {
+            code: "change_in_progress",
+            dead: dead.id,
+            message: format!("voter {} is dead; waiting for the membership change under way", dead.id),
+        };
     }
     if let Some(since) = s.since_last_action
         && since < Duration::from_millis(settings.cooldown_ms)
     {
-        return Decision::Skip(
-            "cooldown",
-            format!(
+        return Decision::Skip {
+            code: "cooldown",
+            dead: dead.id,
+            message: format!(
                 "voter {} is dead; the last action was {} ms ago (cooldown {} ms)",
                 dead.id,
                 since.as_millis(),
                 settings.cooldown_ms
             ),
-        );
+        };
     }
     let min_stable = Duration::from_millis(settings.min_stable_ms);
-    let ready: Vec<&Observed> = s
-        .members
-        .iter()
-        .filter(|m| !m.voter && m.standby && m.healthy && m.stable_for.is_some_and(|d| d >= min_stable))
-        .collect();
+    let ready: Vec<&Observed> = s.members.iter().filter(|m| m.ready_standby(min_stable)).collect();
     let quorum = voters.len() / 2 + 1;
     let healthy_voters = voters.iter().filter(|v| v.healthy).count();
     if ready.is_empty() {
         let tolerance = healthy_voters.saturating_sub(quorum);
-        return Decision::Skip(
-            "no_standby",
-            format!(
+        return Decision::Skip {
+            code: "no_standby",
+            dead: dead.id,
+            message: format!(
                 "voter {} is dead and no standby is healthy and stable for {} ms; the cluster can lose {tolerance} more voter(s)",
                 dead.id, settings.min_stable_ms
             ),
-        );
+        };
     }
     // Prefer the dead voter's zone, then the zone with the fewest voters left, then the most
     // caught-up standby.
@@ -265,16 +156,17 @@ pub(crate) fn decide(s: &Situation<'_>) -> Decision {
         voters.iter().map(|v| v.id).filter(|id| *id != dead.id).chain(std::iter::once(standby.id)).collect();
     let healthy_next = s.members.iter().filter(|m| next.contains(&m.id) && m.healthy).count();
     if healthy_voters < quorum || healthy_next < next.len() / 2 + 1 {
-        return Decision::Skip(
-            "no_quorum",
-            format!(
+        return Decision::Skip {
+            code: "no_quorum",
+            dead: dead.id,
+            message: format!(
                 "voter {} is dead, but replacing it by {} would not have a healthy quorum ({healthy_voters} of {} voters healthy now, {healthy_next} of {} after)",
                 dead.id,
                 standby.id,
                 voters.len(),
                 next.len()
             ),
-        );
+        };
     }
     let contact = dead
         .last_contact
@@ -328,7 +220,7 @@ impl KvHandle {
         if let Some(back) = back {
             self.change_cluster_state(ClusterChange::Leaving { id: back.id, until_ms: 0 }).await?;
         }
-        if !cluster.sync.zones.is_empty() && cluster.replication_mode == ReplicationMode::Async {
+        if cluster.sync_mode() == Some(ReplicationMode::Async) {
             let last = m.last_log_index.unwrap_or(0);
             let caught_up = cluster.sync.zones.iter().all(|zone| {
                 members.iter().any(|o| {
@@ -354,8 +246,8 @@ impl KvHandle {
         };
         match decide(&situation) {
             Decision::Nothing => Ok(()),
-            Decision::Skip(code, message) => {
-                self.autopilot.decided(code, message);
+            Decision::Skip { code, dead, message } => {
+                self.autopilot.decided(code, dead, message);
                 Ok(())
             }
             Decision::Replace { dead, standby, voters, reason } => {
@@ -376,6 +268,7 @@ impl KvHandle {
         let Ok(_guard) = self.membership_lock.try_lock() else {
             self.autopilot.decided(
                 "change_in_progress",
+                dead,
                 format!("voter {dead} is dead; an operator's membership change is under way"),
             );
             return Ok(());
@@ -390,12 +283,17 @@ impl KvHandle {
         match swapped {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                self.autopilot.decided("change_failed", format!("replacing voter {dead} by {standby} failed: {e}"));
+                self.autopilot.decided(
+                    "change_failed",
+                    dead,
+                    format!("replacing voter {dead} by {standby} failed: {e}"),
+                );
                 return Ok(());
             }
             Err(_) => {
                 self.autopilot.decided(
                     "change_failed",
+                    dead,
                     format!(
                         "replacing voter {dead} by {standby} was not committed within {:?}",
                         self.write_timeout * 2
@@ -467,7 +365,7 @@ mod tests {
 
     fn skipped(d: Decision) -> &'static str {
         match d {
-            Decision::Skip(code, _) => code,
+            Decision::Skip { code, .. } => code,
             other => panic!("expected a skip, got {other:?}"),
         }
     }

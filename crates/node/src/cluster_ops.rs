@@ -48,6 +48,13 @@ pub(crate) struct Observed {
     pub leaving_until_ms: Option<u64>,
 }
 
+impl Observed {
+    /// Whether it is a standby the autopilot may promote now: healthy for at least `min_stable`.
+    pub(crate) fn ready_standby(&self, min_stable: Duration) -> bool {
+        self.standby && self.healthy && self.stable_for.is_some_and(|s| s >= min_stable)
+    }
+}
+
 impl KvHandle {
     /// Every member as this (leader) node sees it now; also updates for how long each has been
     /// healthy.
@@ -125,9 +132,7 @@ impl KvHandle {
         let quorum = voters / 2 + 1;
         let healthy_voters = members.iter().filter(|o| o.voter && o.healthy).count() as u64;
         let min_stable = Duration::from_millis(cluster.autopilot.min_stable_ms);
-        let ready_standbys =
-            members.iter().filter(|o| o.standby && o.healthy && o.stable_for.is_some_and(|s| s >= min_stable)).count()
-                as u64;
+        let ready_standbys = members.iter().filter(|o| o.ready_standby(min_stable)).count() as u64;
         let mut problems = Vec::new();
         for o in members.iter().filter(|o| o.voter && !o.healthy) {
             problems.push(match (o.reachable, o.dead) {
@@ -141,7 +146,7 @@ impl KvHandle {
         if healthy_voters < quorum {
             problems.push(format!("only {healthy_voters} of {voters} voters are healthy; a quorum needs {quorum}"));
         }
-        if !cluster.sync.zones.is_empty() && cluster.replication_mode == raftkv_types::ReplicationMode::Async {
+        if cluster.sync_mode() == Some(raftkv_types::ReplicationMode::Async) {
             problems.push(format!("replication to zones {:?} is asynchronous", cluster.sync.zones));
         }
         let health = ClusterHealth {
@@ -310,6 +315,6 @@ fn replication_status(cluster: &ClusterState) -> ReplicationStatus {
     ReplicationStatus {
         zones: cluster.sync.zones.clone(),
         wait_timeout_ms: cluster.sync.wait_timeout_ms,
-        mode: (!cluster.sync.zones.is_empty()).then_some(cluster.replication_mode),
+        mode: cluster.sync_mode(),
     }
 }

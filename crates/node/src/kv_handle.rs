@@ -17,7 +17,7 @@ use raftkv_types::health::{AutopilotStatus, ClusterHealth, EventsResponse, Repli
 use raftkv_types::{Command, CommandResult, NodeId, Outcome, PeerNode, TypeConfig};
 
 use crate::append_clock::AppendClock;
-use crate::autopilot::AutopilotMemory;
+use crate::autopilot_memory::AutopilotMemory;
 use crate::leadership::Leadership;
 use crate::proposal_clock::ProposalClock;
 use crate::read_index::ReadIndexBatcher;

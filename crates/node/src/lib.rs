@@ -8,7 +8,8 @@
 //!   writes at each durability (proposed by `write_path`), reads at each consistency (follower
 //!   reads through [`read_index`]).
 //! - [`membership`]: membership changes and leader transfer, with their safety checks.
-//! - `autopilot`: on the leader, replaces a dead voter by a healthy standby; `cluster_ops` is
+//! - `autopilot`: on the leader, replaces a dead voter by a healthy standby (what it observed
+//!   between rounds: `autopilot_memory`); `cluster_ops` is
 //!   the cluster-operations API behind it (health, events, settings, sync zones), and
 //!   `sync_replication` makes writes wait for sync zones.
 //! - [`leadership`]: [`Leadership`], the role changes and fencing tokens for services that run
@@ -36,6 +37,7 @@
 
 pub mod append_clock;
 mod autopilot;
+mod autopilot_memory;
 mod backup_stream;
 mod cluster_ops;
 mod cluster_tasks;

@@ -55,7 +55,7 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
         snapshot_index: m.snapshot.as_ref().map_or(0, |l| l.index),
         replication_lag_ms: handle.staleness().map(|s| s.as_millis() as u64),
         members,
-        replication_mode: (!applied.cluster.sync.zones.is_empty()).then_some(applied.cluster.replication_mode),
+        replication_mode: applied.cluster.sync_mode(),
         leader_token: handle.leader_token(m).map(|t| t.to_string()),
     }
 }

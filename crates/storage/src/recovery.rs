@@ -95,7 +95,7 @@ pub fn inspect(data_dir: &Path) -> Result<DataDirReport> {
         voters: voters.into_iter().collect(),
         recovered: state.recovery,
         sync_zones: state.cluster.sync.zones.clone(),
-        replication_mode: (!state.cluster.sync.zones.is_empty()).then_some(state.cluster.replication_mode),
+        replication_mode: state.cluster.sync_mode(),
     })
 }
 
@@ -183,7 +183,7 @@ pub fn force_new_cluster(data_dir: &Path, id: Option<NodeId>) -> Result<Recovery
         data_as_of_ms: applied.clock_ms,
     };
     let sync_zones = applied.cluster.sync.zones.clone();
-    let replication_mode = (!sync_zones.is_empty()).then_some(applied.cluster.replication_mode);
+    let replication_mode = applied.cluster.sync_mode();
     store.state_machine.overwrite_applied_state(AppliedState {
         membership: StoredMembership::new(Some(last), membership),
         identity: Some(identity.clone()),

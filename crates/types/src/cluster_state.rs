@@ -45,7 +45,13 @@ pub struct ClusterState {
 impl ClusterState {
     /// Whether writes wait for the sync zones now: zones are set and the mode is synchronous.
     pub fn waits_for_zones(&self) -> bool {
-        !self.sync.zones.is_empty() && self.replication_mode == ReplicationMode::Sync
+        self.sync_mode() == Some(ReplicationMode::Sync)
+    }
+
+    /// The replication mode to the sync zones; `None` when no zones are set (the mode then means
+    /// nothing).
+    pub fn sync_mode(&self) -> Option<ReplicationMode> {
+        (!self.sync.zones.is_empty()).then_some(self.replication_mode)
     }
 
     /// Applies `change`, made by the entry at `log_index` when the state-machine clock read
