@@ -320,7 +320,7 @@ impl Client {
     }
 
     /// One request to the node at `authority`, within the client's request timeout.
-    async fn request(
+    pub(crate) async fn request(
         &self,
         authority: &str,
         method: Method,

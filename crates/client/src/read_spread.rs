@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use hyper::Method;
 
-use crate::client::{Client, check};
+use crate::client::{Client, check, transport_error};
 use crate::connection_pool::SendError;
 use crate::error::{ClientError, Result};
 
@@ -97,8 +97,8 @@ const NEAREST_SWITCH: f64 = 0.7;
 const NEAREST_MARGIN: Duration = Duration::from_micros(100);
 
 impl ReadTargets {
-    /// The order in which to try the members for one read.
-    fn order(&self, preference: ReadPreference) -> Vec<(usize, String)> {
+    /// The members (`host:port`) in the order in which to try them for one read.
+    fn order(&self, preference: ReadPreference) -> Vec<String> {
         let mut state = self.state.lock().expect("read targets lock");
         let n = state.targets.len();
         let now = Instant::now();
@@ -129,7 +129,7 @@ impl ReadTargets {
         };
         // Members that failed lately go last, in case every other fails too.
         order.sort_by_key(|i| state.targets[*i].skip_until.is_some_and(|until| until > now));
-        order.into_iter().map(|i| (i, state.targets[i].authority.clone())).collect()
+        order.into_iter().map(|i| state.targets[i].authority.clone()).collect()
     }
 
     fn update(&self, authority: &str, f: impl FnOnce(&mut Target)) {
@@ -211,7 +211,7 @@ impl Client {
             _ => targets.replace(self.authorities.to_vec()),
         }
         if self.read_preference == ReadPreference::Nearest {
-            for (_, authority) in targets.order(ReadPreference::Any) {
+            for authority in targets.order(ReadPreference::Any) {
                 let started = Instant::now();
                 if let Ok(Ok(_)) = tokio::time::timeout(
                     Duration::from_secs(1),
@@ -231,24 +231,14 @@ impl Client {
             self.refresh_read_targets().await;
         }
         let mut last: Option<ClientError> = None;
-        for (_, authority) in self.read_targets.order(self.read_preference) {
-            let sent =
-                tokio::time::timeout(self.timeout, self.pool.send(&authority, Method::GET, path, false, Bytes::new()))
-                    .await;
-            let answer = match sent {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(SendError::Connect(e))) => {
-                    self.read_targets.update(&authority, |t| t.skip_until = Some(Instant::now() + SKIP_FAILED_FOR));
-                    last = Some(ClientError::Unreachable { tried: authority.clone(), last: e });
-                    continue;
-                }
-                Ok(Err(e)) => {
-                    last = Some(crate::client::transport_error(&authority, e));
-                    continue;
-                }
-                Err(_) => {
-                    let reason = format!("no answer within {:?}", self.timeout);
-                    last = Some(ClientError::NoAnswer { endpoint: authority.clone(), reason });
+        for authority in self.read_targets.order(self.read_preference) {
+            let answer = match self.request(&authority, Method::GET, path, false, Bytes::new()).await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    if matches!(e, SendError::Connect(_)) {
+                        self.read_targets.update(&authority, |t| t.skip_until = Some(Instant::now() + SKIP_FAILED_FOR));
+                    }
+                    last = Some(transport_error(&authority, e));
                     continue;
                 }
             };
