@@ -70,7 +70,6 @@ pub fn check(data_dir: &Path) -> Result<CheckReport> {
     };
     if let Some(db) = &db {
         check_column_families(db, &mut report);
-        check_log(db, &mut report);
         check_metadata(db, &mut report);
     }
     check_snapshots(&data_dir.join("snapshots"), &mut report);
@@ -78,7 +77,8 @@ pub fn check(data_dir: &Path) -> Result<CheckReport> {
     Ok(report)
 }
 
-/// Reads every record of every column family with checksums verified.
+/// Reads every record of every column family with checksums verified; the log's records are
+/// checked as log entries on the way ([`check_log_entry`]).
 fn check_column_families(db: &DB, report: &mut CheckReport) {
     for name in ALL_CFS {
         let Some(cf) = db.cf_handle(name) else {
@@ -89,9 +89,15 @@ fn check_column_families(db: &DB, report: &mut CheckReport) {
         read.set_verify_checksums(true);
         read.fill_cache(false);
         let mut count = 0u64;
+        let mut previous_index = None;
         for item in db.iterator_cf_opt(cf, read, IteratorMode::Start) {
             match item {
-                Ok(_) => count += 1,
+                Ok((key, value)) => {
+                    count += 1;
+                    if name == CF_LOG {
+                        check_log_entry(&key, &value, &mut previous_index, report);
+                    }
+                }
                 Err(e) => {
                     report.problems.push(format!("column family {name}, after {count} records: {e}"));
                     break;
@@ -102,28 +108,24 @@ fn check_column_families(db: &DB, report: &mut CheckReport) {
     }
 }
 
-/// Decodes every log entry and checks that the indexes follow each other from the last purged one.
-fn check_log(db: &DB, report: &mut CheckReport) {
-    let Some(cf) = db.cf_handle(CF_LOG) else { return };
-    let mut previous: Option<u64> = None;
-    for item in db.iterator_cf(cf, IteratorMode::Start) {
-        let Ok((key, value)) = item else { return };
-        let Some(index) = log_index(&key) else {
-            report.problems.push(format!("log: a key of {} bytes, not 8", key.len()));
-            continue;
-        };
-        if let Err(e) = decode_versions::<raftkv_types::Entry>("log entry", &value, &[FORMAT_V2]) {
-            report.problems.push(format!("log entry {index}: {e}"));
-        }
-        if let Some(previous) = previous
-            && index != previous + 1
-        {
-            report.problems.push(format!("log: entries {} to {} are missing", previous + 1, index - 1));
-        }
-        report.log_range = Some((report.log_range.map_or(index, |(first, _)| first), index));
-        report.log_entries += 1;
-        previous = Some(index);
+/// Decodes the log record `key`/`value` and checks that its index follows `previous` (the
+/// index of the record before it).
+fn check_log_entry(key: &[u8], value: &[u8], previous: &mut Option<u64>, report: &mut CheckReport) {
+    let Some(index) = log_index(key) else {
+        report.problems.push(format!("log: a key of {} bytes, not 8", key.len()));
+        return;
+    };
+    if let Err(e) = decode_versions::<raftkv_types::Entry>("log entry", value, &[FORMAT_V2]) {
+        report.problems.push(format!("log entry {index}: {e}"));
     }
+    if let Some(previous) = *previous
+        && index != previous + 1
+    {
+        report.problems.push(format!("log: entries {} to {} are missing", previous + 1, index - 1));
+    }
+    report.log_range = Some((report.log_range.map_or(index, |(first, _)| first), index));
+    report.log_entries += 1;
+    *previous = Some(index);
 }
 
 /// Decodes the Raft and state-machine metadata, and checks that the log starts right after the
@@ -131,20 +133,17 @@ fn check_log(db: &DB, report: &mut CheckReport) {
 fn check_metadata(db: &DB, report: &mut CheckReport) {
     let Some(meta) = db.cf_handle(CF_RAFT_META) else { return };
     let read = |key: &[u8]| db.get_cf(meta, key).map_err(|e| e.to_string());
+    if let Ok(Some(bytes)) = read(KEY_VOTE)
+        && let Err(e) = decode::<raftkv_types::Vote>("vote", &bytes)
+    {
+        report.problems.push(format!("raft metadata vote: {e}"));
+    }
     let mut last_purged: Option<u64> = None;
-    for (what, key) in [("vote", KEY_VOTE), ("committed", KEY_COMMITTED), ("last purged", KEY_LAST_PURGED)] {
-        match read(key) {
-            Ok(Some(bytes)) if what == "vote" => {
-                if let Err(e) = decode::<raftkv_types::Vote>("vote", &bytes) {
-                    report.problems.push(format!("raft metadata {what}: {e}"));
-                }
-            }
-            Ok(Some(bytes)) => match decode::<Option<raftkv_types::LogId>>(what_static(what), &bytes) {
-                Ok(id) if what == "last purged" => last_purged = id.map(|l| l.index),
-                Ok(_) => {}
-                Err(e) => report.problems.push(format!("raft metadata {what}: {e}")),
-            },
-            Ok(None) => {}
+    for (what, key) in [("committed log id", KEY_COMMITTED), ("last purged log id", KEY_LAST_PURGED)] {
+        match read(key).map(|bytes| bytes.map(|b| decode::<Option<raftkv_types::LogId>>(what, &b))) {
+            Ok(Some(Ok(id))) if key == KEY_LAST_PURGED => last_purged = id.map(|l| l.index),
+            Ok(Some(Ok(_)) | None) => {}
+            Ok(Some(Err(e))) => report.problems.push(format!("raft metadata {what}: {e}")),
             Err(e) => report.problems.push(format!("raft metadata {what}: {e}")),
         }
     }
@@ -166,10 +165,6 @@ fn check_metadata(db: &DB, report: &mut CheckReport) {
         Ok((_, state)) => report.applied_index = state.applied_index(),
         Err(e) => report.problems.push(format!("state-machine metadata: {e}")),
     }
-}
-
-fn what_static(what: &str) -> &'static str {
-    if what == "committed" { "committed log id" } else { "last purged log id" }
 }
 
 /// Verifies every published snapshot file (its header, chunk and whole-file checksums).
