@@ -15,7 +15,8 @@ use crate::membership::role_of;
 pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus {
     let membership = m.membership_config.membership();
     let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-    let standbys = handle.state_machine.standbys();
+    // One consistent read of the applied state: the standby flags and the identity shown together.
+    let applied = handle.state_machine.applied_meta();
     let last_log_index = m.last_log_index.unwrap_or(0);
     let role = crate::leadership::role_of_state(m.state);
     let now = Instant::now();
@@ -29,7 +30,7 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
                 addr: node.addr.clone(),
                 zone: node.zone.clone(),
                 voter: voters.contains(nid),
-                role: role_of(*nid, &voters, &standbys, m),
+                role: role_of(*nid, &voters, &applied.cluster.standbys, m),
                 matched_index,
                 lag: matched_index.map(|mi| last_log_index.saturating_sub(mi)),
                 lag_ms: matched_index.map(|mi| handle.clock.lag(mi, now).as_millis() as u64),
@@ -39,7 +40,6 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
             (*nid, status)
         })
         .collect();
-    let applied = handle.state_machine.applied_meta();
     NodeStatus {
         id: handle.id,
         cluster_id: applied.identity.as_ref().map(|i| i.cluster_id.clone()),
