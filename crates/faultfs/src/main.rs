@@ -45,13 +45,10 @@ fn main() -> anyhow::Result<()> {
         args.backing.display(),
         humantime::format_duration(args.fsync_delay)
     );
-    loop {
-        match signals.wait().context("wait for a signal")? {
-            Signal::SIGUSR1 => match control.power_cut() {
-                Ok(cut) => eprintln!("raftkv-faultfs: power cut: {cut}"),
-                Err(e) => eprintln!("raftkv-faultfs: power cut failed: {e}"),
-            },
-            _ => break,
+    while signals.wait().context("wait for a signal")? == Signal::SIGUSR1 {
+        match control.power_cut() {
+            Ok(cut) => eprintln!("raftkv-faultfs: power cut: {cut}"),
+            Err(e) => eprintln!("raftkv-faultfs: power cut failed: {e}"),
         }
     }
     fs.unmount()?;

@@ -131,7 +131,7 @@ impl VolatileFile {
             self.keep_below = self.keep_below.min(size);
             let first_gone = size.div_ceil(PAGE);
             self.dirty.split_off(&first_gone);
-            if size % PAGE != 0
+            if !size.is_multiple_of(PAGE)
                 && let Some(data) = self.dirty.get_mut(&(size / PAGE))
             {
                 data[(size % PAGE) as usize..].fill(0);

@@ -9,8 +9,25 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use raftkv_client::{Client, Role};
+use raftkv_faultfs::{FaultFs, PowerCut};
 
 use crate::testnet::TestNet;
+
+/// How the nodes are started.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterSpec {
+    /// Founding voters (ids `1..=voters`).
+    pub voters: usize,
+    /// Nodes that join with `--join` (after the voters).
+    pub learners: usize,
+    /// Nodes that join with `--join --standby` (after the learners).
+    pub standbys: usize,
+    /// Give every node a disk of its own: a [`FaultFs`] mount that loses what was not fsynced on
+    /// a power cut and can be slowed down. Needs root.
+    pub fault_disks: bool,
+    /// Start the nodes with `--unsafe-no-fsync` (a positive control for power-loss tests).
+    pub unsafe_no_fsync: bool,
+}
 
 /// Port every node listens on inside its namespace.
 const NETNS_PORT: u16 = 7000;
@@ -81,20 +98,16 @@ pub struct Cluster {
     /// The namespaces, when running as root.
     pub net: Option<TestNet>,
     bin: PathBuf,
+    /// Each node's disk, by index `id - 1`, with [`ClusterSpec::fault_disks`]. Declared after
+    /// the nodes: they are killed (in `drop`) before their disks unmount.
+    disks: Vec<FaultFs>,
 }
 
 impl Cluster {
-    /// Starts `voters` founding voters, `learners` nodes that join them with `--join`, and
-    /// `standbys` that join with `--join --standby`, with data under `dir`: in namespaces if `net`
-    /// is given, on loopback ports otherwise.
-    pub fn start(
-        bin: PathBuf,
-        voters: usize,
-        learners: usize,
-        standbys: usize,
-        dir: &Path,
-        net: Option<TestNet>,
-    ) -> anyhow::Result<Cluster> {
+    /// Starts the nodes of `spec` with data under `dir`: in namespaces if `net` is given, on
+    /// loopback ports otherwise.
+    pub fn start(bin: PathBuf, spec: &ClusterSpec, dir: &Path, net: Option<TestNet>) -> anyhow::Result<Cluster> {
+        let ClusterSpec { voters, learners, standbys, .. } = *spec;
         let n = voters + learners + standbys;
         let addrs: Vec<String> = (1..=n)
             .map(|i| match &net {
@@ -112,8 +125,16 @@ impl Cluster {
         let join: Vec<String> = addrs.iter().take(voters).map(|a| format!("http://{a}")).collect();
         let join = join.join(",");
         let mut nodes = Vec::new();
+        let mut disks = Vec::new();
         for (i, addr) in addrs.iter().enumerate() {
             let id = i + 1;
+            let data_dir = dir.join(format!("n{id}"));
+            if spec.fault_disks {
+                std::fs::create_dir_all(&data_dir)?;
+                let disk = FaultFs::mount(&dir.join(format!("disk-n{id}")), &data_dir)
+                    .with_context(|| format!("mount node {id}'s disk"))?;
+                disks.push(disk);
+            }
             let founding = if id <= voters { "--initial-cluster" } else { "--join" };
             let mut args: Vec<String> = vec![
                 "serve".into(),
@@ -122,7 +143,7 @@ impl Cluster {
                 "--listen".into(),
                 addr.clone(),
                 "--data-dir".into(),
-                dir.join(format!("n{id}")).display().to_string(),
+                data_dir.display().to_string(),
                 founding.into(),
                 if id <= voters { initial.clone() } else { join.clone() },
                 // Short write timeout: a client that gives up sooner would see more `info`.
@@ -131,6 +152,9 @@ impl Cluster {
             ];
             if id > voters + learners {
                 args.push("--standby".into());
+            }
+            if spec.unsafe_no_fsync {
+                args.push("--unsafe-no-fsync".into());
             }
             nodes.push(NodeProc {
                 id,
@@ -141,7 +165,7 @@ impl Cluster {
                 child: None,
             });
         }
-        let mut cluster = Cluster { nodes, voters, learners, net, bin };
+        let mut cluster = Cluster { nodes, voters, learners, net, bin, disks };
         for i in 0..n {
             cluster.restart(i + 1)?;
         }
@@ -157,6 +181,22 @@ impl Cluster {
     /// SIGKILLs node `id`.
     pub fn kill(&mut self, id: usize) {
         self.nodes[id - 1].kill9();
+    }
+
+    /// Cuts node `id`'s power: SIGKILLs it and drops everything its disk had not fsynced. Needs
+    /// [`ClusterSpec::fault_disks`].
+    pub fn power_cut(&mut self, id: usize) -> anyhow::Result<PowerCut> {
+        self.kill(id);
+        let disk = self.disks.get(id - 1).context("power cuts need the nodes' fault disks")?;
+        Ok(disk.control().power_cut()?)
+    }
+
+    /// Makes node `id`'s disk answer every fsync `delay` late (zero: a healthy disk). Needs
+    /// [`ClusterSpec::fault_disks`].
+    pub fn set_fsync_delay(&self, id: usize, delay: Duration) -> anyhow::Result<()> {
+        let disk = self.disks.get(id - 1).context("slow disks need the nodes' fault disks")?;
+        disk.control().set_fsync_delay(delay);
+        Ok(())
     }
 
     /// SIGSTOPs node `id`.

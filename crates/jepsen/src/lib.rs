@@ -4,10 +4,12 @@
 //! # Layout
 //! - [`history`]: the JSONL history format (Jepsen's: invoke / ok / fail / info).
 //! - [`operation`]: pairing invocations with completions, per key.
-//! - [`checker`]: the linearizability checker for registers.
+//! - [`checker`]: the linearizability checker for registers; [`lost_writes`] names the
+//!   acknowledged writes the final reads prove lost.
 //! - [`run`]: one test run; [`cluster`] (the nodes), [`testnet`] (namespaces and nftables),
 //!   [`workload`] (the clients), [`nemesis`] (the faults), [`report`] (report.html);
-//!   [`backup_reads`] records linearizable backups as reads of every key in use.
+//!   [`backup_reads`] records linearizable backups as reads of every key in use. With power-loss
+//!   or slow-disk faults, each node runs on a `raftkv_faultfs` disk of its own.
 //!
 //! # Example
 //! ```
@@ -30,6 +32,7 @@ pub mod checker;
 pub mod cluster;
 mod error;
 pub mod history;
+pub mod lost_writes;
 pub mod nemesis;
 pub mod operation;
 pub mod report;

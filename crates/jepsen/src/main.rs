@@ -62,7 +62,8 @@ struct RunArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 10)]
     concurrency: usize,
-    /// Faults: a comma list of kill, pause, partition, partition-leader, member; or all, or none.
+    /// Faults: a comma list of kill, pause, partition, partition-leader, member, power-loss,
+    /// power-loss-all, slow-disk; or all (kill, pause, partition, member), disk (power-loss, slow-disk), or none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Seconds between faults, and the length of each.
@@ -93,6 +94,10 @@ struct RunArgs {
     /// Time budget of the check, in seconds.
     #[arg(long, default_value_t = 120)]
     check_budget_secs: u64,
+    /// Start the nodes with --unsafe-no-fsync: a positive control that power-loss faults must
+    /// catch losing acknowledged writes. Never for a real test.
+    #[arg(long)]
+    unsafe_no_fsync: bool,
 }
 
 fn run_command(args: RunArgs) -> ExitCode {
@@ -133,6 +138,7 @@ fn run_command(args: RunArgs) -> ExitCode {
             backup_consistency: args.backup_consistency,
             standbys: args.standbys,
             autopilot_dead_after: Duration::from_millis(args.autopilot_dead_after_ms),
+            unsafe_no_fsync: args.unsafe_no_fsync,
         })
     };
     let opts = match setup() {

@@ -1,4 +1,5 @@
-//! Faults: kill, pause and partition, one at a time, each recorded with its start and end.
+//! Faults: kill, pause, partition, membership changes, power loss and slow disks, one at a time,
+//! each recorded with its start and end.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,6 +24,16 @@ pub enum Fault {
     /// Remove a voter from the membership (joint consensus), then add it back as a learner and
     /// promote it again.
     Member,
+    /// Cut the power of a node (half the time the leader), or a third of the time of every node
+    /// at once: SIGKILL, then drop everything its disk had not fsynced; restart afterwards. Needs
+    /// the fault disks.
+    PowerLoss,
+    /// Only cut the power of every node at once (the worst case, for targeted tests and the
+    /// positive control).
+    PowerLossAll,
+    /// Make the fsyncs of one or two followers answer 100 ms to 2 s late; heal afterwards. Needs
+    /// the fault disks.
+    SlowDisk,
 }
 
 impl Fault {
@@ -30,15 +41,36 @@ impl Fault {
     pub fn needs_network(self) -> bool {
         matches!(self, Fault::Partition | Fault::PartitionLeader)
     }
+
+    /// Whether the fault needs every node on a fault disk (root, FUSE).
+    pub fn needs_disks(self) -> bool {
+        matches!(self, Fault::PowerLoss | Fault::PowerLossAll | Fault::SlowDisk)
+    }
+
+    /// The fault's name on the command line and in histories.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::Kill => "kill",
+            Fault::Pause => "pause",
+            Fault::Partition => "partition",
+            Fault::PartitionLeader => "partition-leader",
+            Fault::Member => "member",
+            Fault::PowerLoss => "power-loss",
+            Fault::PowerLossAll => "power-loss-all",
+            Fault::SlowDisk => "slow-disk",
+        }
+    }
 }
 
 /// Parses `--nemesis`: a comma list of `kill`, `pause`, `partition`, `partition-leader`, `member`,
-/// or `all` (kill, pause, partition, member) or `none`.
+/// `power-loss`, `power-loss-all`, `slow-disk`, or `all` (kill, pause, partition, member), `disk` (power-loss,
+/// slow-disk) or `none`.
 pub fn parse_faults(s: &str) -> anyhow::Result<Vec<Fault>> {
     let mut faults = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
             "all" => faults.extend([Fault::Kill, Fault::Pause, Fault::Partition, Fault::Member]),
+            "disk" => faults.extend([Fault::PowerLoss, Fault::SlowDisk]),
             "none" => {}
             other => faults.push(other.parse()?),
         }
@@ -57,8 +89,13 @@ impl FromStr for Fault {
             "partition" => Fault::Partition,
             "partition-leader" => Fault::PartitionLeader,
             "member" => Fault::Member,
+            "power-loss" => Fault::PowerLoss,
+            "power-loss-all" => Fault::PowerLossAll,
+            "slow-disk" => Fault::SlowDisk,
             other => {
-                bail!("unknown fault {other:?}; expected kill, pause, partition, partition-leader, member, all or none")
+                bail!(
+                    "unknown fault {other:?}; expected kill, pause, partition, partition-leader, member, power-loss, power-loss-all, slow-disk, all, disk or none"
+                )
             }
         })
     }
@@ -71,6 +108,8 @@ enum Active {
     Paused(usize),
     Partitioned,
     Removed(usize),
+    PowerLost(Vec<usize>),
+    SlowDisks(Vec<usize>),
 }
 
 /// Injects one fault at a time.
@@ -188,6 +227,42 @@ impl Nemesis {
                 rec.nemesis("start-member", what);
                 self.active = Some((Active::Removed(node), "stop-member"));
             }
+            Fault::PowerLoss | Fault::PowerLossAll => {
+                let targets: Vec<usize> = if fault == Fault::PowerLossAll || self.rng.below(3) == 0 {
+                    (1..=cluster.nodes.len()).filter(|id| cluster.is_running(*id)).collect()
+                } else {
+                    vec![self.target(cluster).await]
+                };
+                let mut described = Vec::new();
+                for &node in &targets {
+                    let cut = cluster.power_cut(node)?;
+                    described.push(format!("n{node} ({cut})"));
+                }
+                let scope = if targets.len() > 1 { "all nodes: " } else { "" };
+                rec.nemesis("start-power-loss", format!("{scope}{}", described.join(", ")));
+                self.active = Some((Active::PowerLost(targets), "stop-power-loss"));
+            }
+            Fault::SlowDisk => {
+                let leader = cluster.leader().await;
+                let mut followers: Vec<usize> = cluster
+                    .current_voters()
+                    .await
+                    .into_iter()
+                    .filter(|id| Some(*id) != leader && cluster.is_running(*id))
+                    .collect();
+                let count = (1 + self.rng.below(2) as usize).min(followers.len());
+                let mut slowed = Vec::new();
+                for _ in 0..count {
+                    slowed.push(followers.remove(self.rng.below(followers.len() as u64) as usize));
+                }
+                let delay = Duration::from_millis(100 + self.rng.below(1_900));
+                for &node in &slowed {
+                    cluster.set_fsync_delay(node, delay)?;
+                }
+                let names: Vec<String> = slowed.iter().map(|n| format!("n{n}")).collect();
+                rec.nemesis("start-slow-disk", format!("{} fsync +{} ms", names.join(" "), delay.as_millis()));
+                self.active = Some((Active::SlowDisks(slowed), "stop-slow-disk"));
+            }
         }
         Ok(())
     }
@@ -222,6 +297,19 @@ impl Nemesis {
                     Ok(_) => format!("re-add n{node}"),
                     Err(e) => format!("re-add n{node} failed: {e}"),
                 }
+            }
+            Active::PowerLost(nodes) => {
+                for &node in &nodes {
+                    cluster.restart(node)?;
+                }
+                let names: Vec<String> = nodes.iter().map(|n| format!("n{n}")).collect();
+                format!("power back on {}", names.join(" "))
+            }
+            Active::SlowDisks(nodes) => {
+                for &node in &nodes {
+                    cluster.set_fsync_delay(node, Duration::ZERO)?;
+                }
+                "healed".to_string()
             }
         };
         rec.nemesis(name, what);

@@ -147,6 +147,17 @@ pub fn write_html(path: &Path, events: &[Event], results: &RunResults) -> std::i
         }
         violations.push_str("</pre>");
     }
+    if !results.lost_writes.is_empty() {
+        let _ = write!(
+            violations,
+            "<h3>{} acknowledged writes lost (missing from the final read of their key)</h3><pre>",
+            results.lost_writes.len()
+        );
+        for lost in results.lost_writes.iter().take(DETAIL_LIMIT) {
+            let _ = writeln!(violations, "{}", escape(&serde_json::to_string(lost).unwrap_or_default()));
+        }
+        violations.push_str("</pre>");
+    }
     let html = format!(
         r##"<!doctype html><html><head><meta charset="utf-8"><title>raftkv-jepsen: {verdict}</title>
 <style>body{{font-family:sans-serif;margin:20px}} td,th{{padding:2px 10px;text-align:right}} svg{{border:1px solid #ccc}}</style></head><body>

@@ -13,8 +13,9 @@ use serde::Serialize;
 
 use crate::backup_reads::run_backup_reads;
 use crate::checker::{CheckReport, check};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterSpec};
 use crate::history::{Event, EventType, Process, write_history};
+use crate::lost_writes::{FINAL_READ_PROCESS, LostWrite, lost_writes};
 use crate::nemesis::{Fault, Nemesis, run_schedule};
 use crate::report::write_html;
 use crate::testnet::TestNet;
@@ -59,6 +60,9 @@ pub struct RunOptions {
     pub standbys: usize,
     /// The autopilot's dead period, with standbys.
     pub autopilot_dead_after: Duration,
+    /// Start the nodes with `--unsafe-no-fsync`: a positive control, which power-loss faults must
+    /// catch losing acknowledged writes.
+    pub unsafe_no_fsync: bool,
 }
 
 /// An autopilot or cluster event, as the run saw it on the leader's event log.
@@ -107,6 +111,8 @@ pub struct RunResults {
     pub backups: usize,
     /// The cluster's events during the run (autopilot actions and decisions), in order.
     pub cluster_events: Vec<ClusterMark>,
+    /// Acknowledged writes the final reads prove lost.
+    pub lost_writes: Vec<LostWrite>,
 }
 
 /// Counts completions by `f` and outcome.
@@ -142,6 +148,7 @@ pub fn fault_windows(events: &[Event], end: u64) -> Vec<FaultWindow> {
 /// Runs the test and writes its files; returns the results.
 pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     let needs_net = opts.faults.iter().any(|f| f.needs_network());
+    let fault_disks = opts.faults.iter().any(|f| f.needs_disks());
     let net = if TestNet::available() {
         let tag = (std::process::id() % 200) as u8;
         Some(TestNet::create(tag, opts.nodes + opts.learners + opts.standbys).context("build the test network")?)
@@ -151,6 +158,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         }
         if needs_net {
             bail!("partition faults need root (network namespaces and nftables); run as root or drop them");
+        }
+        if fault_disks {
+            bail!("power-loss and slow-disk faults need root (FUSE mounts); run as root or drop them");
         }
         eprintln!("note: not root, so nodes run on loopback and only process faults (kill, pause) are available");
         None
@@ -162,7 +172,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     if opts.read_from_learners && opts.learners == 0 {
         bail!("reading from learners needs --learners 1 or more");
     }
-    let mut cluster = Cluster::start(opts.bin.clone(), opts.nodes, opts.learners, opts.standbys, data.path(), net)?;
+    let spec = ClusterSpec {
+        voters: opts.nodes,
+        learners: opts.learners,
+        standbys: opts.standbys,
+        fault_disks,
+        unsafe_no_fsync: opts.unsafe_no_fsync,
+    };
+    let mut cluster = Cluster::start(opts.bin.clone(), &spec, data.path(), net)?;
     if cluster.wait_for_leader(Duration::from_secs(30)).await.is_none() {
         bail!("no leader within 30 s; see the node logs in {}", data.path().display());
     }
@@ -239,7 +256,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     }
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut process = 1_000_000;
+    let mut process = FINAL_READ_PROCESS;
     for key in keys.used() {
         for _ in 0..10 {
             process += 1;
@@ -257,8 +274,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     }
 
     let check = check(&events, opts.check_budget)?;
+    let lost = lost_writes(&events)?;
+    let mut summary = check.summary();
+    if !lost.is_empty() {
+        summary.push_str(&format!("; {} acknowledged writes lost", lost.len()));
+    }
     let results = RunResults {
-        summary: check.summary(),
+        summary,
+        lost_writes: lost,
         ops: count_ops(&events),
         faults: fault_windows(&events, end),
         network,
@@ -275,6 +298,8 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
             ("nemesis_interval_s".into(), opts.nemesis_interval.as_secs_f64().to_string()),
             ("read_consistency".into(), opts.read_consistency.to_string()),
             ("ops_per_key".into(), opts.ops_per_key.to_string()),
+            ("fault_disks".into(), fault_disks.to_string()),
+            ("unsafe_no_fsync".into(), opts.unsafe_no_fsync.to_string()),
         ]),
         check,
     };
@@ -321,7 +346,7 @@ async fn watch_cluster_events(
 /// The process lanes of the timeline: each client slot is one lane.
 pub fn lane(process: &Process, slots: u64) -> Option<u64> {
     match process {
-        Process::Client(p) if *p < 1_000_000 => Some(p % slots.max(1)),
+        Process::Client(p) if *p < FINAL_READ_PROCESS => Some(p % slots.max(1)),
         Process::Client(_) => Some(slots),
         Process::Named(_) => None,
     }

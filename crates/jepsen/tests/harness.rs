@@ -256,3 +256,48 @@ fn a_leader_partitioned_away_is_replaced_and_the_history_stays_linearizable() {
         results["cluster_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(events.contains(&"voter_replaced"), "the autopilot replaced no partitioned voter: {events:?}");
 }
+
+#[test]
+fn power_loss_loses_no_acknowledged_write() {
+    if !root_or_skip("power_loss_loses_no_acknowledged_write") {
+        return;
+    }
+    // Each node on its own disk that drops what was not fsynced; one node, the leader or all of
+    // them lose power at a time.
+    let (code, stdout, results) =
+        jepsen(&["--nemesis", "power-loss,power-loss-all", "--nemesis-interval", "2", "--time-limit", "20"]);
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    assert_eq!(results["lost_writes"].as_array().map(Vec::len), Some(0), "{stdout}");
+    let faults = fault_descriptions(&results);
+    assert!(faults.iter().any(|f| f.starts_with("power-loss all nodes")), "no power loss of all nodes: {faults:?}");
+    let ok_writes = results["ops"]["write"]["ok"].as_u64().unwrap_or(0);
+    assert!(ok_writes >= 50, "only {ok_writes} ok writes");
+}
+
+#[test]
+fn power_loss_catches_a_cluster_that_does_not_fsync() {
+    if !root_or_skip("power_loss_catches_a_cluster_that_does_not_fsync") {
+        return;
+    }
+    // The positive control: the same fault against nodes that never fsync their log must be
+    // reported as lost acknowledged writes. A check that cannot fail proves nothing.
+    let (code, stdout, results) =
+        jepsen(&["--unsafe-no-fsync", "--nemesis", "power-loss-all", "--nemesis-interval", "3", "--time-limit", "10"]);
+    assert_eq!(code, 1, "expected exit 1 (not linearizable): {stdout}");
+    let lost = results["lost_writes"].as_array().map(Vec::len).unwrap_or(0);
+    assert!(lost > 0, "no lost acknowledged writes reported: {stdout}");
+    assert!(stdout.contains("acknowledged writes lost"), "{stdout}");
+}
+
+#[test]
+fn slow_follower_disks_slow_the_cluster_down_without_stopping_it() {
+    if !root_or_skip("slow_follower_disks_slow_the_cluster_down_without_stopping_it") {
+        return;
+    }
+    let (code, stdout, results) = jepsen(&["--nemesis", "slow-disk", "--nemesis-interval", "3", "--time-limit", "20"]);
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    let faults = fault_descriptions(&results);
+    assert!(faults.iter().any(|f| f.starts_with("slow-disk n")), "no slow disk: {faults:?}");
+    let ok_writes = results["ops"]["write"]["ok"].as_u64().unwrap_or(0);
+    assert!(ok_writes >= 20, "only {ok_writes} ok writes: slow followers must not stop the cluster");
+}

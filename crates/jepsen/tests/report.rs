@@ -47,6 +47,7 @@ fn report_bytes(events: &[Event]) -> usize {
         settings: BTreeMap::from([("concurrency".into(), "10".into())]),
         backups: 0,
         cluster_events: Vec::new(),
+        lost_writes: Vec::new(),
         check,
     };
     let path = dir.path().join("report.html");

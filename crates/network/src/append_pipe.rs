@@ -2,11 +2,22 @@
 //!
 //! # Protocol
 //! The leader opens a TCP connection to the peer's HTTP address and asks to switch protocols:
-//! `POST /raft/v1/append-stream` with `Connection: upgrade` and `Upgrade: raftkv-append/1`. The
+//! `POST /raft/v1/append-stream` with `Connection: upgrade` and `Upgrade: raftkv-append/2`. The
 //! peer answers `101 Switching Protocols`; from then on both directions carry frames of a 4-byte
-//! big-endian length followed by a bincode body:
-//! - leader to peer: one [`AppendEntriesRequest`] per frame;
-//! - peer to leader: one [`RemoteResult`]`<`[`StreamAppendResult`]`>` per request, in request order.
+//! big-endian length followed by a [`stream_frame`](crate::stream_frame) (a checksummed bincode
+//! message, or a progress sign):
+//! - leader to peer: one [`AppendEntriesRequest`] per message;
+//! - peer to leader: one [`RemoteResult`]`<`[`StreamAppendResult`]`>` per request, in request
+//!   order, and progress signs while it receives or works on one.
+//!
+//! A peer of an older release refuses version 2 with a 400; the leader then speaks version 1
+//! (bare bincode bodies, no checksums, no progress signs) to it.
+//!
+//! # Dead or slow
+//! An answer is late when nothing came from the peer (an answer or a progress sign) for a whole
+//! RPC deadline since the request was sent or the peer last showed progress. A peer whose fsync
+//! takes seconds, or that takes a large entry in slowly, keeps showing progress and is waited
+//! for; a dead or cut-off one goes silent and is given up on after one deadline.
 //!
 //! The leader writes requests to the socket and reads the answers on openraft's replication task
 //! itself, without an HTTP request per RPC or a connection task in between. The protocol allows
@@ -34,12 +45,15 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::cluster_guard::ClusterGuard;
 use crate::peer_router::{MAX_PEER_REQUEST_BYTES, RemoteResult};
+use crate::stream_frame::{self, StreamFrame};
 use crate::wire;
 
 /// Path of the streaming AppendEntries endpoint.
 pub const PATH_APPEND_STREAM: &str = "/raft/v1/append-stream";
-/// The protocol named in the `Upgrade` header.
-pub const UPGRADE_PROTOCOL: &str = "raftkv-append/1";
+/// The protocol named in the `Upgrade` header: checksummed frames and progress signs.
+pub const UPGRADE_PROTOCOL: &str = "raftkv-append/2";
+/// The first version: bare bodies, answers only. Spoken to peers of older releases.
+pub const UPGRADE_PROTOCOL_V1: &str = "raftkv-append/1";
 
 /// Requests of one session sent and not yet answered, at most.
 ///
@@ -51,11 +65,14 @@ pub const UPGRADE_PROTOCOL: &str = "raftkv-append/1";
 /// replication task and the socket.
 const MAX_IN_FLIGHT: usize = 1;
 
-/// The slowest a peer may take in a request's bytes (read, decode, write and fsync them) before its
-/// answer counts as late: a request's deadline is openraft's RPC deadline plus its size at this
-/// rate. Without it a large entry (a 1 MiB value) could miss the deadline on every attempt, each
-/// attempt re-sending it, and never be replicated.
+/// With a version 1 peer (no progress signs), the slowest it may take in a request's bytes (read,
+/// decode, write and fsync them) before its answer counts as late: a request's deadline is
+/// openraft's RPC deadline plus its size at this rate.
 const MIN_PEER_BYTES_PER_SEC: f64 = 4.0 * 1024.0 * 1024.0;
+
+/// The shortest silence that counts as a dead peer, whatever the RPC deadline: several progress
+/// intervals, so that one late progress sign on a busy machine is not taken for death.
+const MIN_SILENCE: Duration = Duration::from_millis(5 * crate::stream_frame::PROGRESS_INTERVAL.as_millis() as u64);
 
 /// Largest response head accepted from the peer during the protocol switch.
 const MAX_HANDSHAKE_BYTES: usize = 4096;
@@ -88,6 +105,8 @@ pub struct AppendPipe {
     stale: usize,
     /// A write was cut off halfway (its session was dropped): the byte stream is no longer framed.
     torn: bool,
+    /// Whether the peer speaks version 2 (checksums and progress signs).
+    v2: bool,
 }
 
 impl AppendPipe {
@@ -100,15 +119,23 @@ impl AppendPipe {
         deadline: Duration,
         link: Link,
     ) -> Result<AppendPipe, RPCError<TypeConfig>> {
-        match tokio::time::timeout(deadline, Self::handshake(addr, guard)).await {
+        let connect = async {
+            match Self::handshake(addr, guard, UPGRADE_PROTOCOL).await {
+                // A peer of an older release knows only version 1.
+                Err(Refused::Old) => Self::handshake(addr, guard, UPGRADE_PROTOCOL_V1).await,
+                other => other,
+            }
+        };
+        match tokio::time::timeout(deadline, connect).await {
             Ok(Ok(pipe)) => Ok(pipe),
             Ok(Err(Refused::Connect(e))) => Err(RPCError::Unreachable(Unreachable::new(&e))),
             Ok(Err(Refused::Protocol(message))) => Err(network_error(message)),
+            Ok(Err(Refused::Old)) => Err(network_error("peer refused both append stream versions".into())),
             Err(_) => Err(RPCError::Timeout(link.timeout(deadline))),
         }
     }
 
-    async fn handshake(addr: &str, guard: &ClusterGuard) -> Result<AppendPipe, Refused> {
+    async fn handshake(addr: &str, guard: &ClusterGuard, protocol: &str) -> Result<AppendPipe, Refused> {
         let mut tcp = TcpStream::connect(addr).await.map_err(Refused::Connect)?;
         tcp.set_nodelay(true).map_err(|e| Refused::Protocol(format!("set TCP_NODELAY: {e}")))?;
         set_keepalive(&tcp).map_err(|e| Refused::Protocol(format!("set TCP keepalive: {e}")))?;
@@ -118,7 +145,7 @@ impl AppendPipe {
             .map(|(name, value)| format!("{name}: {}\r\n", value.to_str().unwrap_or_default()))
             .collect();
         let request = format!(
-            "POST {PATH_APPEND_STREAM} HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: {UPGRADE_PROTOCOL}\r\n{identity}content-length: 0\r\n\r\n"
+            "POST {PATH_APPEND_STREAM} HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: {protocol}\r\n{identity}content-length: 0\r\n\r\n"
         );
         tcp.write_all(request.as_bytes()).await.map_err(|e| Refused::Protocol(format!("send upgrade request: {e}")))?;
 
@@ -142,6 +169,9 @@ impl AppendPipe {
             }
         }
         let status_line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+        if protocol != UPGRADE_PROTOCOL_V1 && status_line.starts_with(b"HTTP/1.1 400") {
+            return Err(Refused::Old);
+        }
         if !status_line.starts_with(b"HTTP/1.1 101") {
             let status = String::from_utf8_lossy(status_line);
             return Err(Refused::Protocol(format!("peer refused the append stream: {status}")));
@@ -153,6 +183,7 @@ impl AppendPipe {
             outstanding: 0,
             stale: 0,
             torn: false,
+            v2: protocol == UPGRADE_PROTOCOL,
         })
     }
 
@@ -165,8 +196,9 @@ impl AppendPipe {
     async fn send(&mut self, request: &AppendEntriesRequest<TypeConfig>) -> Result<usize, String> {
         let body = wire::encode(request).map_err(|e| format!("encode append request: {e}"))?;
         let size = body.len();
+        let frame = if self.v2 { stream_frame::message(&body) } else { Bytes::from(body) };
         self.torn = true;
-        self.writer.send(Bytes::from(body)).await.map_err(|e| format!("send append request: {e}"))?;
+        self.writer.send(frame).await.map_err(|e| format!("send append request: {e}"))?;
         self.torn = false;
         self.outstanding += 1;
         Ok(size)
@@ -179,6 +211,8 @@ enum Refused {
     Connect(std::io::Error),
     /// Connected, but the switch failed.
     Protocol(String),
+    /// The peer refused the protocol version asked for (an older release).
+    Old,
 }
 
 /// Who is talking to whom, for errors.
@@ -251,24 +285,34 @@ where
         if s.input_done && pipe.outstanding == 0 {
             return None;
         }
-        let deadline = s.progress_at + s.ttl + s.allowance;
+        let deadline = s.progress_at + s.ttl.max(MIN_SILENCE) + s.allowance;
         // Answers first: they are what the replication task is waiting for.
         tokio::select! {
             biased;
             frame = pipe.reader.next(), if pipe.outstanding > 0 => {
-                pipe.outstanding -= 1;
                 s.progress_at = Instant::now();
                 let frame = match frame {
                     Some(Ok(frame)) => frame,
                     Some(Err(e)) => return Some(s.fail(network_error(format!("read append answer: {e}")))),
                     None => return Some(s.fail(network_error("peer closed the append stream".to_string()))),
                 };
+                let body = if pipe.v2 {
+                    match stream_frame::decode(&frame) {
+                        // The peer is alive and working: wait on.
+                        Ok(StreamFrame::Progress) => continue,
+                        Ok(StreamFrame::Message(body)) => body,
+                        Err(e) => return Some(s.fail(network_error(format!("append answer refused: {e}")))),
+                    }
+                } else {
+                    &frame[..]
+                };
+                pipe.outstanding -= 1;
                 if pipe.stale > 0 {
                     pipe.stale -= 1;
                     continue;
                 }
                 s.allowance = Duration::ZERO;
-                let answer: RemoteResult<StreamAppendResult<TypeConfig>> = match wire::decode("append answer", &frame) {
+                let answer: RemoteResult<StreamAppendResult<TypeConfig>> = match wire::decode("append answer", body) {
                     Ok(answer) => answer,
                     Err(e) => return Some(s.fail(RPCError::Network(RaftNetworkError::new(&e)))),
                 };
@@ -293,13 +337,21 @@ where
                 }
                 match pipe.send(&request).await {
                     Ok(size) => {
-                        s.allowance = s.allowance.max(Duration::from_secs_f64(size as f64 / MIN_PEER_BYTES_PER_SEC));
+                        if pipe.v2 {
+                            // The peer took the bytes in (the send finished): that is progress.
+                            if first {
+                                s.progress_at = Instant::now();
+                            }
+                        } else {
+                            s.allowance =
+                                s.allowance.max(Duration::from_secs_f64(size as f64 / MIN_PEER_BYTES_PER_SEC));
+                        }
                     }
                     Err(e) => return Some(s.fail(network_error(e))),
                 }
             }
             _ = tokio::time::sleep_until(deadline), if pipe.outstanding > 0 => {
-                let timeout = s.link.timeout(s.ttl + s.allowance);
+                let timeout = s.link.timeout(s.ttl.max(MIN_SILENCE) + s.allowance);
                 return Some(s.fail(RPCError::Timeout(timeout)));
             }
         }

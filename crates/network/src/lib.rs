@@ -4,7 +4,8 @@
 //! # Layout
 //! - [`peer_client`]: [`PeerNetwork`] and [`PeerClient`], openraft's `RaftNetworkFactory` and
 //!   `RaftNetworkV2` over HTTP with bincode bodies; replication is pipelined over one upgraded
-//!   connection per peer ([`append_pipe`]).
+//!   connection per peer ([`append_pipe`]; its frames in `stream_frame`, checksummed, with
+//!   progress signs that tell a slow peer from a dead one; the peer's end in `append_server`).
 //! - [`peer_router`](mod@peer_router): the `/raft/v1/*` routes that deliver those RPCs to the local Raft.
 //! - [`cluster_guard`]: [`ClusterGuard`], the cluster id and epoch every peer RPC carries and
 //!   checks.
@@ -32,6 +33,7 @@ pub mod admin_router;
 pub mod api_error;
 mod api_request;
 pub mod append_pipe;
+mod append_server;
 pub mod client_router;
 pub mod cluster_guard;
 pub mod cluster_router;
@@ -42,6 +44,7 @@ pub mod leader_proxy;
 pub mod member_rpc;
 pub mod peer_client;
 pub mod peer_router;
+mod stream_frame;
 pub mod wire;
 
 pub use api_error::ApiError;

@@ -1,8 +1,6 @@
 //! The server side of peer RPC: HTTP routes that hand Raft messages to the local openraft.
 
-use std::collections::VecDeque;
 use std::io;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,22 +9,20 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use openraft::error::{LinearizableReadError, RaftError};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, StreamAppendResult, TransferLeaderRequest, VoteRequest,
-};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
 use openraft::{ReadPolicy, Snapshot};
 use raftkv_storage::{KvStateMachine, SnapshotFile};
 use raftkv_types::{NodeId, TypeConfig, Vote};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
-use tokio_util::codec::{FramedRead, FramedWrite};
 
 use crate::api_error::ApiError;
-use crate::append_pipe::{self, PATH_APPEND_STREAM, UPGRADE_PROTOCOL};
+use crate::append_pipe::{PATH_APPEND_STREAM, UPGRADE_PROTOCOL, UPGRADE_PROTOCOL_V1};
+use crate::append_server::serve_append_stream;
 use crate::cluster_guard::{ClusterGuard, check_identity};
 use crate::leader_contact::LeaderContact;
 use crate::wire;
@@ -150,86 +146,27 @@ async fn append(State(s): State<PeerState>, body: Bytes) -> Result<Response, Api
 /// it on a task of its own. Anything but a proper upgrade request gets a 400 with a JSON error.
 async fn append_stream(State(s): State<PeerState>, mut request: Request) -> Response {
     let wants = request.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
-    if wants != Some(UPGRADE_PROTOCOL) {
-        let message = format!("expected a connection upgrade to {UPGRADE_PROTOCOL}");
-        return ApiError::bad_request("invalid_upgrade", message).into_response();
-    }
+    let (protocol, v2) = match wants {
+        Some(UPGRADE_PROTOCOL) => (UPGRADE_PROTOCOL, true),
+        Some(UPGRADE_PROTOCOL_V1) => (UPGRADE_PROTOCOL_V1, false),
+        _ => {
+            let message = format!("expected a connection upgrade to {UPGRADE_PROTOCOL} or {UPGRADE_PROTOCOL_V1}");
+            return ApiError::bad_request("invalid_upgrade", message).into_response();
+        }
+    };
     let Some(on_upgrade) = request.extensions_mut().remove::<OnUpgrade>() else {
         return ApiError::bad_request("invalid_upgrade", "this connection cannot be upgraded").into_response();
     };
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve_append_stream(s, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => serve_append_stream(s.raft, s.contact, TokioIo::new(upgraded), v2).await,
             Err(e) => tracing::debug!("append stream upgrade failed: {e}"),
         }
     });
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static(UPGRADE_PROTOCOL));
+    response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static(protocol));
     response
-}
-
-/// Feeds the requests read from `io` to openraft's pipelined append and writes its answers back
-/// in order, until either side ends. Accepted requests are recorded in the leader contact.
-async fn serve_append_stream<IO>(s: PeerState, io: IO)
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-{
-    let (read, write) = tokio::io::split(io);
-    let mut writer = FramedWrite::new(write, append_pipe::codec());
-    // When each request arrived and the commit index it carried, oldest first: answers come back
-    // in request order, so each answer pops its own request's entry.
-    let arrivals = Arc::new(Mutex::new(VecDeque::<(Instant, u64)>::new()));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let input = {
-        let arrivals = arrivals.clone();
-        FramedRead::new(read, append_pipe::codec()).take_until(stopped).scan((), move |(), frame| {
-            let rpc = frame.map_err(|e| e.to_string()).and_then(|frame| {
-                wire::decode::<AppendEntriesRequest<TypeConfig>>("append entries request", &frame)
-                    .map_err(|e| e.to_string())
-            });
-            let next = match rpc {
-                Ok(rpc) => {
-                    let committed = rpc.leader_commit.as_ref().map_or(0, |l| l.index);
-                    arrivals.lock().unwrap_or_else(|e| e.into_inner()).push_back((Instant::now(), committed));
-                    Some(rpc)
-                }
-                Err(e) => {
-                    tracing::warn!("append stream ends: {e}");
-                    None
-                }
-            };
-            std::future::ready(next)
-        })
-    };
-    let mut answers = std::pin::pin!(s.raft.stream_append(input));
-    while let Some(answer) = answers.next().await {
-        let arrival = arrivals.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-        let answer: RemoteResult<StreamAppendResult<TypeConfig>> = match answer {
-            Ok(result) => {
-                // Only a message from the leader this node follows says anything about freshness.
-                if let (Ok(_), Some((at, committed))) = (&result, arrival) {
-                    s.contact.record(at, committed);
-                }
-                Ok(result)
-            }
-            Err(fatal) => Err(RemoteFailure { message: fatal.to_string() }),
-        };
-        let last = !matches!(answer, Ok(Ok(_)));
-        let frame = match wire::encode(&answer) {
-            Ok(frame) => frame,
-            Err(e) => {
-                tracing::error!("encode append answer: {e}");
-                break;
-            }
-        };
-        if writer.send(Bytes::from(frame)).await.is_err() || last {
-            break;
-        }
-    }
-    // Ends the input (and with it openraft's reading task) even if the leader keeps the
-    // connection open.
-    drop(stop);
 }
 
 /// Confirms leadership with a quorum (ReadIndex) and answers the index the caller must have

@@ -51,6 +51,10 @@ pub struct NodeConfig {
     /// quorum) waits for one before answering 503. Such a request was not proposed, so waiting
     /// and retrying it is safe. By default, 3 s.
     pub leader_wait: Duration,
+    /// **Test only; loses acknowledged writes on power loss.** Never fsync log appends and votes
+    /// (see `raftkv_storage::StoreOptions::unsafe_no_fsync`). By default, false; nothing turns it
+    /// on but setting it.
+    pub unsafe_no_fsync: bool,
 }
 
 /// Raft timing and log compaction. The defaults suit a LAN: an election starts 300-600 ms after
@@ -100,6 +104,7 @@ impl NodeConfig {
             write_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(5),
             leader_wait: Duration::from_secs(3),
+            unsafe_no_fsync: false,
         }
     }
 

@@ -19,7 +19,7 @@ use raftkv_network::{
     ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, PeerNetwork, client_router,
     peer_router,
 };
-use raftkv_storage::{FileSummary, SnapshotHeader, Store, StoreClosed};
+use raftkv_storage::{FileSummary, SnapshotHeader, Store, StoreClosed, StoreOptions};
 use raftkv_types::api::{BackupConsistency, Consistency, MembersResponse, NodeStatus};
 use raftkv_types::{ClusterIdentity, NodeId, PeerNode};
 use tokio::net::TcpListener;
@@ -80,7 +80,13 @@ impl Node {
             .map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
         let addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
 
-        let store = open_store(&config.data_dir, config.id).await?;
+        if config.unsafe_no_fsync {
+            tracing::warn!(
+                "--unsafe-no-fsync: log appends and votes are NOT fsynced; a power loss will lose acknowledged writes (test use only)"
+            );
+        }
+        let options = StoreOptions { unsafe_no_fsync: config.unsafe_no_fsync };
+        let store = open_store(&config.data_dir, config.id, options).await?;
         let store_closed = store.closed.clone();
         let state_machine = store.state_machine.clone();
         let raft_config = raft_config(&config)?;
@@ -369,11 +375,11 @@ async fn refuse_when_draining(
 /// Opens the node's storage. A node of this process that was just shut down on the same directory
 /// may still be releasing RocksDB's lock (its tasks wind down after `shutdown` returns): that is
 /// waited out for a few seconds.
-async fn open_store(dir: &std::path::Path, id: NodeId) -> Result<Store> {
+async fn open_store(dir: &std::path::Path, id: NodeId, options: StoreOptions) -> Result<Store> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let dir = dir.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || Store::open_as(dir, id))
+        let opened = tokio::task::spawn_blocking(move || Store::open_as_with(dir, id, options))
             .await
             .map_err(|e| NodeError::Raft(format!("open storage task: {e}")))?;
         match opened {
@@ -402,6 +408,13 @@ fn raft_config(config: &NodeConfig) -> Result<Arc<Config>> {
         // 10 ms, doubling up to 200 ms: a restarted member is found within a few milliseconds of
         // coming back instead of up to openraft's default 200 ms later.
         backoff: REPLICATION_BACKOFF.to_string(),
+        // A restarted leader must win an election again, never take its leadership back at
+        // startup: applies are not fsynced and the committed log id is persisted without fsync
+        // (both are rebuilt from the log), so after a power loss a restored leader could serve
+        // linearizable reads from a state machine that lacks acknowledged writes (its own log tail
+        // may be lost while the followers that made them durable still have them). openraft
+        // documents this hazard of `enable_leader_restore`; the power-loss fault found it.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Ok(Arc::new(raft.validate().map_err(|e| NodeError::Config(e.to_string()))?))

@@ -13,6 +13,9 @@ pub struct Database {
     /// Always `Some` until dropped.
     db: Option<DB>,
     closed: watch::Sender<bool>,
+    /// Test-only: log appends and votes are written but never fsynced (see
+    /// [`StoreOptions::unsafe_no_fsync`](crate::StoreOptions::unsafe_no_fsync)).
+    unsafe_no_fsync: bool,
 }
 
 /// Resolves once a store's database is closed: its memtables flushed and its lock released, so
@@ -23,9 +26,15 @@ pub struct StoreClosed {
 }
 
 impl Database {
-    pub(crate) fn new(db: DB) -> (Database, StoreClosed) {
+    pub(crate) fn new(db: DB, unsafe_no_fsync: bool) -> (Database, StoreClosed) {
         let (closed, rx) = watch::channel(false);
-        (Database { db: Some(db), closed }, StoreClosed { rx })
+        (Database { db: Some(db), closed, unsafe_no_fsync }, StoreClosed { rx })
+    }
+
+    /// Whether a write the log store means to make durable is fsynced: always, unless the store
+    /// was opened with the test-only `unsafe_no_fsync`.
+    pub(crate) fn fsyncs(&self) -> bool {
+        !self.unsafe_no_fsync
     }
 }
 

@@ -65,6 +65,6 @@ pub use snapshot::{FileSummary, SnapshotFile, SnapshotReader, SnapshotWriter};
 pub use snapshot_builder::KvSnapshotBuilder;
 pub use snapshot_header::{BackupConsistency, FileKind, SnapshotHeader};
 pub use state_machine::{KvStateMachine, ScanPage};
-pub use store::{Store, sync_dir};
+pub use store::{Store, StoreOptions, sync_dir};
 pub use store_check::{CheckReport, check};
 pub use wal_flusher::{WalFlusher, WalStats};

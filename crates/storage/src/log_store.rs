@@ -99,7 +99,7 @@ impl RocksLogStore {
 
     fn put_meta<T: Serialize>(&self, key: &'static [u8], value: &T, sync: bool) -> Result<()> {
         let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
+        opts.set_sync(sync && self.db.fsyncs());
         self.db
             .put_cf_opt(self.meta_cf(), key, encode(value)?, &opts)
             .map_err(StorageError::rocks("write raft metadata"))

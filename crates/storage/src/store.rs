@@ -33,10 +33,24 @@ pub struct Store {
     pub closed: StoreClosed,
 }
 
+/// How a store is opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// **Test only; loses acknowledged writes on power loss.** Log appends and votes are written
+    /// to the operating system but never fsynced. It exists so that power-loss tests can show
+    /// their checker catches lost writes (a positive control, like etcd's `--unsafe-no-fsync`).
+    pub unsafe_no_fsync: bool,
+}
+
 impl Store {
     /// Opens (creating if needed) the store under `dir`: RocksDB in `dir/db`, snapshot files in
     /// `dir/snapshots`.
     pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with `options`.
+    pub fn open_with(dir: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref();
         let db_dir = dir.join("db");
         let snapshot_dir = dir.join("snapshots");
@@ -45,7 +59,7 @@ impl Store {
 
         let db = open_db(&db_dir)?;
         data_format::check_and_upgrade(&db, dir, &snapshot_dir, created)?;
-        let (db, closed) = Database::new(db);
+        let (db, closed) = Database::new(db, options.unsafe_no_fsync);
         let db = Arc::new(db);
         let log = RocksLogStore::new(db.clone())?;
         let state_machine = KvStateMachine::open(db, snapshot_dir)?;
@@ -58,8 +72,13 @@ impl Store {
     /// Opens the store under `dir` for node `id`: records the id on first use and refuses a
     /// directory that belongs to another node.
     pub fn open_as(dir: impl AsRef<Path>, id: NodeId) -> Result<Store> {
+        Store::open_as_with(dir, id, StoreOptions::default())
+    }
+
+    /// [`Store::open_as`] with `options`.
+    pub fn open_as_with(dir: impl AsRef<Path>, id: NodeId, options: StoreOptions) -> Result<Store> {
         let dir = dir.as_ref();
-        let store = Store::open(dir)?;
+        let store = Store::open_with(dir, options)?;
         match store.log.node_id()? {
             Some(owner) if owner != id => {
                 return Err(StorageError::Refused(format!(

@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// TEST ONLY, LOSES ACKNOWLEDGED WRITES ON POWER LOSS: never fsync log appends and votes.
+    /// For power-loss tests that must show their checker catches lost writes.
+    #[arg(long)]
+    unsafe_no_fsync: bool,
 }
 
 impl ServeArgs {
@@ -92,6 +96,7 @@ impl ServeArgs {
         };
         config.max_value_bytes = self.max_value_bytes;
         config.write_timeout = Duration::from_millis(self.write_timeout_ms);
+        config.unsafe_no_fsync = self.unsafe_no_fsync;
         config.validate()?;
         Ok(config)
     }
