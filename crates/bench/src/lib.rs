@@ -6,6 +6,8 @@
 //! - [`compare`]: the same rows against both systems, alternating, medians of several trials.
 //! - [`backup`]: backup and restore of a large state: duration, throughput, peak memory.
 //! - [`procstat`]: CPU seconds and peak RSS of the servers, and machine load, from /proc.
+//! - [`recovery`]: failover and catch-up times on clusters started here.
+//! - [`slow_disk`]: writes with one or two followers on slow disks (`raftkv-faultfs`).
 //!
 //! # Example
 //! ```no_run
@@ -39,4 +41,5 @@ pub mod compare;
 pub mod load;
 pub mod procstat;
 pub mod recovery;
+pub mod slow_disk;
 pub mod target;

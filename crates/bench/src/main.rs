@@ -103,6 +103,34 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Writes with no, one and two followers on slow disks (every fsync answered --delay late),
+    /// each member on a raftkv-faultfs disk of its own, raftkv and etcd alike. Needs root (FUSE).
+    SlowDisk {
+        /// The raftkv binary.
+        #[arg(long)]
+        raftkv_bin: PathBuf,
+        /// The etcd binary; without it only raftkv is measured.
+        #[arg(long)]
+        etcd_bin: Option<PathBuf>,
+        /// How late a slow disk answers each fsync ("300ms", "1s").
+        #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+        delay: Duration,
+        /// Concurrent writers.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+        /// Measured seconds per row.
+        #[arg(long, default_value_t = 10)]
+        duration_secs: u64,
+        /// Value size in bytes.
+        #[arg(long, default_value_t = 100)]
+        value_size: usize,
+        /// First of the ports the clusters use (about 15 consecutive ports).
+        #[arg(long, default_value_t = 24200)]
+        base_port: u16,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// Flags of `backup`.
@@ -239,6 +267,20 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup(args) => backup(args).await,
+        Command::SlowDisk { raftkv_bin, etcd_bin, delay, clients, duration_secs, value_size, base_port, json } => {
+            let mut systems = vec![(System::Raftkv, raftkv_bin)];
+            systems.extend(etcd_bin.map(|bin| (System::Etcd, bin)));
+            let spec = raftkv_bench::slow_disk::SlowDiskSpec {
+                systems,
+                delay,
+                clients: clients.max(1),
+                duration: Duration::from_secs(duration_secs.max(1)),
+                value_size: value_size.max(1),
+                base_port,
+                dir: std::env::temp_dir().join(format!("raftkv-slow-disk-{}", std::process::id())),
+            };
+            slow_disk(spec, json).await
+        }
         Command::Recovery { raftkv_bin, etcd_bin, rounds, catch_up_writes, base_port, json } => {
             anyhow::ensure!(rounds >= 1, "--rounds must be at least 1");
             let dir = std::env::temp_dir().join(format!("raftkv-recovery-{}", std::process::id()));
@@ -269,6 +311,14 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn slow_disk(spec: raftkv_bench::slow_disk::SlowDiskSpec, json: Option<PathBuf>) -> anyhow::Result<()> {
+    let rows = raftkv_bench::slow_disk::measure(&spec).await;
+    let _ = std::fs::remove_dir_all(&spec.dir);
+    let rows = rows?;
+    println!("{}", raftkv_bench::slow_disk::markdown(&rows));
+    write_json(json.as_deref(), &rows)
 }
 
 async fn backup(args: BackupArgs) -> anyhow::Result<()> {

@@ -55,14 +55,15 @@ struct Member {
 }
 
 /// A three-member cluster of `spec.system`, killed on drop.
-struct ProcCluster {
+pub(crate) struct ProcCluster {
     system: System,
     bin: PathBuf,
     members: Vec<Member>,
 }
 
 impl ProcCluster {
-    fn start(spec: &RecoverySpec) -> anyhow::Result<ProcCluster> {
+    /// Starts the members, with data in `spec.dir/<system>-<i>` (i from 1).
+    pub(crate) fn start(spec: &RecoverySpec) -> anyhow::Result<ProcCluster> {
         let p = |i: u16| spec.base_port + i;
         let data = |i: usize| spec.dir.join(format!("{}-{i}", spec.system)).display().to_string();
         let members: Vec<Member> = match spec.system {
@@ -151,12 +152,12 @@ impl ProcCluster {
         }
     }
 
-    fn endpoints(&self) -> Vec<String> {
+    pub(crate) fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(|m| m.client_url.clone()).collect()
     }
 
     /// The index of the member that leads, as the members report it.
-    async fn leader(&self) -> Option<usize> {
+    pub(crate) async fn leader(&self) -> Option<usize> {
         for (i, m) in self.members.iter().enumerate() {
             if m.child.is_some() && leads(self.system, &m.client_url).await {
                 return Some(i);
@@ -183,7 +184,7 @@ impl ProcCluster {
         }
     }
 
-    async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+    pub(crate) async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(l) = self.leader().await {
