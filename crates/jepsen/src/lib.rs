@@ -6,6 +6,7 @@
 //! - [`operation`]: pairing invocations with completions, per key.
 //! - [`checker`]: the linearizability checker for registers; [`lost_writes`] names the
 //!   acknowledged writes the final reads prove lost.
+//! - [`campaign`]: many runs cycling through fault mixes and workloads, with one summary.
 //! - [`run`]: one test run; [`cluster`] (the nodes), [`testnet`] (namespaces and nftables),
 //!   [`workload`] (the clients), [`nemesis`] (the faults), [`report`] (report.html);
 //!   [`backup_reads`] records linearizable backups as reads of every key in use. With power-loss
@@ -28,6 +29,7 @@
 //! ```
 
 pub mod backup_reads;
+pub mod campaign;
 pub mod checker;
 pub mod cluster;
 mod error;

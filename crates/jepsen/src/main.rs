@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use raftkv_jepsen::campaign::{CampaignOptions, campaign, default_mixes};
 use raftkv_jepsen::checker::check;
 use raftkv_jepsen::history::read_history;
 use raftkv_jepsen::nemesis::parse_faults;
@@ -25,6 +26,11 @@ enum Command {
     /// Run a test: a real cluster under faults, then check the history. Writes history.jsonl,
     /// results.json and report.html to --out; exits like `check` (3 when the run itself failed).
     Run(RunArgs),
+    /// Many runs for --duration, cycling through fault mixes (process, power-loss, partition,
+    /// slow-disk, member, and mixes of them) and workloads (learner reads, standbys, backups).
+    /// Keeps the histories of failing runs, writes summary.json and summary.md to --out; exits 0
+    /// if every run was linearizable, 1 if any was not, 2 if some were undecided, 3 on errors.
+    Campaign(CampaignArgs),
     /// Check a JSONL history: exit 0 linearizable, 1 not linearizable, 2 unknown.
     Check {
         /// The history file.
@@ -98,6 +104,94 @@ struct RunArgs {
     /// catch losing acknowledged writes. Never for a real test.
     #[arg(long)]
     unsafe_no_fsync: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct CampaignArgs {
+    /// How long to keep starting runs ("1h", "20m").
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Seconds of workload per run.
+    #[arg(long, default_value_t = 60)]
+    run_secs: u64,
+    /// Seconds between faults, and the length of each.
+    #[arg(long, default_value_t = 4.0)]
+    nemesis_interval: f64,
+    /// Number of voters.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 10)]
+    concurrency: usize,
+    /// Output directory.
+    #[arg(long, default_value = "jepsen-campaign")]
+    out: PathBuf,
+    /// The raftkv binary (default: next to this one).
+    #[arg(long)]
+    raftkv_bin: Option<PathBuf>,
+}
+
+fn campaign_command(args: CampaignArgs) -> ExitCode {
+    let bin = match args
+        .raftkv_bin
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(|| std::env::current_exe().map(|e| e.with_file_name("raftkv")))
+    {
+        Ok(bin) if bin.exists() => bin,
+        Ok(bin) => {
+            eprintln!("error: raftkv binary not found at {} (use --raftkv-bin)", bin.display());
+            return ExitCode::from(3);
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    if !(args.nemesis_interval > 0.0 && args.run_secs > 0 && args.concurrency > 0 && (1..=9).contains(&args.nodes)) {
+        eprintln!("error: --run-secs, --concurrency and --nemesis-interval must be positive, --nodes from 1 to 9");
+        return ExitCode::from(3);
+    }
+    let base = RunOptions {
+        bin,
+        nodes: args.nodes,
+        learners: 0,
+        read_from_learners: false,
+        time_limit: Duration::from_secs(args.run_secs),
+        concurrency: args.concurrency,
+        faults: Vec::new(),
+        nemesis_interval: Duration::from_secs_f64(args.nemesis_interval),
+        read_consistency: raftkv_client::Consistency::Linearizable,
+        out: args.out.clone(),
+        ops_per_key: 200,
+        active_keys: 8,
+        check_budget: Duration::from_secs(120),
+        backup_every: None,
+        backup_consistency: raftkv_client::BackupConsistency::Linearizable,
+        standbys: 0,
+        autopilot_dead_after: Duration::from_millis(3000),
+        unsafe_no_fsync: false,
+    };
+    let opts = CampaignOptions { base, duration: args.duration, mixes: default_mixes() };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = campaign(opts) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; summary so far in {}", args.out.display())),
+            _ = term.recv() => Err(anyhow::anyhow!("terminated; summary so far in {}", args.out.display())),
+        }
+    });
+    match result {
+        Ok(summary) => {
+            println!("{}", summary.markdown());
+            ExitCode::from(summary.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(3)
+        }
+    }
 }
 
 fn run_command(args: RunArgs) -> ExitCode {
@@ -181,6 +275,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run_command(args),
+        Command::Campaign(args) => campaign_command(args),
         Command::Check { history, budget_secs, json } => {
             let events = match File::open(&history)
                 .map_err(|e| format!("cannot open {}: {e}", history.display()))
