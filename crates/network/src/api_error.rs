@@ -96,6 +96,10 @@ pub enum ApiError {
     /// 504: a write was proposed but whether it was applied is unknown.
     #[error("{0}")]
     OutcomeUnknown(String),
+    /// 507: this (leader) node's data directory is nearly full; writes are refused until space
+    /// is freed (reads are still served).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// 500: an internal failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -135,6 +139,7 @@ impl ApiError {
             | ApiError::NotMember(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown(_) | ApiError::NotConfirmedOnAll { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -157,6 +162,7 @@ impl ApiError {
             ApiError::NotConfirmedOnAll { .. } => "not_confirmed_on_all",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Internal(_) => "internal",
+            ApiError::InsufficientStorage(_) => "insufficient_storage",
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::KvRaft;
 use crate::append_pipe;
 use crate::leader_contact::LeaderContact;
 use crate::peer_router::{RemoteFailure, RemoteResult};
+use crate::storage_gate::StorageGate;
 use crate::stream_frame::{self, PROGRESS_INTERVAL, StreamFrame};
 use crate::wire;
 
@@ -44,8 +45,13 @@ impl<R: AsyncRead + Unpin> AsyncRead for CountingRead<R> {
 /// Answers go out in request order. With version 2, every [`PROGRESS_INTERVAL`] in which a
 /// request was pending (received, not yet answered: openraft is writing or fsyncing it) or
 /// request bytes arrived, a progress sign goes out too.
-pub(crate) async fn serve_append_stream<IO>(raft: KvRaft, contact: LeaderContact, io: IO, v2: bool)
-where
+pub(crate) async fn serve_append_stream<IO>(
+    raft: KvRaft,
+    contact: LeaderContact,
+    storage: StorageGate,
+    io: IO,
+    v2: bool,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(io);
@@ -72,6 +78,12 @@ where
                     .map_err(|e| e.to_string())
             });
             let next = match rpc {
+                // A nearly full disk takes no more entries: the stream ends, and the leader retries
+                // (with its backoff) until space is freed.
+                Ok(rpc) if !rpc.entries.is_empty() && storage.is_low() => {
+                    tracing::debug!("append stream ends: this node's disk is below its reserve");
+                    None
+                }
                 Ok(rpc) => {
                     let committed = rpc.leader_commit.as_ref().map_or(0, |l| l.index);
                     arrivals.lock().unwrap_or_else(|e| e.into_inner()).push_back((Instant::now(), committed));

@@ -19,11 +19,18 @@
 //!   reads, await-applied for `durability=all`); [`leader_contact`] tracks how fresh a
 //!   non-leader is from the leader's messages.
 //! - [`api_error`]: [`ApiError`], the JSON error answers.
+//! - [`storage_gate`]: [`StorageGate`], whether the disk has room (writes, appends and snapshots
+//!   are refused while it has not).
 //!
 //! # Example
 //! ```no_run
 //! # async fn demo(raft: raftkv_network::KvRaft, sm: raftkv_storage::KvStateMachine) {
-//! let router = raftkv_network::peer_router(raft, sm, raftkv_network::LeaderContact::new());
+//! let router = raftkv_network::peer_router(
+//!     raft,
+//!     sm,
+//!     raftkv_network::LeaderContact::new(),
+//!     raftkv_network::StorageGate::new(64 << 20),
+//! );
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7001").await.unwrap();
 //! axum::serve(listener, router).await.unwrap();
 //! # }
@@ -44,6 +51,7 @@ pub mod leader_proxy;
 pub mod member_rpc;
 pub mod peer_client;
 pub mod peer_router;
+pub mod storage_gate;
 mod stream_frame;
 pub mod wire;
 
@@ -57,3 +65,4 @@ pub use leader_proxy::LeaderProxy;
 pub use member_rpc::{MemberRpc, MemberRpcError};
 pub use peer_client::{PeerClient, PeerNetwork};
 pub use peer_router::{KvRaft, ReadIndexRefusal, peer_router};
+pub use storage_gate::StorageGate;

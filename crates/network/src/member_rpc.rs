@@ -7,7 +7,7 @@ use raftkv_types::PeerNode;
 
 use crate::cluster_guard::ClusterGuard;
 use crate::error::{NetworkError, Result};
-use crate::peer_router::{AwaitApplied, PATH_AWAIT_APPLIED, PATH_READ_INDEX, ReadIndexRefusal};
+use crate::peer_router::{AwaitApplied, PATH_AWAIT_APPLIED, PATH_READ_INDEX, PATH_STORAGE, ReadIndexRefusal};
 use crate::wire;
 
 /// Why a member call got no answer.
@@ -60,6 +60,18 @@ impl MemberRpc {
         // The member holds the request up to `timeout`; leave room for the answer to come back.
         let bytes = self.post(member, PATH_AWAIT_APPLIED, body, timeout + Duration::from_secs(1)).await?;
         wire::decode("await applied answer", &bytes).map_err(|e| MemberRpcError::NoAnswer(e.to_string()))
+    }
+
+    /// Asks `member` how much room its disk has (`None`: not measured yet).
+    pub async fn storage(
+        &self,
+        member: &PeerNode,
+        timeout: Duration,
+    ) -> Result<Option<raftkv_types::api::StorageStatus>, MemberRpcError> {
+        let bytes = self.post(member, PATH_STORAGE, Vec::new(), timeout).await?;
+        let answer: Result<Option<raftkv_types::api::StorageStatus>, crate::peer_router::RemoteFailure> =
+            wire::decode("storage answer", &bytes).map_err(|e| MemberRpcError::NoAnswer(e.to_string()))?;
+        answer.map_err(|e| MemberRpcError::NoAnswer(e.to_string()))
     }
 
     async fn post(

@@ -25,6 +25,7 @@ use crate::append_pipe::{PATH_APPEND_STREAM, UPGRADE_PROTOCOL, UPGRADE_PROTOCOL_
 use crate::append_server::serve_append_stream;
 use crate::cluster_guard::{ClusterGuard, check_identity};
 use crate::leader_contact::LeaderContact;
+use crate::storage_gate::StorageGate;
 use crate::wire;
 
 /// Path of the AppendEntries RPC.
@@ -42,6 +43,8 @@ pub const PATH_TRANSFER_LEADER: &str = "/raft/v1/transfer-leader";
 pub const PATH_READ_INDEX: &str = "/raft/v1/read-index";
 /// Path of the await-applied RPC: the leader asks a member to confirm it has applied an index.
 pub const PATH_AWAIT_APPLIED: &str = "/raft/v1/await-applied";
+/// Path of the storage RPC: a leader whose disk is nearly full asks which member has room.
+pub const PATH_STORAGE: &str = "/raft/v1/storage";
 
 /// Longest a member holds an await-applied request.
 const MAX_AWAIT_APPLIED: Duration = Duration::from_secs(60);
@@ -95,14 +98,22 @@ struct PeerState {
     raft: KvRaft,
     state_machine: KvStateMachine,
     contact: LeaderContact,
+    storage: StorageGate,
 }
 
 /// Routes for peer RPC under `/raft/v1/`. Bodies are bincode; a body that does not decode gets a
 /// 400 with a JSON error and changes nothing. Accepted AppendEntries are recorded in `contact`.
-/// Every route first checks the sender's cluster identity ([`ClusterGuard`]).
-pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine, contact: LeaderContact) -> Router {
+/// Every route first checks the sender's cluster identity ([`ClusterGuard`]). While `storage`
+/// says the disk is nearly full, appends that carry entries and snapshots are refused (the leader
+/// retries them; the rest of the cluster commits without this node).
+pub fn peer_router(
+    raft: KvRaft,
+    state_machine: KvStateMachine,
+    contact: LeaderContact,
+    storage: StorageGate,
+) -> Router {
     let guard = ClusterGuard::new(state_machine.clone());
-    let state = PeerState { raft, state_machine, contact };
+    let state = PeerState { raft, state_machine, contact, storage };
     Router::new()
         .route(PATH_APPEND, post(append))
         .route(PATH_APPEND_STREAM, post(append_stream))
@@ -111,6 +122,7 @@ pub fn peer_router(raft: KvRaft, state_machine: KvStateMachine, contact: LeaderC
         .route(PATH_TRANSFER_LEADER, post(transfer_leader))
         .route(PATH_READ_INDEX, post(read_index))
         .route(PATH_AWAIT_APPLIED, post(await_applied))
+        .route(PATH_STORAGE, post(storage_status))
         .layer(DefaultBodyLimit::max(MAX_PEER_REQUEST_BYTES))
         // Snapshots are streamed to disk, never buffered: no body limit.
         .route(PATH_SNAPSHOT, post(snapshot).layer(DefaultBodyLimit::disable()))
@@ -133,6 +145,9 @@ fn decode<T: serde::de::DeserializeOwned>(what: &'static str, body: &[u8]) -> Re
 async fn append(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
     let received = Instant::now();
     let rpc: AppendEntriesRequest<TypeConfig> = decode("append entries request", &body)?;
+    if !rpc.entries.is_empty() && s.storage.is_low() {
+        return Err(s.storage.refusal());
+    }
     let committed = rpc.leader_commit.as_ref().map_or(0, |l| l.index);
     let result = s.raft.append_entries(rpc).await;
     // Only a message from the leader this node follows says anything about freshness.
@@ -159,7 +174,7 @@ async fn append_stream(State(s): State<PeerState>, mut request: Request) -> Resp
     };
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve_append_stream(s.raft, s.contact, TokioIo::new(upgraded), v2).await,
+            Ok(upgraded) => serve_append_stream(s.raft, s.contact, s.storage, TokioIo::new(upgraded), v2).await,
             Err(e) => tracing::debug!("append stream upgrade failed: {e}"),
         }
     });
@@ -167,6 +182,11 @@ async fn append_stream(State(s): State<PeerState>, mut request: Request) -> Resp
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     response.headers_mut().insert(header::UPGRADE, HeaderValue::from_static(protocol));
     response
+}
+
+/// Answers this node's disk space (`None` before the first measurement).
+async fn storage_status(State(s): State<PeerState>) -> Response {
+    reply::<_, RemoteFailure>(Ok(s.storage.status()))
 }
 
 /// Confirms leadership with a quorum (ReadIndex) and answers the index the caller must have
@@ -219,6 +239,9 @@ async fn transfer_leader(State(s): State<PeerState>, body: Bytes) -> Result<Resp
 /// Receives a snapshot: the vote, then the file, written to disk as it arrives, fsynced, verified
 /// end to end, and only then handed to openraft for installation.
 async fn snapshot(State(s): State<PeerState>, body: Body) -> Result<Response, ApiError> {
+    if s.storage.is_low() {
+        return Err(s.storage.refusal());
+    }
     let path = s.state_machine.incoming_snapshot_path();
     let received = receive_snapshot(body, &path).await;
     let (vote, file) = match received {

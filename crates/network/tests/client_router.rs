@@ -119,6 +119,7 @@ impl KvService for MapService {
             members: BTreeMap::new(),
             replication_mode: None,
             leader_token: None,
+            storage: None,
         })
     }
 

@@ -55,6 +55,10 @@ pub struct NodeConfig {
     /// (see `raftkv_storage::StoreOptions::unsafe_no_fsync`). By default, false; nothing turns it
     /// on but setting it.
     pub unsafe_no_fsync: bool,
+    /// Free space kept on the data directory's filesystem: below it the node refuses writes (as
+    /// leader, with `507 insufficient_storage`) and log appends, and a leader hands its
+    /// leadership to a voter with room. 0: never refuse. By default, 64 MiB.
+    pub min_free_disk_bytes: u64,
 }
 
 /// Raft timing and log compaction. The defaults suit a LAN: an election starts 300-600 ms after
@@ -105,6 +109,7 @@ impl NodeConfig {
             read_timeout: Duration::from_secs(5),
             leader_wait: Duration::from_secs(3),
             unsafe_no_fsync: false,
+            min_free_disk_bytes: 64 << 20,
         }
     }
 

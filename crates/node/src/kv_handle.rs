@@ -55,6 +55,8 @@ pub struct KvHandle {
     pub(crate) leadership: Arc<tokio::sync::watch::Sender<Leadership>>,
     /// Held by the write that switches the cluster to asynchronous replication.
     pub(crate) sync_degrade: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the data directory has room (see `disk_monitor`).
+    pub(crate) storage: raftkv_network::StorageGate,
 }
 
 impl KvHandle {
@@ -243,6 +245,10 @@ impl KvService for KvHandle {
     }
 
     async fn write(&self, command: Command, durability: Durability) -> Result<CommandResult, ApiError> {
+        // A follower forwards the write to the leader, whose disk is the one that must have room.
+        if self.storage.is_low() && self.raft.is_leader() {
+            return Err(self.storage.refusal());
+        }
         let result = self.commit(command.clone()).await?;
         if let Outcome::Fenced { current_term } = result.outcome {
             let token = match &command {

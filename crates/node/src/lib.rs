@@ -42,6 +42,7 @@ mod backup_stream;
 mod cluster_ops;
 mod cluster_tasks;
 pub mod config;
+mod disk_monitor;
 mod error;
 pub mod kv_handle;
 pub mod leadership;

@@ -1,6 +1,7 @@
 //! [`Node`]: one running raftkv member.
 
 mod cluster_ops;
+mod failure;
 mod kv_ops;
 mod membership_ops;
 
@@ -16,8 +17,8 @@ use openraft::error::{InitializeError, RaftError};
 use openraft::{Config, SnapshotPolicy};
 use raftkv_client::{Client, ClientError};
 use raftkv_network::{
-    ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, PeerNetwork, client_router,
-    peer_router,
+    ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, PeerNetwork, StorageGate,
+    client_router, peer_router,
 };
 use raftkv_storage::{FileSummary, SnapshotHeader, Store, StoreClosed, StoreOptions};
 use raftkv_types::api::{BackupConsistency, Consistency, MembersResponse, NodeStatus};
@@ -120,6 +121,7 @@ impl Node {
             autopilot: Arc::default(),
             leadership: Arc::new(watch::channel(crate::leadership::Leadership::default()).0),
             sync_degrade: Arc::default(),
+            storage: StorageGate::new(config.min_free_disk_bytes),
         };
         if !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
@@ -140,7 +142,7 @@ impl Node {
             }
         }
         let draining = Arc::new(AtomicBool::new(false));
-        let router = peer_router(raft.clone(), state_machine, contact)
+        let router = peer_router(raft.clone(), state_machine, contact, handle.storage.clone())
             .merge(client_router(handle.clone(), LeaderProxy::new()?))
             .layer(axum::middleware::from_fn_with_state(draining.clone(), refuse_when_draining));
         let (stop_server, mut stopped) = watch::channel(false);
@@ -185,6 +187,7 @@ impl Node {
             tokio::spawn(handle.clone().run_autopilot()),
             tokio::spawn(handle.clone().watch_leadership()),
             tokio::spawn(announce_return(handle.clone())),
+            tokio::spawn(handle.clone().watch_disk(config.data_dir.clone())),
         ];
         Ok(Node {
             handle,

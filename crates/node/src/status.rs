@@ -57,5 +57,6 @@ pub fn node_status(handle: &KvHandle, m: &RaftMetrics<TypeConfig>) -> NodeStatus
         members,
         replication_mode: applied.cluster.sync_mode(),
         leader_token: handle.leader_token(m).map(|t| t.to_string()),
+        storage: handle.storage.status(),
     }
 }

@@ -361,6 +361,23 @@ pub struct NodeStatus {
     /// On the leader: its leadership, as a fencing token for `leader_token=` writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leader_token: Option<String>,
+    /// Space on this node's data directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageStatus>,
+}
+
+/// Space on a node's data directory, as its disk monitor last measured it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// Bytes available to the node.
+    pub free_bytes: u64,
+    /// Size of the filesystem.
+    pub total_bytes: u64,
+    /// The node refuses writes (as leader) and log appends (as follower) while fewer bytes than
+    /// this are free, so that RocksDB never runs out of space mid-write.
+    pub reserve_bytes: u64,
+    /// Whether the node is below its reserve now.
+    pub low: bool,
 }
 
 /// The body of every error response: `{"error": {"code": ..., "message": ...}}`.

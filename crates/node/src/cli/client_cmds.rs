@@ -123,9 +123,21 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
         );
     }
     println!(
-        "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
-        "ID", "ADDRESS", "ZONE", "ROLE", "TERM", "COMMIT", "APPLIED", "MATCHED", "BEHIND", "LAG_MS", "LAST_ACK"
+        "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>12}",
+        "ID",
+        "ADDRESS",
+        "ZONE",
+        "ROLE",
+        "TERM",
+        "COMMIT",
+        "APPLIED",
+        "MATCHED",
+        "BEHIND",
+        "LAG_MS",
+        "LAST_ACK",
+        "DISK_FREE"
     );
+    let mut full = Vec::new();
     for (id, member) in &reference.members {
         let own: Option<NodeStatus> = client.status_of(&format!("http://{}", member.addr)).await.ok();
         let (role, term, commit, applied) = match &own {
@@ -137,8 +149,16 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
             None => ("unreachable".into(), "-".into(), "-".into(), "-".into()),
         };
         let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        let disk = match own.as_ref().and_then(|s| s.storage) {
+            Some(s) if s.low => {
+                full.push(*id);
+                format!("{}MiB FULL", s.free_bytes >> 20)
+            }
+            Some(s) => format!("{}MiB", s.free_bytes >> 20),
+            None => "-".into(),
+        };
         println!(
-            "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9}",
+            "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>12}",
             id,
             member.addr,
             member.zone.as_deref().unwrap_or("-"),
@@ -150,6 +170,12 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
             opt(member.lag),
             opt(member.lag_ms),
             member.last_ack_ms.map_or("-".to_string(), |ms| format!("{ms}ms")),
+            disk,
+        );
+    }
+    for id in full {
+        println!(
+            "node {id}: data directory below its free-space reserve: it refuses writes and log appends until space is freed"
         );
     }
     println!(

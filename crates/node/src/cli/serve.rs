@@ -67,6 +67,10 @@ pub struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
+    /// Free space to keep on the data directory's filesystem ("64MiB", "1GiB"; 0 never refuses):
+    /// below it the node refuses writes (507) and log appends until space is freed.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    min_free_disk: u64,
     /// TEST ONLY, LOSES ACKNOWLEDGED WRITES ON POWER LOSS: never fsync log appends and votes.
     /// For power-loss tests that must show their checker catches lost writes.
     #[arg(long)]
@@ -97,9 +101,15 @@ impl ServeArgs {
         config.max_value_bytes = self.max_value_bytes;
         config.write_timeout = Duration::from_millis(self.write_timeout_ms);
         config.unsafe_no_fsync = self.unsafe_no_fsync;
+        config.min_free_disk_bytes = self.min_free_disk;
         config.validate()?;
         Ok(config)
     }
+}
+
+/// Parses a size such as `64MiB`, `1GB` or `1048576`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    s.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| format!("{s:?} is not a size such as 64MiB: {e}"))
 }
 
 /// Runs one node until SIGTERM or SIGINT, then shuts it down cleanly.
@@ -112,6 +122,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        reason = node.failed() => {
+            tracing::error!(%reason, "raft stopped: this node cannot go on; restart it once the cause is fixed (a full disk: free space)");
+            let _ = node.shutdown().await;
+            anyhow::bail!("raft stopped: {reason}");
+        }
     }
     node.shutdown().await?;
     Ok(())
