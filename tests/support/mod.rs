@@ -55,6 +55,14 @@ impl ProcNode {
         self.child.is_some()
     }
 
+    /// Notices that the process exited by itself (then [`ProcNode::is_running`] says so); returns
+    /// its exit status if it did.
+    pub fn reap(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().expect("wait for node")?;
+        self.child = None;
+        Some(status)
+    }
+
     /// Starts the process (again), with its original arguments.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} is already running", self.id);

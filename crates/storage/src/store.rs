@@ -137,6 +137,11 @@ pub(crate) fn db_options() -> Options {
     // Refuse to open a database whose files do not match their checksums or the manifest, rather
     // than serving from it (RocksDB's default, kept explicit). Reads verify block checksums too.
     opts.set_paranoid_checks(true);
+    // After a crash or power loss the WAL may end in a record cut off halfway: that tail was
+    // never acknowledged (its fsync did not complete) and is dropped. A damaged record anywhere
+    // else is corruption: the node refuses to open rather than forget entries it may have
+    // acknowledged to a leader (RocksDB's default would silently stop replaying there).
+    opts.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
     opts
 }
 
