@@ -2,7 +2,8 @@
 # Installs what building raftkv needs on Debian or Ubuntu, skipping what is already there:
 # clang and libclang-dev (RocksDB's bindings), a C++ compiler, iproute2 and nftables (the Jepsen
 # harness's network namespaces), protobuf-compiler (etcd's gRPC client in the benchmark), fuse3
-# (the power-loss and slow-disk filesystem's mounts), and a Rust toolchain.
+# (the power-loss and slow-disk filesystem's mounts), faketime (the clock-skew tests), and a Rust
+# toolchain.
 set -euo pipefail
 
 as_root() {
@@ -10,7 +11,7 @@ as_root() {
 }
 
 missing=()
-for pkg in clang libclang-dev g++ make pkg-config curl ca-certificates iproute2 nftables protobuf-compiler fuse3; do
+for pkg in clang libclang-dev g++ make pkg-config curl ca-certificates iproute2 nftables protobuf-compiler fuse3 faketime; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -296,7 +296,14 @@ impl Client {
                     last = e;
                     continue;
                 }
-                Err(e) => return Err(transport_error(endpoint, e)),
+                Err(e) => {
+                    // Sent, but no answer: the request cannot be sent again (it may have been
+                    // applied), but the next one must not go to a leader that may be cut off
+                    // (it would hang the same way until the partition heals); the rotation's
+                    // node forwards it to the current leader and names it.
+                    self.forget_leader(idx);
+                    return Err(transport_error(endpoint, e));
+                }
             };
             if let Some(named) = &answer.leader {
                 self.note_leader(named);
@@ -309,6 +316,12 @@ impl Client {
                     last = message
                 }
                 checked => {
+                    // A leader that could not commit or confirm in time may no longer lead.
+                    if let Err(ClientError::Api { code, .. }) = &checked
+                        && matches!(code.as_str(), "outcome_unknown" | "unavailable" | "no_leader")
+                    {
+                        self.forget_leader(idx);
+                    }
                     if Some(idx) != first {
                         self.current.store(idx, Ordering::Relaxed);
                     }

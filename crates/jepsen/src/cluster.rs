@@ -13,6 +13,21 @@ use raftkv_faultfs::{FaultFs, PowerCut};
 
 use crate::testnet::TestNet;
 
+/// The multi-threaded libfaketime (Debian's `faketime` package).
+pub fn libfaketime() -> anyhow::Result<PathBuf> {
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+        "/usr/local/lib/faketime/libfaketimeMT.so.1",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("skewed clocks need libfaketime (Debian: apt install faketime)")
+}
+
 /// How the nodes are started.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterSpec {
@@ -27,6 +42,9 @@ pub struct ClusterSpec {
     pub fault_disks: bool,
     /// Start the nodes with `--unsafe-no-fsync` (a positive control for power-loss tests).
     pub unsafe_no_fsync: bool,
+    /// Nodes whose clocks run at another rate (`id -> rate`, 0.5: half speed), started under
+    /// libfaketime: every clock the node reads, monotonic ones included, runs at that rate.
+    pub clock_rates: std::collections::BTreeMap<usize, f64>,
 }
 
 /// Port every node listens on inside its namespace.
@@ -39,6 +57,8 @@ pub struct NodeProc {
     /// `host:port` it serves on.
     pub addr: String,
     netns: Option<String>,
+    /// The rate of this node's clocks, if skewed.
+    clock_rate: Option<f64>,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
@@ -60,6 +80,12 @@ impl NodeProc {
             }
             None => Command::new(bin),
         };
+        // libfaketime preloaded into the node itself (the `faketime` wrapper would be a parent
+        // process that a SIGKILL leaves the node running behind): every clock it reads runs at
+        // `rate`, starting from now.
+        if let Some(rate) = self.clock_rate {
+            cmd.env("LD_PRELOAD", libfaketime()?).env("FAKETIME", format!("+0 x{rate}")).env("FAKETIME_NO_CACHE", "1");
+        }
         let child = cmd
             .args(&self.args)
             .env("RUST_LOG", "info,openraft=warn")
@@ -160,6 +186,7 @@ impl Cluster {
                 id,
                 addr: addr.clone(),
                 netns: net.as_ref().map(|net| net.netns(id)),
+                clock_rate: spec.clock_rates.get(&id).copied(),
                 args,
                 log: dir.join(format!("n{id}.log")),
                 child: None,

@@ -104,6 +104,31 @@ struct RunArgs {
     /// catch losing acknowledged writes. Never for a real test.
     #[arg(long)]
     unsafe_no_fsync: bool,
+    /// Run node ID's clocks at RATE (0.2: a fifth of real speed; 3: three times) under
+    /// libfaketime: ID=RATE, repeatable. For showing what lease reads assume about clocks.
+    #[arg(long = "clock-rate", value_parser = parse_clock_rate)]
+    clock_rates: Vec<(usize, f64)>,
+    /// Hand the leadership to this node before the workload starts (e.g. the skewed one).
+    #[arg(long)]
+    initial_leader: Option<usize>,
+    /// Extra clients that only read, each pinned to one voter, never moving on: they keep
+    /// asking an isolated node.
+    #[arg(long, default_value_t = 0)]
+    readers: usize,
+    /// Each client request's timeout in ms (a write that times out is recorded as unknown).
+    #[arg(long, default_value_t = 5000)]
+    client_timeout_ms: u64,
+}
+
+/// Parses `--clock-rate ID=RATE`.
+fn parse_clock_rate(s: &str) -> Result<(usize, f64), String> {
+    let (id, rate) = s.split_once('=').ok_or_else(|| format!("expected ID=RATE, got {s:?}"))?;
+    let id: usize = id.trim().parse().map_err(|_| format!("{id:?} is not a node id"))?;
+    let rate: f64 = rate.trim().parse().map_err(|_| format!("{rate:?} is not a rate"))?;
+    if id == 0 || !(rate > 0.0 && rate <= 100.0) {
+        return Err(format!("--clock-rate needs a node id from 1 and a rate in (0, 100], got {s:?}"));
+    }
+    Ok((id, rate))
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,6 +196,10 @@ fn campaign_command(args: CampaignArgs) -> ExitCode {
         standbys: 0,
         autopilot_dead_after: Duration::from_millis(3000),
         unsafe_no_fsync: false,
+        clock_rates: Default::default(),
+        initial_leader: None,
+        readers: 0,
+        client_timeout: Duration::from_secs(5),
     };
     let opts = CampaignOptions { base, duration: args.duration, mixes: default_mixes() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -213,6 +242,15 @@ fn run_command(args: RunArgs) -> ExitCode {
             "--read-from learners needs --learners 1 or more"
         );
         anyhow::ensure!(args.concurrency >= 1, "--concurrency must be at least 1");
+        let n = args.nodes + args.learners + args.standbys;
+        anyhow::ensure!(
+            args.clock_rates.iter().all(|(id, _)| *id <= n)
+                && args.initial_leader.is_none_or(|id| id >= 1 && id <= args.nodes),
+            "--clock-rate and --initial-leader must name nodes of the cluster (--initial-leader a voter)"
+        );
+        if !args.clock_rates.is_empty() {
+            raftkv_jepsen::cluster::libfaketime()?;
+        }
         anyhow::ensure!(args.nemesis_interval > 0.0, "--nemesis-interval must be positive");
         Ok(RunOptions {
             bin,
@@ -233,6 +271,10 @@ fn run_command(args: RunArgs) -> ExitCode {
             standbys: args.standbys,
             autopilot_dead_after: Duration::from_millis(args.autopilot_dead_after_ms),
             unsafe_no_fsync: args.unsafe_no_fsync,
+            clock_rates: args.clock_rates.iter().copied().collect(),
+            initial_leader: args.initial_leader,
+            readers: args.readers,
+            client_timeout: Duration::from_millis(args.client_timeout_ms.max(1)),
         })
     };
     let opts = match setup() {

@@ -29,7 +29,8 @@ fn escape(s: &str) -> String {
 
 /// Writes the report for a finished run.
 pub fn write_html(path: &Path, events: &[Event], results: &RunResults) -> std::io::Result<()> {
-    let slots: u64 = results.settings.get("concurrency").and_then(|c| c.parse().ok()).unwrap_or(10);
+    let setting = |name: &str| results.settings.get(name).and_then(|c| c.parse::<u64>().ok());
+    let slots: u64 = setting("concurrency").unwrap_or(10) + setting("readers").unwrap_or(0);
     let end = events.iter().map(|e| e.time).max().unwrap_or(1).max(1) as f64;
     let x = |t: u64| t as f64 / end * WIDTH;
 

@@ -63,6 +63,14 @@ pub struct RunOptions {
     /// Start the nodes with `--unsafe-no-fsync`: a positive control, which power-loss faults must
     /// catch losing acknowledged writes.
     pub unsafe_no_fsync: bool,
+    /// Nodes whose clocks run at another rate (`id -> rate`), under libfaketime.
+    pub clock_rates: BTreeMap<usize, f64>,
+    /// Hand the leadership to this node before the workload starts.
+    pub initial_leader: Option<usize>,
+    /// Extra clients that only read, each pinned to one voter (round robin), never moving on.
+    pub readers: usize,
+    /// Each client request's timeout (a write that times out is `info`).
+    pub client_timeout: Duration,
 }
 
 /// An autopilot or cluster event, as the run saw it on the leader's event log.
@@ -178,6 +186,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         standbys: opts.standbys,
         fault_disks,
         unsafe_no_fsync: opts.unsafe_no_fsync,
+        clock_rates: opts.clock_rates.clone(),
     };
     let mut cluster = Cluster::start(opts.bin.clone(), &spec, data.path(), net)?;
     if cluster.wait_for_leader(Duration::from_secs(30)).await.is_none() {
@@ -185,6 +194,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     }
     if opts.learners + opts.standbys > 0 && !cluster.wait_for_learners(Duration::from_secs(60)).await {
         bail!("the learners did not join and catch up within 60 s; see the node logs in {}", data.path().display());
+    }
+    if let Some(want) = opts.initial_leader {
+        hand_leadership_to(&cluster, want).await?;
     }
     if opts.standbys > 0 {
         let admin = raftkv_client::Client::with_timeout(cluster.endpoints(), Duration::from_secs(10))?;
@@ -205,7 +217,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     let endpoints = cluster.voter_endpoints();
     let learners = cluster.learner_endpoints();
     let mut clients = Vec::new();
-    for slot in 0..opts.concurrency {
+    let slots = (opts.concurrency + opts.readers) as u64;
+    for slot in 0..opts.concurrency + opts.readers {
+        let reads_only = slot >= opts.concurrency;
         let endpoint = endpoints[slot % endpoints.len()].clone();
         let read_endpoint =
             if opts.read_from_learners { learners[slot % learners.len()].clone() } else { endpoint.clone() };
@@ -215,13 +229,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
             (1..all.len()).map(|i| all[(slot + i) % all.len()].clone()).filter(|e| *e != endpoint).collect();
         let spec = ClientSpec {
             slot: slot as u64,
-            slots: opts.concurrency as u64,
+            slots,
             endpoint,
             fallbacks,
             read_endpoint,
             consistency: opts.read_consistency,
             until,
-            timeout: Duration::from_secs(5),
+            timeout: opts.client_timeout,
+            reads_only,
         };
         let (keys, values, rec) = (keys.clone(), values.clone(), rec.clone());
         clients.push(tokio::spawn(async move { run_client(spec, &keys, &values, &rec).await }));
@@ -294,12 +309,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
             ("reads_from".into(), if opts.read_from_learners { "learners" } else { "voters" }.to_string()),
             ("time_limit_s".into(), opts.time_limit.as_secs().to_string()),
             ("concurrency".into(), opts.concurrency.to_string()),
+            ("readers".into(), opts.readers.to_string()),
             ("nemesis".into(), format!("{:?}", opts.faults)),
             ("nemesis_interval_s".into(), opts.nemesis_interval.as_secs_f64().to_string()),
             ("read_consistency".into(), opts.read_consistency.to_string()),
             ("ops_per_key".into(), opts.ops_per_key.to_string()),
             ("fault_disks".into(), fault_disks.to_string()),
             ("unsafe_no_fsync".into(), opts.unsafe_no_fsync.to_string()),
+            ("clock_rates".into(), format!("{:?}", opts.clock_rates)),
         ]),
         check,
     };
@@ -307,6 +324,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     std::fs::write(opts.out.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
     write_html(&opts.out.join("report.html"), &events, &results)?;
     Ok(results)
+}
+
+/// Moves the leadership to node `want` and waits until it leads (retrying while an election or a
+/// catching-up member stands in the way).
+async fn hand_leadership_to(cluster: &Cluster, want: usize) -> anyhow::Result<()> {
+    let admin = raftkv_client::Client::with_timeout(cluster.voter_endpoints(), Duration::from_secs(10))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if cluster.leader().await == Some(want) {
+            return Ok(());
+        }
+        let _ = admin.transfer_leader(want as u64).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    bail!("node {want} did not take the leadership within 30 s")
 }
 
 /// Polls the leader's event log until `until` and records each new event on the timeline (as

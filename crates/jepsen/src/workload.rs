@@ -156,6 +156,9 @@ pub struct ClientSpec {
     pub until: Instant,
     /// Per-request timeout; a write that times out is `info`.
     pub timeout: Duration,
+    /// Only read (from `read_endpoint`, never moving on): a client that keeps asking one node
+    /// whatever happens to the others.
+    pub reads_only: bool,
 }
 
 /// A stored value as the history records it: a number when it is one, else a string; `null` when
@@ -194,7 +197,7 @@ pub async fn run_client(spec: ClientSpec, keys: &KeySpace, values: &AtomicU64, r
         }
         let key = keys.pick(&mut rng);
         let p = || Process::Client(process);
-        let kind = rng.below(4);
+        let kind = if spec.reads_only { 0 } else { rng.below(4) };
         let unknown = |e: &ClientError| e.may_have_applied();
         match kind {
             0 | 1 => {

@@ -301,3 +301,48 @@ fn slow_follower_disks_slow_the_cluster_down_without_stopping_it() {
     let ok_writes = results["ops"]["write"]["ok"].as_u64().unwrap_or(0);
     assert!(ok_writes >= 20, "only {ok_writes} ok writes: slow followers must not stop the cluster");
 }
+
+/// The clock-skew runs: node 1 leads with its clocks at a fifth of real speed (libfaketime), is
+/// cut off for 10 s, and pinned readers keep asking it.
+fn skewed_leader_run(consistency: &str) -> (i32, String, serde_json::Value) {
+    jepsen(&[
+        "--read-consistency",
+        consistency,
+        "--clock-rate",
+        "1=0.2",
+        "--initial-leader",
+        "1",
+        "--readers",
+        "6",
+        "--client-timeout-ms",
+        "1000",
+        "--nemesis",
+        "partition-leader",
+        "--nemesis-interval",
+        "10",
+        "--time-limit",
+        "25",
+    ])
+}
+
+#[test]
+fn lease_reads_are_caught_when_the_leaders_clock_runs_slow() {
+    if !root_or_skip("lease_reads_are_caught_when_the_leaders_clock_runs_slow") {
+        return;
+    }
+    // A lease read trusts the leader's clock: running slow, it believes its lease for five times
+    // as long as the followers wait before electing another leader, and serves stale reads.
+    let (code, stdout, _) = skewed_leader_run("lease");
+    assert_eq!(code, 1, "expected exit 1 (not linearizable): {stdout}");
+}
+
+#[test]
+fn linearizable_reads_do_not_depend_on_clocks() {
+    if !root_or_skip("linearizable_reads_do_not_depend_on_clocks") {
+        return;
+    }
+    // The same skew and partition with read-index reads: a quorum confirms every read.
+    let (code, stdout, results) = skewed_leader_run("linearizable");
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    assert_eq!(results["settings"]["clock_rates"], "{1: 0.2}", "{}", results["settings"]);
+}
