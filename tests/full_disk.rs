@@ -126,12 +126,14 @@ async fn a_leader_whose_disk_fills_hands_over_and_the_cluster_keeps_writing() {
     let mut args = vec!["--initial-cluster", &initial];
     args.extend(RESERVE);
     let cluster = Cluster::from_dirs(nodes, &args).await;
-    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
-    if leader != 1 {
-        cluster.client().transfer_leader(1).await.expect("make node 1 the leader");
-    }
-    wait_for(Duration::from_secs(10), "node 1 to lead", || async {
-        cluster.leader_status().await.filter(|s| s.id == 1)
+    cluster.wait_for_leader(Duration::from_secs(20)).await;
+    // Retried: a leader just elected may not yet see node 1 acknowledge it.
+    wait_for(Duration::from_secs(20), "node 1 to lead", || async {
+        if let Some(s) = cluster.leader_status().await.filter(|s| s.id == 1) {
+            return Some(s);
+        }
+        let _ = cluster.client().transfer_leader(1).await;
+        None
     })
     .await;
     let client = cluster.client();

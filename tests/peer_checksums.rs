@@ -1,5 +1,7 @@
-//! A bit flipped in transit on the replication stream is refused by the follower and the entry is
-//! sent again: the follower's copy is the leader's, never the corrupted one.
+//! The replication stream between real processes, through proxies that damage or slow the link:
+//! a bit flipped in transit is refused by the follower and the entry sent again (the follower's
+//! copy is the leader's, never the corrupted one); a 1 MiB entry crosses a link of 256 KiB/s,
+//! four seconds of transfer against a 100 ms RPC deadline, without being given up on and resent.
 
 mod support;
 
@@ -51,6 +53,19 @@ async fn corrupting_proxy(listener: TcpListener, target: String, flipped: Arc<At
     }
 }
 
+/// Hands the leadership to node 1 (retrying while node 3, just elected, does not yet see node 1
+/// acknowledge it) and returns the new leader.
+async fn move_leadership_off_node_3(cluster: &Cluster) -> u64 {
+    wait_for(Duration::from_secs(20), "a leader other than node 3", || async {
+        if let Some(id) = cluster.leader_status().await.map(|s| s.id).filter(|id| *id != 3) {
+            return Some(id);
+        }
+        let _ = cluster.client().transfer_leader(1).await;
+        None
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupted_append_is_refused_and_sent_again() {
     let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
@@ -65,11 +80,7 @@ async fn a_corrupted_append_is_refused_and_sent_again() {
     let cluster = Cluster::from_dirs(nodes, &["--initial-cluster", &initial]).await;
     let mut leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
     if leader == 3 {
-        cluster.client().transfer_leader(1).await.expect("move the leadership off node 3");
-        leader = wait_for(Duration::from_secs(10), "a leader other than node 3", || async {
-            cluster.leader_status().await.map(|s| s.id).filter(|id| *id != 3)
-        })
-        .await;
+        leader = move_leadership_off_node_3(&cluster).await;
     }
 
     phase("a 256 KiB write crosses the corrupting link to node 3");
@@ -82,4 +93,59 @@ async fn a_corrupted_append_is_refused_and_sent_again() {
     assert_eq!(copy.as_deref(), Some(&value[..]), "node 3 holds the leader's bytes");
     let log = std::fs::read_to_string(&cluster.nodes[2].log).unwrap_or_default();
     assert!(log.contains("checksum mismatch"), "node 3 did not report the corrupted frame");
+}
+
+/// Forwards connections from `listener` to `target`, the leader-to-node direction at
+/// `bytes_per_sec` at most.
+async fn throttling_proxy(listener: TcpListener, target: String, bytes_per_sec: usize) {
+    loop {
+        let Ok((inbound, _)) = listener.accept().await else { return };
+        let target = target.clone();
+        tokio::spawn(async move {
+            let Ok(outbound) = TcpStream::connect(&target).await else { return };
+            let (mut from_leader, mut to_leader) = inbound.into_split();
+            let (mut from_node, mut to_node) = outbound.into_split();
+            let back = tokio::spawn(async move { tokio::io::copy(&mut from_node, &mut to_leader).await });
+            let chunk = (bytes_per_sec / 20).max(1);
+            let mut buf = vec![0u8; chunk];
+            loop {
+                let n = match from_leader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                if to_node.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            back.abort();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_entry_crosses_a_slow_link_without_being_resent() {
+    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap().to_string();
+    tokio::spawn(throttling_proxy(proxy, addrs[2].clone(), 256 * 1024));
+    let initial = format!("1={},2={},3={proxy_addr}", addrs[0], addrs[1]);
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = (0..3).map(|i| (i as u64 + 1, addrs[i].clone(), dir.path().join(format!("node-{}", i + 1)))).collect();
+    let cluster = Cluster::from_dirs(nodes, &["--initial-cluster", &initial]).await;
+    let mut leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
+    if leader == 3 {
+        leader = move_leadership_off_node_3(&cluster).await;
+    }
+
+    phase("a 1 MiB write; node 3 receives it at 256 KiB/s");
+    let value = vec![b'z'; 1 << 20];
+    cluster.client_of(leader).put("big", value.clone()).await.expect("the write commits on the fast majority");
+    let committed = cluster.status(leader).await.expect("leader status").commit_index;
+    cluster.wait_applied(3, committed, Duration::from_secs(60)).await;
+    let copy = cluster.client_of(3).get("big", Consistency::Stale).await.expect("read node 3");
+    assert_eq!(copy.as_deref(), Some(&value[..]));
+    let log = std::fs::read_to_string(&cluster.nodes[leader as usize - 1].log).unwrap_or_default();
+    let gave_up = log.lines().filter(|l| l.contains("stream-replication") && l.contains("->3")).count();
+    assert_eq!(gave_up, 0, "the leader gave up on the slow link {gave_up} times");
 }

@@ -14,10 +14,10 @@
 //! (bare bincode bodies, no checksums, no progress signs) to it.
 //!
 //! # Dead or slow
-//! An answer is late when nothing came from the peer (an answer or a progress sign) for a whole
-//! RPC deadline since the request was sent or the peer last showed progress. A peer whose fsync
-//! takes seconds, or that takes a large entry in slowly, keeps showing progress and is waited
-//! for; a dead or cut-off one goes silent and is given up on after one deadline.
+//! An answer is late when nothing came from the peer (an answer or a progress sign) for a second
+//! (or a whole RPC deadline, if longer) since the request was sent or the peer last showed
+//! progress. A peer whose fsync takes seconds, or that takes a large entry in slowly, keeps
+//! showing progress and is waited for; a dead or cut-off one goes silent and is given up on.
 //!
 //! The leader writes requests to the socket and reads the answers on openraft's replication task
 //! itself, without an HTTP request per RPC or a connection task in between. The protocol allows
@@ -70,9 +70,12 @@ const MAX_IN_FLIGHT: usize = 1;
 /// openraft's RPC deadline plus its size at this rate.
 const MIN_PEER_BYTES_PER_SEC: f64 = 4.0 * 1024.0 * 1024.0;
 
-/// The shortest silence that counts as a dead peer, whatever the RPC deadline: several progress
-/// intervals, so that one late progress sign on a busy machine is not taken for death.
-const MIN_SILENCE: Duration = Duration::from_millis(5 * crate::stream_frame::PROGRESS_INTERVAL.as_millis() as u64);
+/// The shortest silence that counts as a dead peer, whatever the RPC deadline: fifty progress
+/// intervals. A peer that sends nothing for that long is dead or cut off; one that is merely slow
+/// (or whose progress signs a loaded machine delays, or whose bytes a slow link delivers in
+/// bursts) is not given up on. Giving up later on a dead peer costs nothing: the others commit
+/// meanwhile, and its replication would only be retried.
+const MIN_SILENCE: Duration = Duration::from_secs(1);
 
 /// Largest response head accepted from the peer during the protocol switch.
 const MAX_HANDSHAKE_BYTES: usize = 4096;
@@ -299,7 +302,10 @@ where
                 let body = if pipe.v2 {
                     match stream_frame::decode(&frame) {
                         // The peer is alive and working: wait on.
-                        Ok(StreamFrame::Progress) => continue,
+                        Ok(StreamFrame::Progress) => {
+                            tracing::trace!(to = s.link.to, "progress sign");
+                            continue;
+                        }
                         Ok(StreamFrame::Message(body)) => body,
                         Err(e) => return Some(s.fail(network_error(format!("append answer refused: {e}")))),
                     }
@@ -351,6 +357,7 @@ where
                 }
             }
             _ = tokio::time::sleep_until(deadline), if pipe.outstanding > 0 => {
+                tracing::debug!(to = s.link.to, silent_ms = s.progress_at.elapsed().as_millis() as u64, "append answer late: giving up on the connection");
                 let timeout = s.link.timeout(s.ttl.max(MIN_SILENCE) + s.allowance);
                 return Some(s.fail(RPCError::Timeout(timeout)));
             }

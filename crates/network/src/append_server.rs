@@ -108,8 +108,11 @@ pub(crate) async fn serve_append_stream<IO>(
             _ = ticks.tick(), if v2 => {
                 let now = received.load(Ordering::Relaxed);
                 let pending = !arrivals.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-                if (pending || now != seen_bytes) && writer.send(stream_frame::progress()).await.is_err() {
-                    break;
+                if pending || now != seen_bytes {
+                    tracing::trace!(pending, bytes = now - seen_bytes, "progress sign");
+                    if writer.send(stream_frame::progress()).await.is_err() {
+                        break;
+                    }
                 }
                 seen_bytes = now;
                 continue;

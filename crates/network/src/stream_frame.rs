@@ -22,10 +22,8 @@ pub(crate) const TAG_MESSAGE: u8 = 0;
 /// The peer is receiving or working on a request.
 pub(crate) const TAG_PROGRESS: u8 = 1;
 
-/// How often a peer working on a request says so.
-///
-/// Well under the shortest sensible heartbeat interval (openraft's RPC deadline): a peer that has
-/// been silent for a whole deadline is dead or cut off, not slow.
+/// How often a peer working on a request says so: fifty times within the silence after which the
+/// leader gives up on it (see `append_pipe`).
 pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_millis(20);
 
 /// A decoded frame.
