@@ -1,6 +1,6 @@
 //! Campaigns: many runs, cycling through fault mixes and workloads, for long enough to trust.
 //!
-//! Each run is an ordinary [`run`](crate::run::run) in a directory of its own under `out/runs/`.
+//! Each run is an ordinary [`run`](crate::run::run()) in a directory of its own under `out/runs/`.
 //! A run that passes keeps only its `results.json` (its history is large and proves nothing
 //! more); one that fails or is undecided keeps its history, report and node logs. The campaign
 //! writes `summary.json` and `summary.md` after every run, so that an interrupted campaign still

@@ -4,7 +4,7 @@
 //! The leader opens a TCP connection to the peer's HTTP address and asks to switch protocols:
 //! `POST /raft/v1/append-stream` with `Connection: upgrade` and `Upgrade: raftkv-append/2`. The
 //! peer answers `101 Switching Protocols`; from then on both directions carry frames of a 4-byte
-//! big-endian length followed by a [`stream_frame`](crate::stream_frame) (a checksummed bincode
+//! big-endian length followed by a frame of `stream_frame` (a checksummed bincode
 //! message, or a progress sign):
 //! - leader to peer: one [`AppendEntriesRequest`] per message;
 //! - peer to leader: one [`RemoteResult`]`<`[`StreamAppendResult`]`>` per request, in request
