@@ -232,7 +232,13 @@ async fn two_dead_voters_of_five_are_replaced_one_per_cooldown() {
     let events = client.events().await.unwrap().events;
     let replaced: Vec<u64> = events.iter().filter(|e| e.kind == "voter_replaced").map(|e| e.at_ms).collect();
     assert_eq!(replaced.len(), 2, "{events:?}");
-    assert!(replaced[1] - replaced[0] >= cooldown_ms, "one replacement per cooldown: {events:?}");
+    // The cooldown runs from when a replacement begins; its event is stamped once the joint change
+    // has committed, a little later, so two stamps may be closer than the cooldown by that much.
+    assert!(replaced[1] - replaced[0] >= cooldown_ms * 3 / 4, "one replacement per cooldown: {events:?}");
+    assert!(
+        events.iter().any(|e| e.kind == "skipped:cooldown" && e.at_ms > replaced[0] && e.at_ms < replaced[1]),
+        "the second dead voter waited for the cooldown: {events:?}"
+    );
     let acked = load.acked();
     load.wait_acked_beyond(acked, 20, Duration::from_secs(20)).await;
     let log = load.stop().await;
