@@ -149,3 +149,26 @@ async fn a_large_entry_crosses_a_slow_link_without_being_resent() {
     let gave_up = log.lines().filter(|l| l.contains("stream-replication") && l.contains("->3")).count();
     assert_eq!(gave_up, 0, "the leader gave up on the slow link {gave_up} times");
 }
+
+/// The status line a node answers to an append-stream upgrade to `protocol`.
+async fn upgrade_answer(addr: &str, protocol: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "POST /raft/v1/append-stream HTTP/1.1\r\nhost: {addr}\r\nconnection: upgrade\r\nupgrade: {protocol}\r\ncontent-length: 0\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 512];
+    let n = tcp.read(&mut head).await.unwrap();
+    String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_speaks_both_append_stream_versions() {
+    let cluster = Cluster::start(support::ClusterOptions { nodes: 1, ..Default::default() }).await;
+    let addr = cluster.nodes[0].addr.clone();
+    // Version 2 for this release's leaders, version 1 for a leader of an older release during a
+    // rolling upgrade; anything else is refused, which is how a new leader knows to fall back.
+    assert!(upgrade_answer(&addr, "raftkv-append/2").await.starts_with("HTTP/1.1 101"));
+    assert!(upgrade_answer(&addr, "raftkv-append/1").await.starts_with("HTTP/1.1 101"));
+    assert!(upgrade_answer(&addr, "raftkv-append/3").await.starts_with("HTTP/1.1 400"));
+}
