@@ -12,15 +12,6 @@ use std::time::Duration;
 use raftkv::Consistency;
 use support::{Cluster, free_port, phase, wait_for};
 
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{test} needs root (tmpfs mounts), and CI must run it");
-    eprintln!("skipping {test}: needs root for tmpfs mounts");
-    false
-}
-
 /// A 64 MiB tmpfs at `dir`, unmounted on drop.
 struct SmallDisk(PathBuf);
 
@@ -58,7 +49,8 @@ const RESERVE: &[&str] = &["--min-free-disk", "24MiB"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_with_507_serves_reads_and_recovers_by_itself() {
-    if !root_or_skip("a_full_disk_refuses_writes_with_507_serves_reads_and_recovers_by_itself") {
+    if !support::root_or_skip("a_full_disk_refuses_writes_with_507_serves_reads_and_recovers_by_itself", "tmpfs mounts")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -113,7 +105,7 @@ async fn a_full_disk_refuses_writes_with_507_serves_reads_and_recovers_by_itself
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_disk_fills_hands_over_and_the_cluster_keeps_writing() {
-    if !root_or_skip("a_leader_whose_disk_fills_hands_over_and_the_cluster_keeps_writing") {
+    if !support::root_or_skip("a_leader_whose_disk_fills_hands_over_and_the_cluster_keeps_writing", "tmpfs mounts") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

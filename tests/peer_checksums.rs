@@ -66,14 +66,17 @@ async fn move_leadership_off_node_3(cluster: &Cluster) -> u64 {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_corrupted_append_is_refused_and_sent_again() {
+/// Three nodes whose peers reach node 3 through the proxy `serve` runs (given its listener and node
+/// 3's real address), with a leader other than node 3: the data directory, the cluster, the leader.
+async fn cluster_with_node_3_behind<F, Fut>(serve: F) -> (tempfile::TempDir, Cluster, u64)
+where
+    F: FnOnce(TcpListener, String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
     let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_addr = proxy.local_addr().unwrap().to_string();
-    let flipped = Arc::new(AtomicBool::new(false));
-    tokio::spawn(corrupting_proxy(proxy, addrs[2].clone(), flipped.clone()));
-    // Node 3's peers reach it through the proxy.
+    tokio::spawn(serve(proxy, addrs[2].clone()));
     let initial = format!("1={},2={},3={proxy_addr}", addrs[0], addrs[1]);
     let dir = tempfile::tempdir().unwrap();
     let nodes = (0..3).map(|i| (i as u64 + 1, addrs[i].clone(), dir.path().join(format!("node-{}", i + 1)))).collect();
@@ -82,6 +85,15 @@ async fn a_corrupted_append_is_refused_and_sent_again() {
     if leader == 3 {
         leader = move_leadership_off_node_3(&cluster).await;
     }
+    (dir, cluster, leader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_append_is_refused_and_sent_again() {
+    let flipped = Arc::new(AtomicBool::new(false));
+    let marker = flipped.clone();
+    let (_dir, cluster, leader) =
+        cluster_with_node_3_behind(|proxy, target| corrupting_proxy(proxy, target, marker)).await;
 
     phase("a 256 KiB write crosses the corrupting link to node 3");
     let value: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
@@ -125,18 +137,8 @@ async fn throttling_proxy(listener: TcpListener, target: String, bytes_per_sec: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_entry_crosses_a_slow_link_without_being_resent() {
-    let addrs: Vec<String> = (0..3).map(|_| format!("127.0.0.1:{}", free_port())).collect();
-    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let proxy_addr = proxy.local_addr().unwrap().to_string();
-    tokio::spawn(throttling_proxy(proxy, addrs[2].clone(), 256 * 1024));
-    let initial = format!("1={},2={},3={proxy_addr}", addrs[0], addrs[1]);
-    let dir = tempfile::tempdir().unwrap();
-    let nodes = (0..3).map(|i| (i as u64 + 1, addrs[i].clone(), dir.path().join(format!("node-{}", i + 1)))).collect();
-    let cluster = Cluster::from_dirs(nodes, &["--initial-cluster", &initial]).await;
-    let mut leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
-    if leader == 3 {
-        leader = move_leadership_off_node_3(&cluster).await;
-    }
+    let (_dir, cluster, leader) =
+        cluster_with_node_3_behind(|proxy, target| throttling_proxy(proxy, target, 256 * 1024)).await;
 
     phase("a 1 MiB write; node 3 receives it at 256 KiB/s");
     let value = vec![b'z'; 1 << 20];

@@ -12,15 +12,6 @@ use raftkv::Consistency;
 use raftkv_faultfs::FaultFs;
 use support::{Cluster, free_port, phase, wait_for};
 
-fn root_or_skip(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(std::env::var_os("CI").is_none(), "{test} needs root (FUSE mounts), and CI must run it");
-    eprintln!("skipping {test}: needs root for FUSE mounts");
-    false
-}
-
 /// Three nodes, each on its own fault disk under `dir`. The disks are returned first so that
 /// they outlive the cluster (its nodes are killed before the disks unmount).
 async fn cluster_on_fault_disks(dir: &std::path::Path) -> (Vec<FaultFs>, Cluster) {
@@ -42,7 +33,7 @@ async fn cluster_on_fault_disks(dir: &std::path::Path) -> (Vec<FaultFs>, Cluster
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_entry_replicates_to_followers_with_slow_disks() {
-    if !root_or_skip("a_large_entry_replicates_to_followers_with_slow_disks") {
+    if !support::root_or_skip("a_large_entry_replicates_to_followers_with_slow_disks", "FUSE mounts") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

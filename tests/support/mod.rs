@@ -29,6 +29,17 @@ pub fn raftkv_bin() -> PathBuf {
     bin
 }
 
+/// Whether the test may run: it needs root (for `what`). Without root it skips with a message,
+/// except under `CI`, where it fails.
+pub fn root_or_skip(test: &str, what: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(std::env::var_os("CI").is_none(), "{test} needs root ({what}), and CI must run it");
+    eprintln!("skipping {test}: needs root for {what}");
+    false
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind port 0").port()
