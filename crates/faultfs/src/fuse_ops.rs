@@ -113,6 +113,13 @@ fn entry_reply(result: io::Result<FileAttr>, reply: ReplyEntry) {
     }
 }
 
+fn attr_reply(result: io::Result<FileAttr>, reply: ReplyAttr) {
+    match result {
+        Ok(a) => reply.attr(&TTL, &a),
+        Err(e) => reply.error(Errno::from(e)),
+    }
+}
+
 fn empty_reply(result: io::Result<()>, reply: ReplyEmpty) {
     match result {
         Ok(()) => reply.ok(),
@@ -128,10 +135,7 @@ impl Filesystem for LazyFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match attr(&self.lock(), ino.0) {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(Errno::from(e)),
-        }
+        attr_reply(attr(&self.lock(), ino.0), reply);
     }
 
     fn setattr(
@@ -198,10 +202,7 @@ impl Filesystem for LazyFs {
             }
             attr(&state, ino.0)
         })();
-        match result {
-            Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(Errno::from(e)),
-        }
+        attr_reply(result, reply);
     }
 
     fn mknod(
