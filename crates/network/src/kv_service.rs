@@ -39,6 +39,15 @@ impl Default for ApiLimits {
     }
 }
 
+/// One check of a liveness or readiness probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeCheck {
+    /// Its name, as `?exclude=` takes it (`raft`, `storage`, `member`, `leader`, `applied`).
+    pub name: &'static str,
+    /// Why it failed; `None` when it passed.
+    pub failure: Option<String>,
+}
+
 /// The operations behind the client HTTP API, implemented by the node.
 ///
 /// A method returns [`ApiError::NotLeader`] when only the leader can serve it; the HTTP layer
@@ -75,6 +84,13 @@ pub trait KvService: Clone + Send + Sync + 'static {
 
     /// This node's view of the cluster.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, ApiError>> + Send;
+
+    /// The checks of `GET /livez` (`ready` false) or `GET /readyz` (`ready` true), in order. By
+    /// default none: always live and ready.
+    fn probe(&self, ready: bool) -> impl Future<Output = Vec<ProbeCheck>> + Send {
+        let _ = ready;
+        std::future::ready(Vec::new())
+    }
 
     /// The members as this node knows them.
     fn members(&self) -> impl Future<Output = Result<MembersResponse, ApiError>> + Send;

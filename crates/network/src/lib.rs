@@ -59,7 +59,7 @@ pub use api_error::ApiError;
 pub use client_router::client_router;
 pub use cluster_guard::ClusterGuard;
 pub use error::{NetworkError, Result};
-pub use kv_service::{ApiLimits, BackupStream, ClusterRequest, KvService, MembershipChange};
+pub use kv_service::{ApiLimits, BackupStream, ClusterRequest, KvService, MembershipChange, ProbeCheck};
 pub use leader_contact::LeaderContact;
 pub use leader_proxy::LeaderProxy;
 pub use member_rpc::{MemberRpc, MemberRpcError};

@@ -244,6 +244,10 @@ impl KvService for KvHandle {
         self.limits
     }
 
+    async fn probe(&self, ready: bool) -> Vec<raftkv_network::ProbeCheck> {
+        self.probe_checks(ready).await
+    }
+
     async fn write(&self, command: Command, durability: Durability) -> Result<CommandResult, ApiError> {
         // A follower forwards the write to the leader, whose disk is the one that must have room.
         if self.storage.is_low() && self.raft.is_leader() {

@@ -48,6 +48,7 @@ pub mod kv_handle;
 pub mod leadership;
 pub mod membership;
 pub mod node;
+pub mod probes;
 pub mod proposal_clock;
 pub mod read_index;
 pub mod status;

@@ -131,6 +131,20 @@ enum Command {
         #[command(subcommand)]
         action: operations::AutopilotAction,
     },
+    /// Probes one node: `live` (the process, its storage and its Raft run; never depends on a
+    /// leader) or `ready` (also a member, in contact with a leader, caught up). Exits 0 when the
+    /// probe passes, 1 when it does not: for container health checks without curl.
+    Probe {
+        /// `live` or `ready`.
+        #[arg(value_parser = ["live", "ready"])]
+        kind: String,
+        /// HOST:PORT of the node.
+        #[arg(long, default_value = "127.0.0.1:7001")]
+        addr: String,
+        /// Print every check, not only the verdict.
+        #[arg(long)]
+        verbose: bool,
+    },
     /// The cluster's health: per-member health and how many more voters it can lose. Exits 1
     /// when the cluster is not healthy.
     Health {
@@ -300,6 +314,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recover { action } => recover::run(action).await,
         Command::Autopilot { action } => operations::autopilot(action).await,
         Command::Health { endpoints, json } => operations::health(&endpoints.endpoints, json).await,
+        Command::Probe { kind, addr, verbose } => operations::probe(&kind, &addr, verbose).await,
         Command::Events { endpoints, json } => operations::events(&endpoints.endpoints, json).await,
         Command::Replication { action } => operations::replication(action).await,
     }

@@ -130,6 +130,31 @@ fn print_autopilot(status: &AutopilotStatus) {
 }
 
 /// `raftkv health`: exits 1 when the cluster is not healthy.
+/// `raftkv probe live|ready`: asks the node's `/livez` or `/readyz` (with `?verbose`), prints the
+/// answer, fails when the probe does.
+pub(crate) async fn probe(kind: &str, addr: &str, verbose: bool) -> anyhow::Result<()> {
+    let path = if kind == "live" { "livez" } else { "readyz" };
+    let url = format!("http://{addr}/{path}?verbose");
+    let answer = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{addr} does not answer: {e}"))?;
+    let ok = answer.status().is_success();
+    let body = answer.text().await.unwrap_or_default();
+    if verbose || !ok {
+        print!("{body}");
+    } else {
+        println!("ok");
+    }
+    if !ok {
+        anyhow::bail!("node {addr} is not {kind}");
+    }
+    Ok(())
+}
+
 pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<()> {
     let health = Client::new(endpoints)?.health().await?;
     if json {
