@@ -119,15 +119,7 @@ async fn a_leader_whose_disk_fills_hands_over_and_the_cluster_keeps_writing() {
     args.extend(RESERVE);
     let cluster = Cluster::from_dirs(nodes, &args).await;
     cluster.wait_for_leader(Duration::from_secs(20)).await;
-    // Retried: a leader just elected may not yet see node 1 acknowledge it.
-    wait_for(Duration::from_secs(20), "node 1 to lead", || async {
-        if let Some(s) = cluster.leader_status().await.filter(|s| s.id == 1) {
-            return Some(s);
-        }
-        let _ = cluster.client().transfer_leader(1).await;
-        None
-    })
-    .await;
+    cluster.hand_leadership_to(1).await;
     let client = cluster.client();
     client.put("k", "1").await.expect("a write before the disk fills");
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use raftkv::Consistency;
-use support::{Cluster, free_port, phase, wait_for};
+use support::{Cluster, free_port, phase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -53,19 +53,6 @@ async fn corrupting_proxy(listener: TcpListener, target: String, flipped: Arc<At
     }
 }
 
-/// Hands the leadership to node 1 (retrying while node 3, just elected, does not yet see node 1
-/// acknowledge it) and returns the new leader.
-async fn move_leadership_off_node_3(cluster: &Cluster) -> u64 {
-    wait_for(Duration::from_secs(20), "a leader other than node 3", || async {
-        if let Some(id) = cluster.leader_status().await.map(|s| s.id).filter(|id| *id != 3) {
-            return Some(id);
-        }
-        let _ = cluster.client().transfer_leader(1).await;
-        None
-    })
-    .await
-}
-
 /// Three nodes whose peers reach node 3 through the proxy `serve` runs (given its listener and node
 /// 3's real address), with a leader other than node 3: the data directory, the cluster, the leader.
 async fn cluster_with_node_3_behind<F, Fut>(serve: F) -> (tempfile::TempDir, Cluster, u64)
@@ -83,7 +70,8 @@ where
     let cluster = Cluster::from_dirs(nodes, &["--initial-cluster", &initial]).await;
     let mut leader = cluster.wait_for_leader(Duration::from_secs(20)).await;
     if leader == 3 {
-        leader = move_leadership_off_node_3(&cluster).await;
+        cluster.hand_leadership_to(1).await;
+        leader = 1;
     }
     (dir, cluster, leader)
 }

@@ -273,6 +273,19 @@ impl Cluster {
         client.status().await.ok()
     }
 
+    /// Hands the leadership to node `id` and waits until it leads, retrying the transfer while a
+    /// leader just elected does not yet see `id` acknowledge it.
+    pub async fn hand_leadership_to(&self, id: u64) {
+        wait_for(Duration::from_secs(20), &format!("node {id} to lead"), || async {
+            if self.leader_status().await.is_some_and(|s| s.id == id) {
+                return Some(());
+            }
+            let _ = self.client().transfer_leader(id).await;
+            None
+        })
+        .await
+    }
+
     /// Waits until a running node reports itself leader and a majority of running nodes agree.
     pub async fn wait_for_leader(&self, timeout: Duration) -> u64 {
         let running: Vec<u64> = self.nodes.iter().filter(|n| n.is_running()).map(|n| n.id).collect();

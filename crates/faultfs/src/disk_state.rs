@@ -186,24 +186,36 @@ impl DiskState {
         fs::hard_link(path, &home)?;
         let file = OpenOptions::new().read(true).write(true).open(&home)?;
         let time = |t: io::Result<SystemTime>| t.unwrap_or(SystemTime::UNIX_EPOCH);
-        self.nodes.insert(
+        let (perm, owner) = ((meta.mode() & 0o7777) as u16, (meta.uid(), meta.gid()));
+        self.add_file(
             ino,
-            Node::File(FileNode {
-                data: VolatileFile::open(file)?,
-                home,
-                backing_id: id,
-                nlink: 1,
-                open: 0,
-                perm: (meta.mode() & 0o7777) as u16,
-                uid: meta.uid(),
-                gid: meta.gid(),
-                atime: time(meta.accessed()),
-                mtime: time(meta.modified()),
-                ctime: time(meta.modified()),
-            }),
-        );
-        self.by_backing.insert(id, ino);
+            home,
+            file,
+            perm,
+            owner,
+            [time(meta.accessed()), time(meta.modified()), time(meta.modified())],
+        )?;
         Ok(ino)
+    }
+
+    /// Registers file `ino`, whose data is `file` (opened at its `home` link), with one name, no
+    /// open handle, and the given permissions, `(uid, gid)` and `[atime, mtime, ctime]`.
+    fn add_file(
+        &mut self,
+        ino: u64,
+        home: PathBuf,
+        file: File,
+        perm: u16,
+        (uid, gid): (u32, u32),
+        [atime, mtime, ctime]: [SystemTime; 3],
+    ) -> io::Result<()> {
+        let meta = file.metadata()?;
+        let backing_id = (meta.dev(), meta.ino());
+        let data = VolatileFile::open(file)?;
+        let node = FileNode { data, home, backing_id, nlink: 1, open: 0, perm, uid, gid, atime, mtime, ctime };
+        self.nodes.insert(ino, Node::File(node));
+        self.by_backing.insert(backing_id, ino);
+        Ok(())
     }
 
     fn new_ino(&mut self) -> u64 {
@@ -227,25 +239,8 @@ impl DiskState {
         let ino = self.new_ino();
         let home = self.homes.join(ino.to_string());
         let file = OpenOptions::new().read(true).write(true).create_new(true).mode(mode & 0o7777).open(&home)?;
-        let meta = file.metadata()?;
         let now = SystemTime::now();
-        self.nodes.insert(
-            ino,
-            Node::File(FileNode {
-                data: VolatileFile::open(file)?,
-                home,
-                backing_id: (meta.dev(), meta.ino()),
-                nlink: 1,
-                open: 0,
-                perm: (mode & 0o7777) as u16,
-                uid,
-                gid,
-                atime: now,
-                mtime: now,
-                ctime: now,
-            }),
-        );
-        self.by_backing.insert((meta.dev(), meta.ino()), ino);
+        self.add_file(ino, home, file, (mode & 0o7777) as u16, (uid, gid), [now; 3])?;
         self.entries_mut(parent)?.insert(name.to_owned(), ino);
         Ok(ino)
     }

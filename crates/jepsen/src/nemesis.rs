@@ -37,6 +37,18 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every fault, in the order `--nemesis` documents them.
+    pub const ALL: [Fault; 8] = [
+        Fault::Kill,
+        Fault::Pause,
+        Fault::Partition,
+        Fault::PartitionLeader,
+        Fault::Member,
+        Fault::PowerLoss,
+        Fault::PowerLossAll,
+        Fault::SlowDisk,
+    ];
+
     /// Whether the fault needs the namespaced test network.
     pub fn needs_network(self) -> bool {
         matches!(self, Fault::Partition | Fault::PartitionLeader)
@@ -83,21 +95,13 @@ impl FromStr for Fault {
     type Err = anyhow::Error;
 
     fn from_str(s: &str) -> anyhow::Result<Fault> {
-        Ok(match s {
-            "kill" => Fault::Kill,
-            "pause" => Fault::Pause,
-            "partition" => Fault::Partition,
-            "partition-leader" => Fault::PartitionLeader,
-            "member" => Fault::Member,
-            "power-loss" => Fault::PowerLoss,
-            "power-loss-all" => Fault::PowerLossAll,
-            "slow-disk" => Fault::SlowDisk,
-            other => {
-                bail!(
-                    "unknown fault {other:?}; expected kill, pause, partition, partition-leader, member, power-loss, power-loss-all, slow-disk, all, disk or none"
-                )
+        match Fault::ALL.into_iter().find(|f| f.name() == s) {
+            Some(fault) => Ok(fault),
+            None => {
+                let names: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                bail!("unknown fault {s:?}; expected {}, all, disk or none", names.join(", "))
             }
-        })
+        }
     }
 }
 
