@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -20,6 +20,7 @@ use crate::api_error::ApiError;
 use crate::api_request::{ApiState, Origin, json_of, member_id_of, parsed, query_of, read_body};
 use crate::kv_service::{KvService, MembershipChange};
 use crate::leader_proxy::{LeaderProxy, ReceivedRequest};
+use crate::probe_routes;
 
 /// Longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -38,8 +39,8 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/kv/{key}", get(read::<S>).put(put::<S>).delete(delete::<S>))
         .route("/v1/kv/{key}/cas", post(cas::<S>))
         .route("/v1/status", get(status::<S>))
-        .route("/livez", get(livez::<S>))
-        .route("/readyz", get(readyz::<S>))
+        .route("/livez", get(probe_routes::livez::<S>))
+        .route("/readyz", get(probe_routes::readyz::<S>))
         .route("/v1/cluster/members", get(members::<S>).post(add_learner::<S>))
         .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member::<S>))
         .route("/v1/cluster/members/{id}/promote", post(promote::<S>))
@@ -315,60 +316,6 @@ async fn status<S: KvService>(State(s): State<ApiState<S>>) -> Response {
         Ok(status) => Json(status).into_response(),
         Err(err) => err.into_response(),
     }
-}
-
-async fn livez<S: KvService>(State(s): State<ApiState<S>>, uri: Uri) -> Response {
-    probe_answer(s.service.probe(false).await, uri.query())
-}
-
-async fn readyz<S: KvService>(State(s): State<ApiState<S>>, uri: Uri) -> Response {
-    probe_answer(s.service.probe(true).await, uri.query())
-}
-
-/// `200 ok` when every check not excluded (`?exclude=NAME`, repeatable or comma-separated)
-/// passed, `503 failed` otherwise; with `?verbose`, one line per check: `[+] name ok` or
-/// `[-] name failed: why`. Plain text, as load balancers and Kubernetes expect.
-fn probe_answer(checks: Vec<crate::ProbeCheck>, query: Option<&str>) -> Response {
-    let mut verbose = false;
-    let mut excluded: Vec<String> = Vec::new();
-    for (key, value) in url_pairs(query.unwrap_or_default()) {
-        match key.as_str() {
-            "verbose" => verbose = true,
-            "exclude" => excluded.extend(value.split(',').map(str::to_string)),
-            _ => {}
-        }
-    }
-    let mut body = String::new();
-    let mut ok = true;
-    for check in checks.iter().filter(|c| !excluded.iter().any(|e| e == c.name)) {
-        match &check.failure {
-            None => body.push_str(&format!("[+] {} ok\n", check.name)),
-            Some(why) => {
-                ok = false;
-                body.push_str(&format!("[-] {} failed: {why}\n", check.name));
-            }
-        }
-    }
-    for name in &excluded {
-        body.push_str(&format!("[ ] {name} excluded\n"));
-    }
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let verdict = if ok { "ok\n" } else { "failed\n" };
-    let text = if verbose { format!("{body}{verdict}") } else { verdict.to_string() };
-    (status, [(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
-}
-
-/// The `key=value` pairs of a query string (percent-decoded; a bare `key` has an empty value).
-fn url_pairs(query: &str) -> Vec<(String, String)> {
-    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (decode(k), decode(v)),
-            None => (decode(p), String::new()),
-        })
-        .collect()
 }
 
 async fn members<S: KvService>(State(s): State<ApiState<S>>) -> Response {

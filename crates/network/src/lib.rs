@@ -51,6 +51,7 @@ pub mod leader_proxy;
 pub mod member_rpc;
 pub mod peer_client;
 pub mod peer_router;
+mod probe_routes;
 pub mod storage_gate;
 mod stream_frame;
 pub mod wire;
