@@ -17,6 +17,18 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "build binaries (the scenario tests run the real raftkv binary)"
 cargo build --locked --workspace --bins --examples
 
+step "one RocksDB build for every documented command (the workspace-hack crate is current)"
+cargo hakari generate --diff
+cargo hakari manage-deps --dry-run
+# After the workspace build, the README's example and one package's tests must reuse it.
+for cmd in "build --locked --example embedded" "test --locked -p raftkv --no-run"; do
+    out=$(cargo $cmd 2>&1) || { echo "$out" >&2; exit 1; }
+    if grep -q "Compiling librocksdb-sys" <<<"$out"; then
+        echo "cargo $cmd compiled librocksdb-sys again: features differ from the workspace build" >&2
+        exit 1
+    fi
+done
+
 step "tests"
 cargo test --locked --workspace --no-fail-fast
 

@@ -84,6 +84,9 @@ async fn client_subcommands_against_a_cluster() {
     assert!(table.contains("leader") && table.contains("voter") && table.contains("LAG_MS"), "{table}");
     assert_eq!(table.lines().filter(|l| l.contains("127.0.0.1:")).count(), 3, "{table}");
 
+    phase("output: a closed pipe ends quietly, a full device is one error line, --watch redraws");
+    output_behaves_like_a_unix_tool(&endpoints);
+
     phase("durability and bounded staleness");
     let all = run(&["put", "cli/all", "1", "--durability", "all"]);
     assert!(all.status.success(), "{}", stderr(&all));
@@ -110,6 +113,54 @@ async fn client_subcommands_against_a_cluster() {
     let data = cluster.dir().join("extra").display().to_string();
     let taken = &cluster.nodes[0].addr;
     assert_one_line_error(&raftkv(&["serve", "--id", "9", "--listen", taken, "--data-dir", &data]), "in use");
+}
+
+/// `raftkv status | head -5`, `raftkv status > /dev/full`, `raftkv status --watch` and a get
+/// on a terminal, as a user runs them.
+fn output_behaves_like_a_unix_tool(endpoints: &str) {
+    let spawn = |args: &[&str], stdout: Stdio| {
+        Command::new(raftkv_bin())
+            .args(args)
+            .args(["--endpoints", endpoints])
+            .env("RUST_LOG", "warn")
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run raftkv")
+    };
+    // The reader is gone before the first line is written.
+    let mut closed = spawn(&["status"], Stdio::piped());
+    drop(closed.stdout.take());
+    let closed = closed.wait_with_output().unwrap();
+    assert!(closed.status.success(), "{:?}: {}", closed.status, stderr(&closed));
+    assert_eq!(stderr(&closed), "", "a closed pipe ends it quietly");
+
+    let full = spawn(&["status"], Stdio::from(std::fs::File::create("/dev/full").unwrap()));
+    assert_one_line_error(&full.wait_with_output().unwrap(), "cannot write to standard output");
+    let full = spawn(&["get", "cli/new"], Stdio::from(std::fs::File::create("/dev/full").unwrap()));
+    assert_one_line_error(&full.wait_with_output().unwrap(), "No space left on device");
+
+    // --watch: a header and a table per round, until interrupted.
+    let mut watch = spawn(&["status", "--watch", "--interval", "100ms"], Stdio::piped());
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut rounds = 0;
+    while rounds < 3 {
+        let line = lines.next().expect("watch keeps printing").unwrap();
+        rounds += usize::from(line.starts_with("every 100ms: "));
+    }
+    kill(Pid::from_raw(watch.id() as i32), Signal::SIGINT).unwrap();
+    assert!(watch.wait().unwrap().success(), "Ctrl-C ends --watch with success");
+
+    // A pipe gets the stored bytes; a terminal (script(1) gives it one) gets a newline after them.
+    let piped = spawn(&["get", "cli/new"], Stdio::piped()).wait_with_output().unwrap();
+    assert_eq!(piped.stdout, b"1");
+    if Command::new("script").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        let get = format!("{} get cli/new --endpoints {endpoints}", raftkv_bin().display());
+        let tty = Command::new("script").args(["-qec", &get, "/dev/null"]).output().unwrap();
+        assert_eq!(stdout(&tty), "1\r\n", "{}", stderr(&tty));
+        let raw = Command::new("script").args(["-qec", &format!("{get} --raw"), "/dev/null"]).output().unwrap();
+        assert_eq!(stdout(&raw), "1");
+    }
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! `GET /livez` and `GET /readyz`: liveness never depends on a leader or a quorum; readiness says
-//! which check failed and why.
+//! which check failed and why; `?sync` waits until the node has caught up.
 
 mod support;
 
 use std::time::Duration;
 
 use support::{Cluster, ClusterOptions, phase, wait_for};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 async fn probe(url: &str) -> (u16, String) {
     let resp = reqwest::get(url).await.expect("probe answers");
@@ -52,4 +54,69 @@ async fn liveness_survives_a_lost_quorum_and_readiness_names_the_failed_check() 
     assert_eq!(ready.status.code(), Some(1));
     assert!(support::cli::stdout(&ready).contains("[-] leader failed"), "{}", support::cli::stdout(&ready));
     assert!(support::cli::stderr(&ready).contains("is not ready"), "{}", support::cli::stderr(&ready));
+}
+
+/// Forwards connections to `target` while the gate is open; closing it cuts every connection and
+/// refuses new ones, as a network partition between the leader and the node behind it would.
+async fn gated_proxy(listener: TcpListener, target: String, open: watch::Receiver<bool>) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else { return };
+        if !*open.borrow() {
+            continue;
+        }
+        let (target, mut open) = (target.clone(), open.clone());
+        tokio::spawn(async move {
+            let Ok(mut outbound) = TcpStream::connect(&target).await else { return };
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                _ = open.wait_for(|open| !open) => {}
+            }
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_sync_waits_until_a_lagging_learner_has_caught_up() {
+    let mut cluster = Cluster::start(ClusterOptions::default()).await;
+    let client = cluster.client();
+    let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_addr = proxy.local_addr().unwrap().to_string();
+    let (gate, open) = watch::channel(true);
+
+    phase("node 4 joins as a learner; the leader reaches it through a proxy");
+    cluster.add_node(4, true, &["--advertise", &proxy_addr]).start();
+    let learner_url = cluster.node(4).url();
+    tokio::spawn(gated_proxy(proxy, cluster.addr(4), open));
+    wait_for(Duration::from_secs(20), "node 4 among the members", || async {
+        client.members().await.ok().filter(|m| m.members.iter().any(|m| m.id == 4))
+    })
+    .await;
+    cluster.wait_caught_up(4, Duration::from_secs(30)).await;
+    let (status, body) = probe(&format!("{learner_url}/readyz?sync&timeout=10s&verbose")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("[+] sync ok"), "{body}");
+
+    phase("the leader cannot reach it: writes go on, ?sync times out and says why");
+    gate.send_replace(false);
+    for i in 0..200 {
+        client.put(&format!("lag-{i}"), "v").await.expect("write");
+    }
+    let committed = cluster.leader_status().await.expect("a leader").commit_index;
+    let (status, body) = probe(&format!("{learner_url}/readyz?sync&timeout=1s&verbose")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("[-] sync failed: applied index"), "{body}");
+    let (status, body) = probe(&format!("{learner_url}/readyz?sync&timeout=soon")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid_timeout"), "{body}");
+
+    phase("reconnected: ?sync answers once the learner has applied the leader's commit index");
+    let waiting = tokio::spawn({
+        let url = format!("{learner_url}/readyz?sync&timeout=60s&verbose&exclude=leader");
+        async move { probe(&url).await }
+    });
+    gate.send_replace(true);
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let applied = cluster.status(4).await.expect("learner status").applied_index;
+    assert!(applied >= committed, "applied {applied} < committed {committed} when ?sync answered");
 }

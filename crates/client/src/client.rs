@@ -387,13 +387,13 @@ pub(crate) fn key_path(key: &str, suffix: &str) -> String {
 
 /// `endpoint` as a base URL: trimmed, without a trailing `/`, `http://` added when no scheme is
 /// given.
-fn endpoint_url(endpoint: &str) -> String {
+pub(crate) fn endpoint_url(endpoint: &str) -> String {
     let e = endpoint.trim().trim_end_matches('/');
     if e.contains("://") { e.to_string() } else { format!("http://{e}") }
 }
 
 /// The `host:port` of an `http://host[:port]` endpoint (port 80 when none is given).
-fn authority(endpoint: &str) -> Result<String> {
+pub(crate) fn authority(endpoint: &str) -> Result<String> {
     let bad = || ClientError::Config(format!("endpoint {endpoint:?} is not http://host:port"));
     let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
         ClientError::Config(format!("endpoint {endpoint:?}: only http://host:port endpoints are supported"))

@@ -23,11 +23,13 @@ mod client;
 mod cluster_ops;
 mod connection_pool;
 mod error;
+mod probes;
 mod read_spread;
 
 pub use backup_download::BackupDownload;
 pub use client::Client;
 pub use error::{ClientError, Result};
+pub use probes::{Probe, ProbeReport};
 pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
     MemberRole, MemberStatus, MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,

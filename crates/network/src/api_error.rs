@@ -175,6 +175,8 @@ impl IntoResponse for ApiError {
         };
         let body =
             ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), lagging } };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        response.extensions_mut().insert(crate::network_metrics::ErrorCode(self.code()));
+        response
     }
 }

@@ -28,6 +28,7 @@
 //! an answer that takes longer than the RPC deadline closes the connection; the next session opens
 //! a new one.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -36,6 +37,8 @@ use futures::{SinkExt, Stream, StreamExt};
 use openraft::error::{NetworkError as RaftNetworkError, RPCError, Timeout, Unreachable};
 use openraft::network::RPCTypes;
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use raftkv_types::{NodeId, TypeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -44,6 +47,7 @@ use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::cluster_guard::ClusterGuard;
+use crate::network_metrics::{NetworkMetrics, PeerLabels};
 use crate::peer_router::{MAX_PEER_REQUEST_BYTES, RemoteResult};
 use crate::stream_frame::{self, StreamFrame};
 use crate::wire;
@@ -110,6 +114,9 @@ pub struct AppendPipe {
     torn: bool,
     /// Whether the peer speaks version 2 (checksums and progress signs).
     v2: bool,
+    /// For each request awaiting its answer, oldest first: when it was sent, if it was a
+    /// heartbeat (no entries: its answer needs no disk, so its time is the round trip).
+    sent_at: VecDeque<Option<Instant>>,
 }
 
 impl AppendPipe {
@@ -186,6 +193,7 @@ impl AppendPipe {
             outstanding: 0,
             stale: 0,
             torn: false,
+            sent_at: VecDeque::new(),
             v2: protocol == UPGRADE_PROTOCOL,
         })
     }
@@ -204,6 +212,7 @@ impl AppendPipe {
         self.writer.send(frame).await.map_err(|e| format!("send append request: {e}"))?;
         self.torn = false;
         self.outstanding += 1;
+        self.sent_at.push_back(request.entries.is_empty().then(Instant::now));
         Ok(size)
     }
 }
@@ -235,6 +244,11 @@ type Item = Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>;
 
 struct Session<'s, S> {
     slot: &'s mut Option<AppendPipe>,
+    /// This peer's traffic counters (bytes each way, failures).
+    sent_bytes: Counter,
+    received_bytes: Counter,
+    failures: Counter,
+    round_trip: Histogram,
     input: S,
     input_done: bool,
     ended: bool,
@@ -256,6 +270,7 @@ pub(crate) fn session<'s, S>(
     input: S,
     link: Link,
     ttl: Duration,
+    metrics: &NetworkMetrics,
 ) -> BoxStream<'s, Item>
 where
     S: Stream<Item = AppendEntriesRequest<TypeConfig>> + Send + Unpin + 'static,
@@ -263,8 +278,13 @@ where
     if let Some(pipe) = slot.as_mut() {
         pipe.stale = pipe.outstanding;
     }
+    let peer = PeerLabels::of(link.to);
     let state = Session {
         slot,
+        sent_bytes: metrics.peer_sent_bytes.get_or_create(&peer).clone(),
+        received_bytes: metrics.peer_received_bytes.get_or_create(&peer).clone(),
+        failures: metrics.peer_sent_failures.get_or_create(&peer).clone(),
+        round_trip: metrics.peer_round_trip.get_or_create(&peer).clone(),
         input,
         input_done: false,
         ended: false,
@@ -295,7 +315,10 @@ where
             frame = pipe.reader.next(), if pipe.outstanding > 0 => {
                 s.progress_at = Instant::now();
                 let frame = match frame {
-                    Some(Ok(frame)) => frame,
+                    Some(Ok(frame)) => {
+                        s.received_bytes.inc_by(frame.len() as u64);
+                        frame
+                    }
                     Some(Err(e)) => return Some(s.fail(network_error(format!("read append answer: {e}")))),
                     None => return Some(s.fail(network_error("peer closed the append stream".to_string()))),
                 };
@@ -313,6 +336,9 @@ where
                     &frame[..]
                 };
                 pipe.outstanding -= 1;
+                if let Some(sent) = pipe.sent_at.pop_front().flatten() {
+                    s.round_trip.observe(sent.elapsed().as_secs_f64());
+                }
                 if pipe.stale > 0 {
                     pipe.stale -= 1;
                     continue;
@@ -343,6 +369,7 @@ where
                 }
                 match pipe.send(&request).await {
                     Ok(size) => {
+                        s.sent_bytes.inc_by(size as u64);
                         if pipe.v2 {
                             // The peer took the bytes in (the send finished): that is progress.
                             if first {
@@ -368,6 +395,7 @@ where
 impl<S> Session<'_, S> {
     /// Ends the session with `err` and drops the connection.
     fn fail(mut self, err: RPCError<TypeConfig>) -> (Item, Self) {
+        self.failures.inc();
         *self.slot = None;
         self.ended = true;
         (Err(err), self)

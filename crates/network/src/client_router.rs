@@ -20,7 +20,6 @@ use crate::api_error::ApiError;
 use crate::api_request::{ApiState, Origin, json_of, member_id_of, parsed, query_of, read_body};
 use crate::kv_service::{KvService, MembershipChange};
 use crate::leader_proxy::{LeaderProxy, ReceivedRequest};
-use crate::probe_routes;
 
 /// Longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -39,8 +38,6 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/kv/{key}", get(read::<S>).put(put::<S>).delete(delete::<S>))
         .route("/v1/kv/{key}/cas", post(cas::<S>))
         .route("/v1/status", get(status::<S>))
-        .route("/livez", get(probe_routes::livez::<S>))
-        .route("/readyz", get(probe_routes::readyz::<S>))
         .route("/v1/cluster/members", get(members::<S>).post(add_learner::<S>))
         .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member::<S>))
         .route("/v1/cluster/members/{id}/promote", post(promote::<S>))
@@ -311,7 +308,7 @@ async fn scan<S: KvService>(
     .await
 }
 
-async fn status<S: KvService>(State(s): State<ApiState<S>>) -> Response {
+pub(crate) async fn status<S: KvService>(State(s): State<ApiState<S>>) -> Response {
     match s.service.status().await {
         Ok(status) => Json(status).into_response(),
         Err(err) => err.into_response(),
@@ -385,6 +382,6 @@ async fn wrong_method(method: Method, uri: Uri) -> ApiError {
     ApiError::MethodNotAllowed(format!("{method} {}", uri.path()))
 }
 
-async fn no_route(method: Method, uri: Uri) -> ApiError {
+pub(crate) async fn no_route(method: Method, uri: Uri) -> ApiError {
     ApiError::NoRoute(format!("{method} {}", uri.path()))
 }

@@ -30,7 +30,7 @@ pub fn cluster_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
 
 /// `200` with the health when healthy, `429` with the same body when not (as Consul does), so
 /// that a monitor can use the status code alone.
-async fn health<S: KvService>(State(s): State<ApiState<S>>, origin: Origin) -> Response {
+pub(crate) async fn health<S: KvService>(State(s): State<ApiState<S>>, origin: Origin) -> Response {
     s.serve(origin.with_body(Bytes::new()), || async {
         let health = s.service.cluster_health().await?;
         let status = if health.healthy { StatusCode::OK } else { StatusCode::TOO_MANY_REQUESTS };
@@ -39,7 +39,7 @@ async fn health<S: KvService>(State(s): State<ApiState<S>>, origin: Origin) -> R
     .await
 }
 
-async fn events<S: KvService>(State(s): State<ApiState<S>>, origin: Origin) -> Response {
+pub(crate) async fn events<S: KvService>(State(s): State<ApiState<S>>, origin: Origin) -> Response {
     s.serve(origin.with_body(Bytes::new()), || async { Ok(Json(s.service.cluster_events().await?).into_response()) })
         .await
 }

@@ -92,6 +92,14 @@ pub trait KvService: Clone + Send + Sync + 'static {
         std::future::ready(Vec::new())
     }
 
+    /// `GET /readyz?sync`: waits up to `timeout` until this node has applied what the leader had
+    /// committed when the call began.
+    /// `None` once caught up, or why not. By default at once `None`.
+    fn sync_applied(&self, timeout: std::time::Duration) -> impl Future<Output = Option<String>> + Send {
+        let _ = timeout;
+        std::future::ready(None)
+    }
+
     /// The members as this node knows them.
     fn members(&self) -> impl Future<Output = Result<MembersResponse, ApiError>> + Send;
 

@@ -87,6 +87,7 @@ impl LeaderProxy {
                 if let Ok(url) = HeaderValue::from_str(&leader.url()) {
                     response.headers_mut().insert(LEADER_HEADER, url);
                 }
+                response.extensions_mut().insert(crate::network_metrics::Relayed);
                 Ok(response)
             }
             Err(e) if e.is_connect() => Err(ForwardError::Unreachable(ApiError::Unavailable(format!(

@@ -49,6 +49,8 @@ pub mod kv_service;
 pub mod leader_contact;
 pub mod leader_proxy;
 pub mod member_rpc;
+pub mod network_metrics;
+pub mod ops_router;
 pub mod peer_client;
 pub mod peer_router;
 mod probe_routes;
@@ -64,6 +66,8 @@ pub use kv_service::{ApiLimits, BackupStream, ClusterRequest, KvService, Members
 pub use leader_contact::LeaderContact;
 pub use leader_proxy::LeaderProxy;
 pub use member_rpc::{MemberRpc, MemberRpcError};
+pub use network_metrics::NetworkMetrics;
+pub use ops_router::{ops_only_router, ops_router};
 pub use peer_client::{PeerClient, PeerNetwork};
 pub use peer_router::{KvRaft, ReadIndexRefusal, peer_router};
 pub use storage_gate::StorageGate;

@@ -25,6 +25,7 @@ use tokio_util::io::ReaderStream;
 use crate::append_pipe::{self, AppendPipe, Link};
 use crate::cluster_guard::ClusterGuard;
 use crate::error::{NetworkError, Result};
+use crate::network_metrics::{NetworkMetrics, PeerLabels};
 use crate::peer_router::{PATH_APPEND, PATH_PRE_VOTE, PATH_SNAPSHOT, PATH_TRANSFER_LEADER, PATH_VOTE, RemoteResult};
 use crate::wire;
 
@@ -37,11 +38,13 @@ pub struct PeerNetwork {
     id: NodeId,
     http: reqwest::Client,
     guard: ClusterGuard,
+    metrics: NetworkMetrics,
 }
 
 impl PeerNetwork {
-    /// A factory for node `id`'s outgoing peer connections, which carry the identity `guard` gives.
-    pub fn new(id: NodeId, guard: ClusterGuard) -> Result<PeerNetwork> {
+    /// A factory for node `id`'s outgoing peer connections, which carry the identity `guard` gives
+    /// and count their traffic in `metrics`.
+    pub fn new(id: NodeId, guard: ClusterGuard, metrics: NetworkMetrics) -> Result<PeerNetwork> {
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
@@ -49,7 +52,7 @@ impl PeerNetwork {
             .connect_timeout(Duration::from_secs(2))
             .build()
             .map_err(NetworkError::Client)?;
-        Ok(PeerNetwork { id, http, guard })
+        Ok(PeerNetwork { id, http, guard, metrics })
     }
 }
 
@@ -65,6 +68,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             http: self.http.clone(),
             guard: self.guard.clone(),
             pipe: None,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct PeerClient {
     guard: ClusterGuard,
     /// The append stream, kept from one replication session to the next.
     pipe: Option<AppendPipe>,
+    metrics: NetworkMetrics,
 }
 
 impl PeerClient {
@@ -100,17 +105,21 @@ impl PeerClient {
         Resp: DeserializeOwned,
     {
         let body = wire::encode(req).map_err(|e| RPCError::Network(RaftNetworkError::new(&e)))?;
+        let sent = body.len();
         let timeout = option.hard_ttl();
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .headers(self.guard.headers())
-            .timeout(timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(action, timeout, e))?;
-        let bytes = self.read_response(response).await.map_err(|e| self.transport_error(action, timeout, e))?;
+        let answered = async {
+            let response = self.http.post(format!("{}{path}", self.base)).headers(self.guard.headers());
+            let response = response.timeout(timeout).body(body).send().await?;
+            self.read_response(response).await
+        };
+        let bytes = match answered.await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                self.metrics.peer_rpc(self.target, sent, None);
+                return Err(self.transport_error(action, timeout, e));
+            }
+        };
+        self.metrics.peer_rpc(self.target, sent, Some(bytes.len()));
         let result: RemoteResult<Resp> =
             wire::decode("rpc response", &bytes).map_err(|e| RPCError::Network(RaftNetworkError::new(&e)))?;
         // The peer's Raft is stopping or stopped: as good as unreachable.
@@ -181,7 +190,15 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(PATH_APPEND, RPCTypes::AppendEntries, &rpc, &option).await
+        // A heartbeat carries no entries: its answer needs no disk, so its time is the round trip.
+        let heartbeat = rpc.entries.is_empty();
+        let started = std::time::Instant::now();
+        let answer = self.call(PATH_APPEND, RPCTypes::AppendEntries, &rpc, &option).await;
+        if heartbeat && answer.is_ok() {
+            let rtt = &self.metrics.peer_round_trip;
+            rtt.get_or_create(&PeerLabels::of(self.target)).observe(started.elapsed().as_secs_f64());
+        }
+        answer
     }
 
     fn stream_append<'s, S>(
@@ -202,7 +219,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 self.pipe = None;
                 self.pipe = Some(AppendPipe::open(&self.addr, &self.guard, ttl, link).await?);
             }
-            Ok(append_pipe::session(&mut self.pipe, input, link, ttl))
+            Ok(append_pipe::session(&mut self.pipe, input, link, ttl, &self.metrics))
         })
     }
 
@@ -229,10 +246,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        tokio::select! {
+        let size = std::fs::metadata(snapshot.snapshot.path()).map_or(0, |m| m.len());
+        let started = std::time::Instant::now();
+        let result = tokio::select! {
             result = self.send_snapshot(vote, snapshot, &option) => result,
             closed = cancel => Err(StreamingError::Closed(closed)),
+        };
+        let labels = PeerLabels::of(self.target);
+        if result.is_ok() {
+            self.metrics.snapshot_send_duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+            self.metrics.snapshot_sent_bytes.get_or_create(&labels).inc_by(size);
+            self.metrics.peer_sent_bytes.get_or_create(&labels).inc_by(size);
+        } else {
+            self.metrics.peer_sent_failures.get_or_create(&labels).inc();
         }
+        result
     }
 
     async fn transfer_leader(

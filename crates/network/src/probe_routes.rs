@@ -5,20 +5,54 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use crate::api_request::ApiState;
-use crate::kv_service::KvService;
+use std::time::Duration;
 
-pub(crate) async fn livez<S: KvService>(State(s): State<ApiState<S>>, uri: Uri) -> Response {
-    probe_answer(s.service.probe(false).await, uri.query())
+use crate::api_error::ApiError;
+use crate::kv_service::KvService;
+use crate::ops_router::OpsState;
+
+/// How long `?sync` waits without `&timeout=` (rqlite's default).
+const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest `?sync&timeout=` accepted.
+const MAX_SYNC_TIMEOUT: Duration = Duration::from_secs(600);
+
+pub(crate) async fn livez<S: KvService>(State(s): State<OpsState<S>>, uri: Uri) -> Response {
+    probe_answer(s.api.service.probe(false).await, uri.query())
 }
 
-pub(crate) async fn readyz<S: KvService>(State(s): State<ApiState<S>>, uri: Uri) -> Response {
-    probe_answer(s.service.probe(true).await, uri.query())
+/// `GET /readyz`; with `?sync` (and `&timeout=5s`), first waits until this node has applied what
+/// the leader had committed when the request arrived, and adds the outcome as the `sync` check.
+pub(crate) async fn readyz<S: KvService>(State(s): State<OpsState<S>>, uri: Uri) -> Response {
+    let pairs = url_pairs(uri.query().unwrap_or_default());
+    let sync = pairs.iter().any(|(k, _)| k == "sync");
+    let timeout = match pairs.iter().find(|(k, _)| k == "timeout") {
+        None => DEFAULT_SYNC_TIMEOUT,
+        Some((_, v)) => match humantime::parse_duration(v) {
+            Ok(t) if t <= MAX_SYNC_TIMEOUT => t,
+            Ok(_) => return bad_timeout(v, "longer than 10m"),
+            Err(e) => return bad_timeout(v, &e.to_string()),
+        },
+    };
+    let synced = if sync { Some(s.api.service.sync_applied(timeout).await) } else { None };
+    let mut checks = s.api.service.probe(true).await;
+    if let Some(failure) = synced {
+        checks.push(crate::ProbeCheck { name: "sync", failure });
+    }
+    probe_answer(checks, uri.query())
+}
+
+fn bad_timeout(value: &str, why: &str) -> Response {
+    ApiError::BadRequest {
+        code: "invalid_timeout",
+        message: format!("timeout {value:?} is not a duration such as 5s or 500ms: {why}"),
+    }
+    .into_response()
 }
 
 /// `200 ok` when every check not excluded (`?exclude=NAME`, repeatable or comma-separated)
 /// passed, `503 failed` otherwise; with `?verbose`, one line per check: `[+] name ok` or
 /// `[-] name failed: why`. Plain text, as load balancers and Kubernetes expect.
+/// (`sync` and `timeout` are read by [`readyz`].)
 fn probe_answer(checks: Vec<crate::ProbeCheck>, query: Option<&str>) -> Response {
     let mut verbose = false;
     let mut excluded: Vec<String> = Vec::new();

@@ -1,6 +1,7 @@
 //! A node's background tasks: joining a cluster (`--join`), founding one (giving it its
 //! identity), and announcing its return from a planned restart.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
@@ -8,6 +9,24 @@ use raftkv_client::{Client, ClientError};
 use raftkv_types::NodeId;
 
 use crate::kv_handle::KvHandle;
+
+/// Whether another founding member already holds a cluster (it has founded one, or has log
+/// entries): then a founder with an empty data directory (a lost volume, a pod rescheduled onto
+/// an empty disk) must not initialise a cluster of its own. It starts empty instead, and the
+/// leader, which still counts it a member, brings it back with a snapshot and the log. Members
+/// that do not answer (a new cluster whose other members are not up yet) hold nothing.
+pub(crate) async fn a_founder_holds_a_cluster(own: NodeId, founders: &BTreeMap<NodeId, String>) -> Option<NodeId> {
+    let client = Client::with_timeout(founders.values().map(|a| format!("http://{a}")), Duration::from_secs(1)).ok()?;
+    for (id, addr) in founders.iter().filter(|(id, _)| **id != own) {
+        match client.status_of(&format!("http://{addr}")).await {
+            Ok(status) if status.cluster_id.is_some() || status.last_log_index > 0 => {
+                return Some(*id);
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    None
+}
 
 /// Gives the cluster its identity: once this node leads a cluster whose state machine has none
 /// (a new cluster, or one whose data predates identities), proposes a random cluster id. The first

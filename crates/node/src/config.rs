@@ -59,6 +59,11 @@ pub struct NodeConfig {
     /// leader, with `507 insufficient_storage`) and log appends, and a leader hands its
     /// leadership to a voter with room. 0: never refuse. By default, 64 MiB.
     pub min_free_disk_bytes: u64,
+    /// A second, plain-HTTP address serving only `/metrics`, `/livez`, `/readyz`, the `/ui`
+    /// dashboard and the read-only status it polls, e.g. `0.0.0.0:9090`: for probes and scrapers
+    /// that must keep working whatever the main port requires. By default, none (they are on the
+    /// main port too).
+    pub ops_listen: Option<String>,
 }
 
 /// Raft timing and log compaction. The defaults suit a LAN: an election starts 300-600 ms after
@@ -110,6 +115,7 @@ impl NodeConfig {
             leader_wait: Duration::from_secs(3),
             unsafe_no_fsync: false,
             min_free_disk_bytes: 64 << 20,
+            ops_listen: None,
         }
     }
 

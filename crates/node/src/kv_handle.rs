@@ -57,6 +57,8 @@ pub struct KvHandle {
     pub(crate) sync_degrade: Arc<tokio::sync::Mutex<()>>,
     /// Whether the data directory has room (see `disk_monitor`).
     pub(crate) storage: raftkv_network::StorageGate,
+    /// What this node counts for Prometheus.
+    pub(crate) metrics: crate::node_metrics::NodeMetrics,
 }
 
 impl KvHandle {
@@ -68,6 +70,12 @@ impl KvHandle {
     /// - `lease`: the same without the quorum round while the leader's lease holds; once it has
     ///   lapsed, falls back to ReadIndex.
     pub(crate) async fn ready_to_read(&self, consistency: Consistency) -> Result<(), ApiError> {
+        let level = match consistency {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Lease => "lease",
+            Consistency::Stale => "stale",
+        };
+        self.metrics.reads.get_or_create(&crate::node_metrics::ReadLabels { consistency: level }).inc();
         if consistency != Consistency::Stale {
             self.ensure_member()?;
         }
@@ -246,6 +254,10 @@ impl KvService for KvHandle {
 
     async fn probe(&self, ready: bool) -> Vec<raftkv_network::ProbeCheck> {
         self.probe_checks(ready).await
+    }
+
+    async fn sync_applied(&self, timeout: Duration) -> Option<String> {
+        self.sync_applied_within(timeout).await
     }
 
     async fn write(&self, command: Command, durability: Durability) -> Result<CommandResult, ApiError> {

@@ -48,9 +48,12 @@ pub mod kv_handle;
 pub mod leadership;
 pub mod membership;
 pub mod node;
+mod node_metrics;
 pub mod probes;
+mod process_collector;
 pub mod proposal_clock;
 pub mod read_index;
+mod scrape_collector;
 pub mod status;
 mod sync_replication;
 mod write_path;
@@ -60,6 +63,8 @@ pub use error::{NodeError, Result};
 pub use kv_handle::KvHandle;
 pub use leadership::{Leadership, LeadershipReceiver};
 pub use node::Node;
+pub use prometheus_client;
+pub use raftkv_network::ProbeCheck;
 pub use raftkv_storage::{FileSummary, ScanPage, SnapshotHeader};
 pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,

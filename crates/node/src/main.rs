@@ -18,6 +18,12 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(output) = e.downcast_ref::<cli::output::OutputError>() {
+                // A closed pipe (`raftkv status | head`) means the reader has what it wanted.
+                if output.is_closed_pipe() {
+                    return ExitCode::SUCCESS;
+                }
+            }
             // One clear line: the error and its causes.
             let causes: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("error: {}", dedup_causes(&causes));

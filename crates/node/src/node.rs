@@ -4,6 +4,8 @@ mod cluster_ops;
 mod failure;
 mod kv_ops;
 mod membership_ops;
+mod observability;
+mod startup;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -14,16 +16,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::error::{InitializeError, RaftError};
-use openraft::{Config, SnapshotPolicy};
+use prometheus_client::registry::Registry;
 use raftkv_client::{Client, ClientError};
+use raftkv_network::network_metrics::track_requests;
 use raftkv_network::{
     ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, PeerNetwork, StorageGate,
-    client_router, peer_router,
+    client_router, ops_only_router, ops_router, peer_router,
 };
-use raftkv_storage::{FileSummary, SnapshotHeader, Store, StoreClosed, StoreOptions};
+use raftkv_storage::{FileSummary, SnapshotHeader, StoreClosed, StoreOptions};
 use raftkv_types::api::{BackupConsistency, Consistency, MembersResponse, NodeStatus};
 use raftkv_types::{ClusterIdentity, NodeId, PeerNode};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -32,6 +34,7 @@ use crate::cluster_tasks::{announce_return, found_cluster, join_cluster};
 use crate::config::NodeConfig;
 use crate::error::{NodeError, Result};
 use crate::kv_handle::KvHandle;
+use crate::node_metrics::NodeMetrics;
 use crate::read_index::ReadIndexBatcher;
 
 /// How long shutdown waits for in-flight HTTP requests.
@@ -52,8 +55,13 @@ const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Node {
     handle: KvHandle,
     addr: SocketAddr,
+    /// The operations port's address, when it has one.
+    ops_addr: Option<SocketAddr>,
+    /// This node's metrics, as `/metrics` serves them.
+    registry: Arc<Registry>,
     stop_server: watch::Sender<bool>,
-    server: JoinHandle<()>,
+    /// The HTTP servers: the main port, and the operations port if any.
+    servers: Vec<JoinHandle<()>>,
     forwarder: Arc<tokio::sync::Mutex<Option<(NodeId, Client)>>>,
     /// Asks the cluster to add this node, when started with `join`.
     joiner: Option<JoinHandle<()>>,
@@ -76,26 +84,29 @@ impl Node {
     /// existing state rejoins with what it has.
     pub async fn start(config: NodeConfig) -> Result<Node> {
         config.validate()?;
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
-        let addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: config.listen.clone(), source })?;
+        let (listener, addr) = startup::bind(&config.listen).await?;
+        let ops = match &config.ops_listen {
+            Some(ops) => Some(startup::bind(ops).await?),
+            None => None,
+        };
 
         if config.unsafe_no_fsync {
             tracing::warn!(
                 "--unsafe-no-fsync: log appends and votes are NOT fsynced; a power loss will lose acknowledged writes (test use only)"
             );
         }
-        let options = StoreOptions { unsafe_no_fsync: config.unsafe_no_fsync };
-        let store = open_store(&config.data_dir, config.id, options).await?;
+        let metrics = NodeMetrics::default();
+        let options = StoreOptions { unsafe_no_fsync: config.unsafe_no_fsync, metrics: metrics.storage.clone() };
+        let store = startup::open_store(&config.data_dir, config.id, options).await?;
         let store_closed = store.closed.clone();
         let state_machine = store.state_machine.clone();
-        let raft_config = raft_config(&config)?;
+        let raft_config = startup::raft_config(&config)?;
         let guard = ClusterGuard::new(state_machine.clone());
-        let network = PeerNetwork::new(config.id, guard.clone())?;
+        let network = PeerNetwork::new(config.id, guard.clone(), metrics.network.clone())?;
         let raft = openraft::Raft::new(config.id, raft_config, network, store.log, store.state_machine)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
+        raft.set_metrics_recorder(Some(metrics.raft.clone())).await.map_err(|e| NodeError::Raft(e.to_string()))?;
 
         let rpc = MemberRpc::new(guard)?;
         let contact = LeaderContact::new();
@@ -113,7 +124,12 @@ impl Node {
             reachable_within: Duration::from_millis(2 * config.raft.election_timeout_max_ms),
             contact: contact.clone(),
             clock: AppendClock::start(&raft),
-            reads: ReadIndexBatcher::new(rpc.clone(), config.read_timeout),
+            reads: ReadIndexBatcher::new(
+                rpc.clone(),
+                config.read_timeout,
+                metrics.read_index_rounds.clone(),
+                metrics.reads_per_round.clone(),
+            ),
             rpc,
             membership_lock: Arc::default(),
             proposal_clock: Arc::default(),
@@ -122,8 +138,23 @@ impl Node {
             leadership: Arc::new(watch::channel(crate::leadership::Leadership::default()).0),
             sync_degrade: Arc::default(),
             storage: StorageGate::new(config.min_free_disk_bytes),
+            metrics: metrics.clone(),
         };
-        if !config.initial_cluster.is_empty()
+        let registry = Arc::new(observability::node_registry(&handle));
+        let holder = if config.initial_cluster.is_empty()
+            || raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
+        {
+            None
+        } else {
+            crate::cluster_tasks::a_founder_holds_a_cluster(config.id, &config.initial_cluster).await
+        };
+        if let Some(peer) = holder {
+            tracing::warn!(
+                peer,
+                "empty data directory, but founding member {peer} already holds the cluster: not initialising a new one; \
+                 waiting for the leader to bring this node back (if this member was removed, add it again with raftkv member add-learner)"
+            );
+        } else if !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
         {
             let members: BTreeMap<NodeId, PeerNode> =
@@ -142,30 +173,22 @@ impl Node {
             }
         }
         let draining = Arc::new(AtomicBool::new(false));
+        let proxy = LeaderProxy::new()?;
+        let track = axum::middleware::from_fn_with_state(metrics.network.clone(), track_requests);
         let router = peer_router(raft.clone(), state_machine, contact, handle.storage.clone())
-            .merge(client_router(handle.clone(), LeaderProxy::new()?))
-            .layer(axum::middleware::from_fn_with_state(draining.clone(), refuse_when_draining));
-        let (stop_server, mut stopped) = watch::channel(false);
-        let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.wait_for(|s| *s).await;
-            };
-            // Small answers (acks, votes, responses) go out at once rather than waiting on Nagle;
-            // keepalive ends a long-lived append stream whose leader was cut off.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                if let Err(err) = tcp.set_nodelay(true) {
-                    tracing::warn!(%err, "could not set TCP_NODELAY");
-                }
-                if let Err(err) = raftkv_network::append_pipe::set_keepalive(tcp) {
-                    tracing::warn!(%err, "could not set TCP keepalive");
-                }
-            });
-            if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-                tracing::error!(%err, "http server failed");
-            }
+            .merge(client_router(handle.clone(), proxy.clone()))
+            .merge(ops_router(handle.clone(), proxy.clone(), registry.clone()))
+            .layer(track.clone())
+            .layer(axum::middleware::from_fn_with_state(draining.clone(), startup::refuse_when_draining));
+        let (stop_server, stopped) = watch::channel(false);
+        let mut servers = vec![startup::serve(listener, router, stopped.clone())];
+        let ops_addr = ops.map(|(ops_listener, ops_addr)| {
+            let ops_router = ops_only_router(handle.clone(), proxy, registry.clone()).layer(track);
+            servers.push(startup::serve(ops_listener, ops_router, stopped));
+            ops_addr
         });
 
-        tracing::info!(id = config.id, %addr, data_dir = %config.data_dir.display(), "node started");
+        tracing::info!(id = config.id, %addr, ?ops_addr, data_dir = %config.data_dir.display(), "node started");
         let joiner = if config.join.is_empty() {
             None
         } else {
@@ -188,12 +211,15 @@ impl Node {
             tokio::spawn(handle.clone().watch_leadership()),
             tokio::spawn(announce_return(handle.clone())),
             tokio::spawn(handle.clone().watch_disk(config.data_dir.clone())),
+            tokio::spawn(metrics.watch_leader(handle.clone())),
         ];
         Ok(Node {
             handle,
             addr,
+            ops_addr,
+            registry,
             stop_server,
-            server,
+            servers,
             forwarder: Arc::default(),
             joiner,
             founder,
@@ -241,6 +267,11 @@ impl Node {
         self.addr
     }
 
+    /// The operations port's address (`NodeConfig::ops_listen`), if it has one.
+    pub fn ops_addr(&self) -> Option<SocketAddr> {
+        self.ops_addr
+    }
+
     /// The base URL of this node's HTTP API.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -281,7 +312,7 @@ impl Node {
         let Node {
             handle,
             stop_server,
-            server,
+            servers,
             joiner,
             founder,
             background,
@@ -289,6 +320,8 @@ impl Node {
             store_closed,
             forwarder,
             addr: _,
+            ops_addr: _,
+            registry: _,
             restart_grace: _,
         } = self;
         for task in [&joiner, &founder].into_iter().flatten().chain(&background) {
@@ -304,7 +337,7 @@ impl Node {
         draining.store(true, Ordering::Relaxed);
         tokio::time::sleep(CLOSE_NOTICE).await;
         let _ = stop_server.send(true);
-        if tokio::time::timeout(DRAIN_TIMEOUT, server).await.is_err() {
+        if tokio::time::timeout(DRAIN_TIMEOUT, futures::future::join_all(servers)).await.is_err() {
             tracing::warn!("http requests still in flight after {DRAIN_TIMEOUT:?}; stopping anyway");
         }
         handle.raft.shutdown().await.map_err(|e| NodeError::Raft(format!("shutdown: {e}")))?;
@@ -356,69 +389,4 @@ impl Node {
         *cached = Some((id, client.clone()));
         Ok(client)
     }
-}
-
-/// Once `draining` is set, refuses new client requests with `503 node_stopping` and
-/// `Connection: close`: nothing is done, and clients move to another node before this one closes
-/// its connections. Peer RPC is still served: Raft runs until the end.
-async fn refuse_when_draining(
-    axum::extract::State(draining): axum::extract::State<Arc<AtomicBool>>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if !draining.load(Ordering::Relaxed) || request.uri().path().starts_with("/raft/") {
-        return next.run(request).await;
-    }
-    let mut response = ApiError::Stopping.into_response();
-    response.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
-    response
-}
-
-/// Opens the node's storage. A node of this process that was just shut down on the same directory
-/// may still be releasing RocksDB's lock (its tasks wind down after `shutdown` returns): that is
-/// waited out for a few seconds.
-async fn open_store(dir: &std::path::Path, id: NodeId, options: StoreOptions) -> Result<Store> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let dir = dir.to_path_buf();
-        let opened = tokio::task::spawn_blocking(move || Store::open_as_with(dir, id, options))
-            .await
-            .map_err(|e| NodeError::Raft(format!("open storage task: {e}")))?;
-        match opened {
-            Err(e) if e.to_string().contains("lock hold by current process") && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => return Ok(other?),
-        }
-    }
-}
-
-/// Delays between replication retries to a failing member (openraft's backoff series syntax).
-const REPLICATION_BACKOFF: &str = "10ms 20ms ...200ms";
-
-fn raft_config(config: &NodeConfig) -> Result<Arc<Config>> {
-    let t = &config.raft;
-    let raft = Config {
-        cluster_name: "raftkv".to_string(),
-        heartbeat_interval: t.heartbeat_ms,
-        election_timeout_min: t.election_timeout_min_ms,
-        election_timeout_max: t.election_timeout_max_ms,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(t.snapshot_every),
-        max_in_snapshot_log_to_keep: t.keep_logs_after_snapshot,
-        enable_pre_vote: Some(true),
-        // After replication to a member fails repeatedly (it is down or cut off), retry after
-        // 10 ms, doubling up to 200 ms: a restarted member is found within a few milliseconds of
-        // coming back instead of up to openraft's default 200 ms later.
-        backoff: REPLICATION_BACKOFF.to_string(),
-        // A restarted leader must win an election again, never take its leadership back at
-        // startup: applies are not fsynced and the committed log id is persisted without fsync
-        // (both are rebuilt from the log), so after a power loss a restored leader could serve
-        // linearizable reads from a state machine that lacks acknowledged writes (its own log tail
-        // may be lost while the followers that made them durable still have them). openraft
-        // documents this hazard of `enable_leader_restore`; the power-loss fault found it.
-        enable_leader_restore: Some(false),
-        ..Default::default()
-    };
-    Ok(Arc::new(raft.validate().map_err(|e| NodeError::Config(e.to_string()))?))
 }

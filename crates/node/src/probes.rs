@@ -3,8 +3,9 @@
 //! Liveness never depends on a leader or a quorum: an orchestrator that restarts a node because
 //! the cluster lost its quorum only makes the outage longer.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
 use raftkv_network::ProbeCheck;
 
@@ -18,6 +19,41 @@ fn check(name: &'static str, failure: Option<String>) -> ProbeCheck {
 }
 
 impl KvHandle {
+    /// Waits until this node has applied what the leader had committed when called (the leader's
+    /// own commit index; on another member a read index from the leader, as a follower read gets
+    /// it, so a node that was cut off does not count itself caught up with an old announcement).
+    /// `None` once it has, or why not within `timeout`.
+    pub(crate) async fn sync_applied_within(&self, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let target = loop {
+            let own = {
+                let m = self.raft.metrics().borrow_watched().clone();
+                (m.state == ServerState::Leader).then(|| m.local_committed.as_ref().map_or(0, |l| l.index))
+            };
+            if let Some(index) = own {
+                break index;
+            }
+            if let Some((_, leader)) = self.known_leader() {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if let Ok(Ok(index)) = tokio::time::timeout(remaining, self.reads.read_index(leader)).await {
+                    break index;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Some(format!("no leader gave its commit index within {timeout:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match self.raft.wait(Some(remaining)).applied_index_at_least(Some(target), "readyz sync").await {
+            Ok(_) => None,
+            Err(_) => Some(format!(
+                "applied index {} has not reached the leader's commit index {target} within {timeout:?}",
+                self.state_machine.applied_index()
+            )),
+        }
+    }
+
     /// `raft` and `storage` (live); then `member`, `leader` and `applied` (ready).
     pub(crate) async fn probe_checks(&self, ready: bool) -> Vec<ProbeCheck> {
         let m = self.raft.metrics().borrow_watched().clone();

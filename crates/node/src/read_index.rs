@@ -4,6 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use raftkv_network::{MemberRpc, MemberRpcError};
 use raftkv_types::PeerNode;
 use tokio::sync::oneshot;
@@ -22,6 +24,9 @@ pub struct ReadIndexBatcher {
     rpc: MemberRpc,
     timeout: Duration,
     queue: Arc<Mutex<Queue>>,
+    /// Rounds run, and readers served per round.
+    rounds: Counter,
+    reads_per_round: Histogram,
 }
 
 #[derive(Default)]
@@ -32,9 +37,10 @@ struct Queue {
 }
 
 impl ReadIndexBatcher {
-    /// A batcher whose rounds time out after `timeout`.
-    pub fn new(rpc: MemberRpc, timeout: Duration) -> ReadIndexBatcher {
-        ReadIndexBatcher { rpc, timeout, queue: Arc::default() }
+    /// A batcher whose rounds time out after `timeout`, counted in `rounds` and
+    /// `reads_per_round`.
+    pub fn new(rpc: MemberRpc, timeout: Duration, rounds: Counter, reads_per_round: Histogram) -> ReadIndexBatcher {
+        ReadIndexBatcher { rpc, timeout, queue: Arc::default(), rounds, reads_per_round }
     }
 
     /// A read index from `leader` obtained by a round that started after this call.
@@ -64,6 +70,8 @@ impl ReadIndexBatcher {
                 (std::mem::take(&mut queue.waiting), queue.leader.clone())
             };
             let Some(leader) = leader else { continue };
+            self.rounds.inc();
+            self.reads_per_round.observe(waiters.len() as f64);
             let answer = self.rpc.read_index(&leader, self.timeout).await;
             for waiter in waiters {
                 let _ = waiter.send(answer.clone());

@@ -11,6 +11,7 @@ use raftkv_types::api::LaggingMember;
 use raftkv_types::{Command, CommandResult, NodeId, PeerNode, Proposal};
 
 use crate::kv_handle::{KvHandle, Refusal, not_leader};
+use crate::node_metrics::ProposalLabels;
 
 impl KvHandle {
     /// Waits until every member but this (leader) node has applied the entry at `index` (the
@@ -45,7 +46,20 @@ impl KvHandle {
     /// One attempt of [`KvService::write`].
     pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, Refusal> {
         let proposal = Proposal::new(self.proposal_clock.stamp(), command);
+        let metrics = &self.metrics;
+        metrics.proposals_pending.inc();
         let proposed = tokio::time::timeout(self.write_timeout, self.raft.client_write(proposal)).await;
+        metrics.proposals_pending.dec();
+        let result = match &proposed {
+            Ok(Ok(_)) => Some("committed"),
+            Err(_) => Some("timeout"),
+            // Not the leader: nothing was proposed here.
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => None,
+            Ok(Err(_)) => Some("failed"),
+        };
+        if let Some(result) = result {
+            metrics.proposals.get_or_create(&ProposalLabels { result }).inc();
+        }
         let unknown = |msg: String| Err(Refusal::Final(ApiError::OutcomeUnknown(msg)));
         match proposed {
             Ok(Ok(response)) => Ok(response.data),

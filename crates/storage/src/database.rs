@@ -6,6 +6,8 @@ use std::time::Duration;
 use rocksdb::DB;
 use tokio::sync::watch;
 
+use crate::storage_metrics::StorageMetrics;
+
 /// The open database, shared (in an `Arc`) by the log store, its flush thread, the state machine
 /// and the node's readers. It closes when the last of them lets go; [`StoreClosed`] tells when
 /// that has happened.
@@ -16,6 +18,7 @@ pub struct Database {
     /// Test-only: log appends and votes are written but never fsynced (see
     /// [`StoreOptions::unsafe_no_fsync`](crate::StoreOptions::unsafe_no_fsync)).
     unsafe_no_fsync: bool,
+    metrics: StorageMetrics,
 }
 
 /// Resolves once a store's database is closed: its memtables flushed and its lock released, so
@@ -26,9 +29,14 @@ pub struct StoreClosed {
 }
 
 impl Database {
-    pub(crate) fn new(db: DB, unsafe_no_fsync: bool) -> (Database, StoreClosed) {
+    pub(crate) fn new(db: DB, unsafe_no_fsync: bool, metrics: StorageMetrics) -> (Database, StoreClosed) {
         let (closed, rx) = watch::channel(false);
-        (Database { db: Some(db), closed, unsafe_no_fsync }, StoreClosed { rx })
+        (Database { db: Some(db), closed, unsafe_no_fsync, metrics }, StoreClosed { rx })
+    }
+
+    /// Where the store records what its disk and state machine do.
+    pub(crate) fn metrics(&self) -> &StorageMetrics {
+        &self.metrics
     }
 
     /// Whether a write the log store means to make durable is fsynced: always, unless the store

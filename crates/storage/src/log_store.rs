@@ -189,11 +189,13 @@ impl RaftLogStorage<TypeConfig> for RocksLogStore {
         I::IntoIter: OptionalSend,
     {
         let mut batch = WriteBatch::default();
+        let mut count = 0;
         for entry in entries {
             batch.put_cf(self.log_cf(), log_key(entry.log_id.index), encode(&entry)?);
+            count += 1;
         }
         self.write(batch, "append log entries")?;
-        self.flusher.flush_then(callback)
+        self.flusher.flush_then(callback, count)
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {

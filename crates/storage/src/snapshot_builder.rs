@@ -145,9 +145,13 @@ impl RaftSnapshotBuilder<TypeConfig> for KvSnapshotBuilder {
         let taken = std::mem::replace(&mut self.checkpoint, Err("this builder already built its snapshot".into()));
         let checkpoint = taken.map_err(io::Error::other)?;
         let sm = self.sm.clone();
+        let started = std::time::Instant::now();
         let (header, snapshot) = tokio::task::spawn_blocking(move || Self::build_blocking(&sm, checkpoint))
             .await
             .map_err(io::Error::other)??;
+        let metrics = self.sm.metrics();
+        metrics.snapshot_build_duration.observe(started.elapsed().as_secs_f64());
+        metrics.snapshot_size.set(std::fs::metadata(snapshot.path()).map_or(0, |m| m.len()) as i64);
         tracing::info!(last_log_id = ?header.last_log_id, revision = header.revision, path = %snapshot.path().display(), "built snapshot");
         Ok(Snapshot { meta: header.snapshot_meta(), snapshot })
     }

@@ -225,6 +225,11 @@ impl KvStateMachine {
         self.inner.applied_index.load(Ordering::Acquire)
     }
 
+    /// Where this store records its metrics.
+    pub(crate) fn metrics(&self) -> &crate::StorageMetrics {
+        self.inner.db.metrics()
+    }
+
     pub(crate) fn db(&self) -> &DB {
         &self.inner.db
     }
@@ -411,6 +416,8 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         let mut batch = ApplyBatch::new(&self.inner.db, generation, before.clone());
         let mut responses = Vec::new();
         let mut pending = 0;
+        let mut applied = 0u64;
+        let started = std::time::Instant::now();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
             let result = batch.apply(entry)?;
@@ -418,12 +425,16 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
                 responses.push((responder, result));
             }
             pending += 1;
+            applied += 1;
             if pending == APPLY_CHUNK {
                 self.commit_batch(&mut batch, &mut before, &mut responses)?;
                 pending = 0;
             }
         }
         self.commit_batch(&mut batch, &mut before, &mut responses)?;
+        let metrics = self.metrics();
+        metrics.apply_duration.observe(started.elapsed().as_secs_f64());
+        metrics.apply_batch_entries.observe(applied as f64);
         Ok(())
     }
 
@@ -441,6 +452,8 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
         let sm = self.clone();
         let meta = meta.clone();
+        let started = std::time::Instant::now();
+        let size = std::fs::metadata(snapshot.path()).map_or(0, |m| m.len());
         tokio::task::spawn_blocking(move || -> Result<()> {
             let header = SnapshotReader::open(snapshot.path())?.header().clone();
             if header.last_log_id != meta.last_log_id {
@@ -455,6 +468,10 @@ impl RaftStateMachine<TypeConfig> for KvStateMachine {
         })
         .await
         .map_err(io::Error::other)??;
+        let metrics = self.metrics();
+        metrics.snapshot_install_duration.observe(started.elapsed().as_secs_f64());
+        metrics.snapshot_size.set(size as i64);
+        metrics.snapshot_installed_bytes.inc_by(size);
         Ok(())
     }
 

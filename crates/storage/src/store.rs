@@ -14,6 +14,7 @@ use crate::error::{Result, StorageError};
 use crate::keys::{ALL_CFS, CF_RAFT_META, CF_SM_DATA, KEY_NODE_ID};
 use crate::log_store::RocksLogStore;
 use crate::state_machine::KvStateMachine;
+use crate::storage_metrics::StorageMetrics;
 
 /// Memtable size of the state machine's data column family.
 const SM_DATA_WRITE_BUFFER_BYTES: usize = 8 << 20;
@@ -34,12 +35,14 @@ pub struct Store {
 }
 
 /// How a store is opened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct StoreOptions {
     /// **Test only; loses acknowledged writes on power loss.** Log appends and votes are written
     /// to the operating system but never fsynced. It exists so that power-loss tests can show
     /// their checker catches lost writes (a positive control, like etcd's `--unsafe-no-fsync`).
     pub unsafe_no_fsync: bool,
+    /// Where the store records fsync, apply and snapshot times (the node registers them).
+    pub metrics: StorageMetrics,
 }
 
 impl Store {
@@ -59,7 +62,7 @@ impl Store {
 
         let db = open_db(&db_dir)?;
         data_format::check_and_upgrade(&db, dir, &snapshot_dir, created)?;
-        let (db, closed) = Database::new(db, options.unsafe_no_fsync);
+        let (db, closed) = Database::new(db, options.unsafe_no_fsync, options.metrics);
         let db = Arc::new(db);
         let log = RocksLogStore::new(db.clone())?;
         let state_machine = KvStateMachine::open(db, snapshot_dir)?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
+use std::time::Instant;
 
 use openraft::storage::IOFlushed;
 use raftkv_types::TypeConfig;
@@ -25,7 +26,7 @@ use crate::database::Database;
 /// Dropping the last handle flushes what is queued and joins the thread, so that the database is
 /// released when the store is (a reopen in the same process must not find it still locked).
 pub struct WalFlusher {
-    tx: Option<mpsc::Sender<IOFlushed<TypeConfig>>>,
+    tx: Option<mpsc::Sender<Pending>>,
     thread: Option<thread::JoinHandle<()>>,
     stats: Arc<Counters>,
 }
@@ -39,6 +40,12 @@ pub struct WalStats {
     pub fsyncs: u64,
 }
 
+/// An append waiting for the fsync: its callback and how many entries it wrote.
+struct Pending {
+    callback: IOFlushed<TypeConfig>,
+    entries: u64,
+}
+
 #[derive(Default)]
 struct Counters {
     appends: AtomicU64,
@@ -48,7 +55,7 @@ struct Counters {
 impl WalFlusher {
     /// Starts the flush thread for `db`. It ends when the `WalFlusher` is dropped.
     pub(crate) fn start(db: Arc<Database>) -> io::Result<WalFlusher> {
-        let (tx, rx) = mpsc::channel::<IOFlushed<TypeConfig>>();
+        let (tx, rx) = mpsc::channel::<Pending>();
         let stats = Arc::new(Counters::default());
         let counters = stats.clone();
         let thread = thread::Builder::new().name("raftkv-wal-flush".into()).spawn(move || run(db, rx, &counters))?;
@@ -63,12 +70,13 @@ impl WalFlusher {
         }
     }
 
-    /// Queues `callback`, to be completed once everything written before this call is fsynced.
-    pub fn flush_then(&self, callback: IOFlushed<TypeConfig>) -> io::Result<()> {
+    /// Queues `callback`, to be completed once everything written before this call is fsynced;
+    /// `entries` is how many log entries that append wrote (for the group commit's metrics).
+    pub fn flush_then(&self, callback: IOFlushed<TypeConfig>, entries: u64) -> io::Result<()> {
         self.tx
             .as_ref()
             .ok_or_else(|| io::Error::other("wal flush thread stopped"))?
-            .send(callback)
+            .send(Pending { callback, entries })
             .map_err(|_| io::Error::other("wal flush thread stopped"))
     }
 }
@@ -83,7 +91,7 @@ impl Drop for WalFlusher {
     }
 }
 
-fn run(db: Arc<Database>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>, counters: &Counters) {
+fn run(db: Arc<Database>, rx: mpsc::Receiver<Pending>, counters: &Counters) {
     let mut batch = Vec::new();
     // Blocks for the first callback, then takes whatever else is already queued.
     while let Ok(first) = rx.recv() {
@@ -91,10 +99,14 @@ fn run(db: Arc<Database>, rx: mpsc::Receiver<IOFlushed<TypeConfig>>, counters: &
         batch.extend(rx.try_iter());
         // `flush_wal(false)` still hands the WAL to the operating system, without fsync: what the
         // test-only `unsafe_no_fsync` asks for, so that a power cut loses acknowledged entries.
+        let started = Instant::now();
         let result = db.flush_wal(db.fsyncs());
+        let metrics = db.metrics();
+        metrics.wal_fsync_duration.observe(started.elapsed().as_secs_f64());
+        metrics.wal_fsync_entries.observe(batch.iter().map(|p| p.entries).sum::<u64>() as f64);
         counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         counters.appends.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        for callback in batch.drain(..) {
+        for Pending { callback, .. } in batch.drain(..) {
             callback.io_completed(result.clone().map_err(|e| io::Error::other(format!("wal fsync failed: {e}"))));
         }
         if result.is_err() {

@@ -17,6 +17,8 @@ use tokio::io::AsyncWriteExt;
 
 use super::Endpoints;
 
+use super::output::outln;
+
 /// File name suffix of scheduled backups.
 const BACKUP_SUFFIX: &str = ".rkvbak";
 
@@ -104,7 +106,7 @@ pub async fn run(action: BackupAction) -> anyhow::Result<()> {
     match action {
         BackupAction::Save { endpoints, file, options } => {
             let (header, summary) = save(&endpoints.endpoints, &file, &options).await?;
-            println!("{}", saved_line(&file, &header, &summary));
+            outln!("{}", saved_line(&file, &header, &summary));
             Ok(())
         }
         BackupAction::Inspect { file, json } => inspect(&file, json).await,
@@ -207,7 +209,7 @@ async fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
             sha256: &summary.sha256,
             verified: true,
         };
-        println!("{}", serde_json::to_string_pretty(&inspection)?);
+        outln!("{}", serde_json::to_string_pretty(&inspection)?);
         return Ok(());
     }
     let members: Vec<String> =
@@ -216,25 +218,21 @@ async fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
         Some(c) => format!("{:?} ({c})", header.kind).to_lowercase(),
         None => format!("{:?}", header.kind).to_lowercase(),
     };
-    println!("file:         {}", file.display());
-    println!("kind:         {kind}");
+    outln!("file:         {}", file.display());
+    outln!("kind:         {kind}");
     match &header.identity {
-        Some(identity) => println!("cluster:      {} (epoch {})", identity.cluster_id, identity.epoch),
-        None => println!("cluster:      (not founded yet)"),
+        Some(identity) => outln!("cluster:      {} (epoch {})", identity.cluster_id, identity.epoch),
+        None => outln!("cluster:      (not founded yet)"),
     }
-    println!("revision:     {}", header.revision);
-    println!("last applied: {}", header.last_log_id.map_or("none".to_string(), |l| l.to_string()));
-    println!("members:      {}", members.join(","));
-    println!(
-        "created at:   {} on node {}",
-        header.created_at,
-        header.source_node.map_or("?".into(), |n| n.to_string())
-    );
-    println!("written by:   raftkv {}", header.raftkv_version);
-    println!("keys:         {}", summary.records);
-    println!("size:         {} bytes", summary.file_bytes);
-    println!("sha256:       {}", summary.sha256);
-    println!("status:       OK (every chunk checksum, the trailer and the SHA-256 match)");
+    outln!("revision:     {}", header.revision);
+    outln!("last applied: {}", header.last_log_id.map_or("none".to_string(), |l| l.to_string()));
+    outln!("members:      {}", members.join(","));
+    outln!("created at:   {} on node {}", header.created_at, header.source_node.map_or("?".into(), |n| n.to_string()));
+    outln!("written by:   raftkv {}", header.raftkv_version);
+    outln!("keys:         {}", summary.records);
+    outln!("size:         {} bytes", summary.file_bytes);
+    outln!("sha256:       {}", summary.sha256);
+    outln!("status:       OK (every chunk checksum, the trailer and the SHA-256 match)");
     Ok(())
 }
 
@@ -289,7 +287,7 @@ async fn restore(file: &Path, data_dir: &Path, id: NodeId, initial_cluster: &str
     .await?
     .context("restore refused")?;
     let addr = &members[&id];
-    println!(
+    outln!(
         "restored {} keys at revision {} into {} as node {id} of new cluster {} (epoch 1); the backup was at revision {}",
         restored.file.records,
         restored.revision,
@@ -297,7 +295,7 @@ async fn restore(file: &Path, data_dir: &Path, id: NodeId, initial_cluster: &str
         restored.identity.cluster_id,
         restored.backup.revision,
     );
-    println!("start it with: raftkv serve --id {id} --listen {addr} --data-dir {}", data_dir.display());
+    outln!("start it with: raftkv serve --id {id} --listen {addr} --data-dir {}", data_dir.display());
     Ok(())
 }
 
@@ -357,16 +355,16 @@ async fn schedule(
         // name, then rename to the final one.
         let staging = dir.join(format!(".raftkv-backup-{}", std::process::id()));
         match save_unless(endpoints, &staging, options, last).await {
-            Ok(None) => println!("unchanged since the last backup (revision {}); skipped", last.unwrap_or(0)),
+            Ok(None) => outln!("unchanged since the last backup (revision {}); skipped", last.unwrap_or(0)),
             Ok(Some((header, summary))) => {
                 let path = dir.join(scheduled_name(header.revision, started));
                 std::fs::rename(&staging, &path).with_context(|| format!("rename to {}", path.display()))?;
                 raftkv_storage::sync_dir(dir)?;
-                println!("{}", saved_line(&path, &header, &summary));
+                outln!("{}", saved_line(&path, &header, &summary));
                 let all = scheduled_backups(dir)?;
                 for old in &all[..all.len().saturating_sub(keep)] {
                     std::fs::remove_file(old).with_context(|| format!("remove {}", old.display()))?;
-                    println!("removed {}", old.display());
+                    outln!("removed {}", old.display());
                 }
             }
             Err(err) if once => return Err(err),

@@ -1,12 +1,14 @@
 //! The client subcommands: put, get, delete, cas, scan, status, member, leader.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use raftkv_client::{Client, NodeStatus, Role};
 use raftkv_types::NodeId;
 use raftkv_types::api::{Consistency, Durability, MembersResponse};
+
+use super::output::outln;
 
 fn client(endpoints: &[String]) -> anyhow::Result<Client> {
     Ok(Client::new(endpoints)?)
@@ -31,7 +33,7 @@ pub async fn put(
         (None, None) => anyhow::bail!("give a value or --file"),
     };
     let resp = client(endpoints)?.put_with(key, value, durability).await?;
-    println!("OK revision={}", resp.revision);
+    outln!("OK revision={}", resp.revision);
     Ok(())
 }
 
@@ -42,6 +44,7 @@ pub async fn get(
     consistency: Consistency,
     max_lag_ms: Option<u64>,
     read_preference: raftkv_client::ReadPreference,
+    raw: bool,
 ) -> anyhow::Result<()> {
     let client = client(endpoints)?.with_read_preference(read_preference);
     let value = match max_lag_ms {
@@ -53,10 +56,11 @@ pub async fn get(
     };
     match value {
         Some(value) => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(&value)?;
-            if std::io::IsTerminal::is_terminal(&out) {
-                out.write_all(b"\n")?;
+            // On a terminal a newline ends the value, so that the prompt or the next value does
+            // not run into it; a pipe or a file gets the stored bytes exactly.
+            super::output::write_bytes(&value)?;
+            if !raw && super::output::is_terminal() {
+                super::output::write_bytes(b"\n")?;
             }
             Ok(())
         }
@@ -67,7 +71,7 @@ pub async fn get(
 /// `raftkv delete`.
 pub async fn delete(endpoints: &[String], key: &str) -> anyhow::Result<()> {
     let resp = client(endpoints)?.delete(key).await?;
-    println!("{} revision={}", if resp.deleted { "DELETED" } else { "ABSENT" }, resp.revision);
+    outln!("{} revision={}", if resp.deleted { "DELETED" } else { "ABSENT" }, resp.revision);
     Ok(())
 }
 
@@ -75,7 +79,7 @@ pub async fn delete(endpoints: &[String], key: &str) -> anyhow::Result<()> {
 pub async fn cas(endpoints: &[String], key: &str, expected: Option<&str>, value: &str) -> anyhow::Result<()> {
     let resp = client(endpoints)?.cas(key, expected, value).await?;
     if resp.succeeded {
-        println!("SWAPPED revision={}", resp.revision);
+        outln!("SWAPPED revision={}", resp.revision);
         Ok(())
     } else {
         anyhow::bail!("not swapped: current value is {}", resp.current.map_or("absent".into(), |c| format!("{c:?}")))
@@ -86,7 +90,7 @@ pub async fn cas(endpoints: &[String], key: &str, expected: Option<&str>, value:
 pub async fn scan(endpoints: &[String], prefix: &str, limit: usize, consistency: Consistency) -> anyhow::Result<()> {
     let resp = client(endpoints)?.scan(prefix, limit, None, consistency).await?;
     for e in &resp.entries {
-        println!("{}\t{}", e.key, e.value);
+        outln!("{}\t{}", e.key, e.value);
     }
     if let Some(next) = resp.next {
         eprintln!("(more keys after {next:?})");
@@ -96,7 +100,36 @@ pub async fn scan(endpoints: &[String], prefix: &str, limit: usize, consistency:
 
 /// `raftkv status`: asks every member for its own view and the leader for lag, and prints a table.
 pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
+    let text = render_status(&client(endpoints)?, json).await?;
+    super::output::write_bytes(text.as_bytes())?;
+    Ok(())
+}
+
+/// `raftkv status --watch`: redraws the status every `interval` until interrupted. A node that
+/// does not answer is shown as an error line on the screen, and the next round tries again.
+pub async fn status_watch(endpoints: &[String], json: bool, interval: std::time::Duration) -> anyhow::Result<()> {
     let client = client(endpoints)?;
+    let terminal = super::output::is_terminal();
+    loop {
+        let text = match render_status(&client, json).await {
+            Ok(text) => text,
+            Err(e) => format!("error: {e:#}\n"),
+        };
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        // On a terminal: clear the screen and draw from the top; elsewhere one block per round.
+        let clear = if terminal { "\x1b[H\x1b[2J" } else { "" };
+        super::output::write_bytes(format!("{clear}every {interval:?}: {stamp}\n{text}\n").as_bytes())?;
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// The status table (or the leader's JSON status) as text.
+async fn render_status(client: &Client, json: bool) -> anyhow::Result<String> {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let first = client.status().await?;
     // The leader knows every member's matched index; ask it when it is known.
     let leader_status = match first.leader.and_then(|l| first.members.get(&l)) {
@@ -105,24 +138,28 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
     }
     .filter(|s| s.role == Role::Leader);
     if json {
-        println!("{}", serde_json::to_string_pretty(leader_status.as_ref().unwrap_or(&first))?);
-        return Ok(());
+        writeln!(out, "{}", serde_json::to_string_pretty(leader_status.as_ref().unwrap_or(&first))?)?;
+        return Ok(out);
     }
     let reference = leader_status.as_ref().unwrap_or(&first);
     match (&reference.cluster_id, reference.epoch) {
-        (Some(cluster), Some(epoch)) => println!("cluster {cluster} epoch {epoch} revision {}", reference.revision),
-        _ => println!("cluster (not founded yet) revision {}", reference.revision),
-    }
+        (Some(cluster), Some(epoch)) => {
+            writeln!(out, "cluster {cluster} epoch {epoch} revision {}", reference.revision)
+        }
+        _ => writeln!(out, "cluster (not founded yet) revision {}", reference.revision),
+    }?;
     if let Some(mode) = reference.replication_mode {
-        println!("replication to sync zones: {mode}");
+        writeln!(out, "replication to sync zones: {mode}")?;
     }
     if let Some(rec) = &reference.recovered {
-        println!(
+        writeln!(
+            out,
             "recovered at {} from node {} (epoch {} -> {}; {} entries implicitly committed)",
             rec.at, rec.node_id, rec.old_epoch, rec.new_epoch, rec.implicitly_committed
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>12}",
         "ID",
         "ADDRESS",
@@ -136,7 +173,7 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
         "LAG_MS",
         "LAST_ACK",
         "DISK_FREE"
-    );
+    )?;
     let mut full = Vec::new();
     for (id, member) in &reference.members {
         let own: Option<NodeStatus> = client.status_of(&format!("http://{}", member.addr)).await.ok();
@@ -157,7 +194,8 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
             Some(s) => format!("{}MiB", s.free_bytes >> 20),
             None => "-".into(),
         };
-        println!(
+        writeln!(
+            out,
             "{:<4} {:<22} {:<8} {:<10} {:>6} {:>10} {:>10} {:>10} {:>8} {:>9} {:>9} {:>12}",
             id,
             member.addr,
@@ -171,41 +209,44 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
             opt(member.lag_ms),
             member.last_ack_ms.map_or("-".to_string(), |ms| format!("{ms}ms")),
             disk,
-        );
+        )?;
     }
     for id in full {
-        println!(
+        writeln!(
+            out,
             "node {id}: data directory below its free-space reserve: it refuses writes and log appends until space is freed"
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "roles: leader, voter, standby (a learner the autopilot may promote), learner (read replica); '?' = not acknowledging the leader"
-    );
+    )?;
     match reference.leader {
-        Some(l) => println!("leader: node {l} (term {})", reference.term),
-        None => println!("leader: none known (election in progress or no quorum)"),
-    }
-    Ok(())
+        Some(l) => writeln!(out, "leader: node {l} (term {})", reference.term),
+        None => writeln!(out, "leader: none known (election in progress or no quorum)"),
+    }?;
+    Ok(out)
 }
 
 /// Prints the members as a table.
-pub(crate) fn print_members(members: &MembersResponse) {
-    println!("{:<4} {:<22} {:<8} {:<8}", "ID", "ADDRESS", "ZONE", "ROLE");
+pub(crate) fn print_members(members: &MembersResponse) -> Result<(), super::output::OutputError> {
+    outln!("{:<4} {:<22} {:<8} {:<8}", "ID", "ADDRESS", "ZONE", "ROLE");
     for m in &members.members {
-        println!("{:<4} {:<22} {:<8} {:<8}", m.id, m.addr, m.zone.as_deref().unwrap_or("-"), m.role);
+        outln!("{:<4} {:<22} {:<8} {:<8}", m.id, m.addr, m.zone.as_deref().unwrap_or("-"), m.role);
     }
     if members.change_in_progress {
-        println!("a membership change is in progress");
+        outln!("a membership change is in progress");
     }
+    Ok(())
 }
 
 /// `raftkv member list`.
 pub async fn member_list(endpoints: &[String], json: bool) -> anyhow::Result<()> {
     let members = client(endpoints)?.members().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&members)?);
+        outln!("{}", serde_json::to_string_pretty(&members)?);
     } else {
-        print_members(&members);
+        print_members(&members)?;
     }
     Ok(())
 }
@@ -221,24 +262,24 @@ pub async fn member_add_learner(
     let member = raftkv_types::api::NewMember { id, addr: addr.to_string(), zone: zone.map(str::to_string), standby };
     let members = client(endpoints)?.add_member(&member).await?;
     let what = if standby { "a standby" } else { "a learner" };
-    println!("node {id} is {what}; it catches up in the background (see `raftkv status`)");
-    print_members(&members);
+    outln!("node {id} is {what}; it catches up in the background (see `raftkv status`)");
+    print_members(&members)?;
     Ok(())
 }
 
 /// `raftkv member promote`.
 pub async fn member_promote(endpoints: &[String], id: NodeId, force: bool) -> anyhow::Result<()> {
     let members = client(endpoints)?.promote(id, force).await?;
-    println!("node {id} is a voter");
-    print_members(&members);
+    outln!("node {id} is a voter");
+    print_members(&members)?;
     Ok(())
 }
 
 /// `raftkv member remove`.
 pub async fn member_remove(endpoints: &[String], id: NodeId, force: bool) -> anyhow::Result<()> {
     let members = client(endpoints)?.remove_member(id, force).await?;
-    println!("node {id} removed");
-    print_members(&members);
+    outln!("node {id} removed");
+    print_members(&members)?;
     Ok(())
 }
 
@@ -251,14 +292,14 @@ pub async fn member_replace(
     force: bool,
 ) -> anyhow::Result<()> {
     let members = client(endpoints)?.replace_member(old, id, addr, force).await?;
-    println!("node {old} replaced by node {id}");
-    print_members(&members);
+    outln!("node {old} replaced by node {id}");
+    print_members(&members)?;
     Ok(())
 }
 
 /// `raftkv leader transfer`.
 pub async fn leader_transfer(endpoints: &[String], to: NodeId) -> anyhow::Result<()> {
     let resp = client(endpoints)?.transfer_leader(to).await?;
-    println!("node {} leads", resp.leader);
+    outln!("node {} leads", resp.leader);
     Ok(())
 }

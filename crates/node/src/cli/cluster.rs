@@ -12,6 +12,8 @@ use raftkv_client::Client;
 use tokio::process::{Child, Command};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::output::outln;
+
 /// Arguments of `raftkv cluster`.
 #[derive(Debug, Args)]
 pub struct ClusterArgs {
@@ -67,11 +69,11 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         let log_path = data_dir.join(format!("node-{}.log", m.id));
         m.child = Some(spawn(&exe, &m.args, &log_path)?);
         let pid = m.child.as_ref().and_then(Child::id).unwrap_or(0);
-        println!("node {} -> {}  (pid {pid}, log {})", m.id, m.url, log_path.display());
+        outln!("node {} -> {}  (pid {pid}, log {})", m.id, m.url, log_path.display());
     }
     let endpoints: Vec<String> = members.iter().map(|m| m.url.clone()).collect();
-    println!("endpoints: {}", endpoints.join(","));
-    println!("try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
+    outln!("endpoints: {}", endpoints.join(","));
+    outln!("try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
 
     let client = Client::with_timeout(&endpoints, Duration::from_secs(2))?;
     let mut term = signal(SignalKind::terminate())?;
@@ -88,7 +90,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             if let Some(child) = &mut m.child
                 && let Ok(Some(status)) = child.try_wait()
             {
-                println!("node {} exited ({status}); restart it with:\n  {} {}", m.id, exe.display(), m.args.join(" "));
+                outln!("node {} exited ({status}); restart it with:\n  {} {}", m.id, exe.display(), m.args.join(" "));
                 m.child = None;
             }
         }
@@ -96,15 +98,15 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
         if leader != last_leader {
             match leader {
                 Some(l) => {
-                    println!("leader: node {l} ({})", members.iter().find(|m| m.id == l).map_or("?", |m| &m.url))
+                    outln!("leader: node {l} ({})", members.iter().find(|m| m.id == l).map_or("?", |m| &m.url))
                 }
-                None => println!("leader: none (election in progress)"),
+                None => outln!("leader: none (election in progress)"),
             }
             last_leader = leader;
         }
     }
 
-    println!("stopping {} nodes", members.len());
+    outln!("stopping {} nodes", members.len());
     for m in &members {
         if let Some(pid) = m.child.as_ref().and_then(Child::id) {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
@@ -118,7 +120,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             let _ = child.kill().await;
         }
     }
-    println!("stopped");
+    outln!("stopped");
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod backup;
 mod client_cmds;
 mod cluster;
 mod operations;
+pub(crate) mod output;
 mod recover;
 mod serve;
 
@@ -61,6 +62,10 @@ enum Command {
         /// members, learners included) or nearest.
         #[arg(long, default_value = "sticky")]
         read_preference: raftkv_client::ReadPreference,
+        /// Print the value's bytes only, never a trailing newline (the default when standard
+        /// output is not a terminal).
+        #[arg(long)]
+        raw: bool,
     },
     /// Delete a key.
     Delete {
@@ -105,6 +110,12 @@ enum Command {
         /// Print the leader's raw JSON status instead of a table.
         #[arg(long)]
         json: bool,
+        /// Redraw the status every --interval until interrupted.
+        #[arg(long, short = 'w')]
+        watch: bool,
+        /// How often --watch redraws (e.g. 500ms, 2s).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
     },
     /// Membership: list, add learners, promote, remove, replace.
     Member {
@@ -144,6 +155,10 @@ enum Command {
         /// Print every check, not only the verdict.
         #[arg(long)]
         verbose: bool,
+        /// With `ready`: first wait up to this long (e.g. 30s) until the node has applied what
+        /// the leader had committed when asked.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        sync: Option<std::time::Duration>,
     },
     /// The cluster's health: per-member health and how many more voters it can lose. Exits 1
     /// when the cluster is not healthy.
@@ -278,8 +293,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put { endpoints, key, value, file, durability } => {
             client_cmds::put(&endpoints.endpoints, &key, value, file, durability).await
         }
-        Command::Get { endpoints, key, consistency, max_lag_ms, read_preference } => {
-            client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms, read_preference).await
+        Command::Get { endpoints, key, consistency, max_lag_ms, read_preference, raw } => {
+            client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms, read_preference, raw).await
         }
         Command::Delete { endpoints, key } => client_cmds::delete(&endpoints.endpoints, &key).await,
         Command::Cas { endpoints, key, value, expected, absent: _ } => {
@@ -288,7 +303,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scan { endpoints, prefix, limit, consistency } => {
             client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await
         }
-        Command::Status { endpoints, json } => client_cmds::status(&endpoints.endpoints, json).await,
+        Command::Status { endpoints, json, watch: false, .. } => client_cmds::status(&endpoints.endpoints, json).await,
+        Command::Status { endpoints, json, watch: true, interval } => {
+            client_cmds::status_watch(&endpoints.endpoints, json, interval).await
+        }
         Command::Member { action } => match action {
             MemberAction::List { endpoints, json } => client_cmds::member_list(&endpoints.endpoints, json).await,
             MemberAction::AddLearner { endpoints, id, addr, zone, standby } => {
@@ -314,7 +332,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Recover { action } => recover::run(action).await,
         Command::Autopilot { action } => operations::autopilot(action).await,
         Command::Health { endpoints, json } => operations::health(&endpoints.endpoints, json).await,
-        Command::Probe { kind, addr, verbose } => operations::probe(&kind, &addr, verbose).await,
+        Command::Probe { kind, addr, verbose, sync } => operations::probe(&kind, &addr, verbose, sync).await,
         Command::Events { endpoints, json } => operations::events(&endpoints.endpoints, json).await,
         Command::Replication { action } => operations::replication(action).await,
     }

@@ -3,11 +3,15 @@
 use std::time::{Duration, SystemTime};
 
 use clap::Subcommand;
-use raftkv_client::{AutopilotStatus, AutopilotUpdate, Client, ClusterEvent, ReplicationStatus, ReplicationUpdate};
+use raftkv_client::{
+    AutopilotStatus, AutopilotUpdate, Client, ClusterEvent, Probe, ReplicationStatus, ReplicationUpdate,
+};
 use raftkv_types::NodeId;
 
 use super::Endpoints;
 use super::client_cmds::print_members;
+
+use super::output::outln;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AutopilotAction {
@@ -106,48 +110,46 @@ pub(crate) async fn autopilot(action: AutopilotAction) -> anyhow::Result<()> {
         AutopilotAction::Resume { endpoints } => (client(&endpoints)?.pause_autopilot(Duration::ZERO).await?, false),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print_autopilot(&status);
+        print_autopilot(&status)?;
     }
     Ok(())
 }
 
-fn print_autopilot(status: &AutopilotStatus) {
+fn print_autopilot(status: &AutopilotStatus) -> Result<(), super::output::OutputError> {
     let s = &status.settings;
-    println!("enabled: {}", s.enabled);
-    println!("dead after: {}", ms(s.dead_after_ms));
-    println!("min stable: {}", ms(s.min_stable_ms));
-    println!("cooldown: {}", ms(s.cooldown_ms));
-    println!("max trailing entries: {}", s.max_trailing_entries);
+    outln!("enabled: {}", s.enabled);
+    outln!("dead after: {}", ms(s.dead_after_ms));
+    outln!("min stable: {}", ms(s.min_stable_ms));
+    outln!("cooldown: {}", ms(s.cooldown_ms));
+    outln!("max trailing entries: {}", s.max_trailing_entries);
     match status.paused_until_ms {
-        Some(until) => println!("paused until: {}", at(until)),
-        None => println!("paused: no"),
+        Some(until) => outln!("paused until: {}", at(until)),
+        None => outln!("paused: no"),
     }
     if let Some(action) = &status.last_action {
-        println!("last action: {} {}", at(action.at_ms), action.message);
+        outln!("last action: {} {}", at(action.at_ms), action.message);
     }
+    Ok(())
 }
 
-/// `raftkv health`: exits 1 when the cluster is not healthy.
-/// `raftkv probe live|ready`: asks the node's `/livez` or `/readyz` (with `?verbose`), prints the
-/// answer, fails when the probe does.
-pub(crate) async fn probe(kind: &str, addr: &str, verbose: bool) -> anyhow::Result<()> {
-    let path = if kind == "live" { "livez" } else { "readyz" };
-    let url = format!("http://{addr}/{path}?verbose");
-    let answer = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()?
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| anyhow::anyhow!("{addr} does not answer: {e}"))?;
-    let ok = answer.status().is_success();
-    let body = answer.text().await.unwrap_or_default();
+/// `raftkv probe live|ready`: asks the node's `/livez` or `/readyz` (with `?verbose`, and `?sync`
+/// with `sync`), prints the answer, fails when the probe does.
+pub(crate) async fn probe(kind: &str, addr: &str, verbose: bool, sync: Option<Duration>) -> anyhow::Result<()> {
+    let probe = match (kind, sync) {
+        ("live", None) => Probe::Live,
+        ("live", Some(_)) => anyhow::bail!("--sync waits until the node has caught up: use it with `probe ready`"),
+        (_, None) => Probe::Ready,
+        (_, Some(wait)) => Probe::ReadySynced(wait),
+    };
+    let client = Client::with_timeout([format!("http://{addr}")], Duration::from_secs(5))?;
+    let report = client.probe_of(addr, probe).await.map_err(|e| anyhow::anyhow!("{addr} does not answer: {e}"))?;
+    let ok = report.passed;
     if verbose || !ok {
-        print!("{body}");
+        super::output::write_bytes(report.checks.as_bytes())?;
     } else {
-        println!("ok");
+        outln!("ok");
     }
     if !ok {
         anyhow::bail!("node {addr} is not {kind}");
@@ -155,12 +157,13 @@ pub(crate) async fn probe(kind: &str, addr: &str, verbose: bool) -> anyhow::Resu
     Ok(())
 }
 
+/// `raftkv health`: exits 1 when the cluster is not healthy.
 pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<()> {
     let health = Client::new(endpoints)?.health().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&health)?);
+        outln!("{}", serde_json::to_string_pretty(&health)?);
     } else {
-        println!(
+        outln!(
             "{}: leader {}, {} of {} voters healthy (quorum {}), can lose {} more voter(s); {} standby(s) ready",
             if health.healthy { "healthy" } else { "NOT HEALTHY" },
             health.leader,
@@ -170,9 +173,16 @@ pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<(
             health.failure_tolerance,
             health.ready_standbys
         );
-        println!(
+        outln!(
             "{:<4} {:<22} {:<8} {:<8} {:<9} {:<8} {:>8} {:>10}",
-            "ID", "ADDRESS", "ZONE", "ROLE", "REACHABLE", "HEALTHY", "LAG", "CONTACT"
+            "ID",
+            "ADDRESS",
+            "ZONE",
+            "ROLE",
+            "REACHABLE",
+            "HEALTHY",
+            "LAG",
+            "CONTACT"
         );
         for m in &health.members {
             let contact = m.last_contact_ms.map_or("-".to_string(), |c| format!("{c}ms"));
@@ -183,7 +193,7 @@ pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<(
             } else {
                 "no"
             };
-            println!(
+            outln!(
                 "{:<4} {:<22} {:<8} {:<8} {:<9} {:<8} {:>8} {:>10}",
                 m.id,
                 m.addr,
@@ -195,10 +205,10 @@ pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<(
                 contact
             );
         }
-        print_replication(&health.replication);
-        println!("autopilot: {}", if health.autopilot.settings.enabled { "enabled" } else { "disabled" });
+        print_replication(&health.replication)?;
+        outln!("autopilot: {}", if health.autopilot.settings.enabled { "enabled" } else { "disabled" });
         for problem in &health.problems {
-            println!("problem: {problem}");
+            outln!("problem: {problem}");
         }
     }
     if !health.healthy {
@@ -211,12 +221,12 @@ pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<(
 pub(crate) async fn events(endpoints: &[String], json: bool) -> anyhow::Result<()> {
     let events = Client::new(endpoints)?.events().await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&events)?);
+        outln!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(());
     }
     for ClusterEvent { at_ms, log_index, kind, message } in &events.events {
         let index = if *log_index == 0 { "-".to_string() } else { log_index.to_string() };
-        println!("{} {:>8} {:<24} {message}", at(*at_ms), index, kind);
+        outln!("{} {:>8} {:<24} {message}", at(*at_ms), index, kind);
     }
     Ok(())
 }
@@ -232,28 +242,29 @@ pub(crate) async fn replication(action: ReplicationAction) -> anyhow::Result<()>
         }
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        outln!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        print_replication(&status);
+        print_replication(&status)?;
     }
     Ok(())
 }
 
-fn print_replication(status: &ReplicationStatus) {
+fn print_replication(status: &ReplicationStatus) -> Result<(), super::output::OutputError> {
     match status.mode {
-        None => println!("sync zones: none (writes wait for a majority of voters only)"),
-        Some(mode) => println!(
+        None => outln!("sync zones: none (writes wait for a majority of voters only)"),
+        Some(mode) => outln!(
             "sync zones: {} (mode {mode}; asynchronous after {} without a zone)",
             status.zones.join(","),
             ms(status.wait_timeout_ms)
         ),
     }
+    Ok(())
 }
 
 /// `raftkv member standby`.
 pub(crate) async fn member_standby(endpoints: &[String], id: NodeId, standby: bool) -> anyhow::Result<()> {
     let members = Client::new(endpoints)?.set_standby(id, standby).await?;
-    print_members(&members);
+    print_members(&members)?;
     Ok(())
 }
 

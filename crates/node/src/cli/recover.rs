@@ -8,6 +8,8 @@ use clap::Subcommand;
 use raftkv_storage::recovery::{self, DataDirReport};
 use raftkv_types::NodeId;
 
+use super::output::outln;
+
 /// `raftkv recover` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum RecoverAction {
@@ -63,20 +65,20 @@ async fn check(data_dir: PathBuf, json: bool) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("cannot check {}", data_dir.display()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!("{}: {}", report.data_dir.display(), if report.ok { "OK" } else { "DAMAGED" });
+        outln!("{}: {}", report.data_dir.display(), if report.ok { "OK" } else { "DAMAGED" });
         for (cf, n) in &report.records {
-            println!("  {cf:<10} {n} records read, checksums verified");
+            outln!("  {cf:<10} {n} records read, checksums verified");
         }
         match report.log_range {
-            Some((first, last)) => println!("  log:       {} entries, {first} to {last}", report.log_entries),
-            None => println!("  log:       empty"),
+            Some((first, last)) => outln!("  log:       {} entries, {first} to {last}", report.log_entries),
+            None => outln!("  log:       empty"),
         }
-        println!("  applied:   index {}", report.applied_index);
-        println!("  snapshots: {} verified", report.snapshots.len());
+        outln!("  applied:   index {}", report.applied_index);
+        outln!("  snapshots: {} verified", report.snapshots.len());
         for problem in &report.problems {
-            println!("  PROBLEM: {problem}");
+            outln!("  PROBLEM: {problem}");
         }
     }
     if !report.ok {
@@ -108,36 +110,39 @@ async fn inspect(data_dirs: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
             best: Option<&'a PathBuf>,
         }
         let best = best.map(|i| &reports[i].data_dir);
-        println!("{}", serde_json::to_string_pretty(&Inspection { directories: &reports, best })?);
+        outln!("{}", serde_json::to_string_pretty(&Inspection { directories: &reports, best })?);
         return Ok(());
     }
     for (i, r) in reports.iter().enumerate() {
         let mark = if Some(i) == best && reports.len() > 1 { "  <- best survivor (latest log)" } else { "" };
-        println!("{}{mark}", r.data_dir.display());
-        println!("  node:          {}", r.node_id.map_or("unknown".into(), |n| n.to_string()));
+        outln!("{}{mark}", r.data_dir.display());
+        outln!("  node:          {}", r.node_id.map_or("unknown".into(), |n| n.to_string()));
         match &r.identity {
-            Some(identity) => println!("  cluster:       {} epoch {}", identity.cluster_id, identity.epoch),
-            None => println!("  cluster:       (not founded)"),
+            Some(identity) => outln!("  cluster:       {} epoch {}", identity.cluster_id, identity.epoch),
+            None => outln!("  cluster:       (not founded)"),
         }
-        println!("  vote:          {}", r.vote.as_ref().map_or("none".into(), |v| v.to_string()));
-        println!("  last log id:   {}", r.last_log_id.map_or("none".into(), |l| l.to_string()));
-        println!("  committed:     {}", r.committed.map_or("unknown".into(), |l| l.to_string()));
-        println!(
+        outln!("  vote:          {}", r.vote.as_ref().map_or("none".into(), |v| v.to_string()));
+        outln!("  last log id:   {}", r.last_log_id.map_or("none".into(), |l| l.to_string()));
+        outln!("  committed:     {}", r.committed.map_or("unknown".into(), |l| l.to_string()));
+        outln!(
             "  last applied:  {} ({} entries after it)",
             r.last_applied.map_or("none".into(), |l| l.to_string()),
             r.unapplied_entries
         );
-        println!("  revision:      {}", r.revision);
-        println!("  data as of:    {}", time_and_age(r.clock_ms));
-        println!("  voters:        {:?}", r.voters);
-        println!("  learners:      {:?}", r.learners);
+        outln!("  revision:      {}", r.revision);
+        outln!("  data as of:    {}", time_and_age(r.clock_ms));
+        outln!("  voters:        {:?}", r.voters);
+        outln!("  learners:      {:?}", r.learners);
         if let Some(mode) = r.replication_mode {
-            println!("  replication:   {mode} to zones {:?} (as last applied here)", r.sync_zones);
+            outln!("  replication:   {mode} to zones {:?} (as last applied here)", r.sync_zones);
         }
         if let Some(rec) = &r.recovered {
-            println!(
+            outln!(
                 "  recovered:     at {} from node {} (epoch {} -> {})",
-                rec.at, rec.node_id, rec.old_epoch, rec.new_epoch
+                rec.at,
+                rec.node_id,
+                rec.old_epoch,
+                rec.new_epoch
             );
         }
     }
@@ -157,38 +162,38 @@ async fn force_new_cluster(data_dir: PathBuf, accept_data_loss: bool, id: Option
         .with_context(|| format!("cannot recover {}", data_dir.display()))?;
     let record = &summary.record;
     let (id, addr) = &summary.member;
-    println!(
+    outln!(
         "recovered {}: node {id} is now the only member of cluster {} at epoch {} (was {})",
         data_dir.display(),
         summary.identity.cluster_id,
         record.new_epoch,
         record.old_epoch
     );
-    println!("  removed members:      {:?}", record.removed_members);
-    println!(
+    outln!("  removed members:      {:?}", record.removed_members);
+    outln!(
         "  implicitly committed: {} entries this node had but never saw committed now count as committed",
         record.implicitly_committed
     );
-    println!("  revision:             {} (was {} before applying them)", record.revision_after, record.revision_before);
-    println!("  recovery point:       the newest write kept was proposed {}", time_and_age(record.data_as_of_ms));
+    outln!("  revision:             {} (was {} before applying them)", record.revision_after, record.revision_before);
+    outln!("  recovery point:       the newest write kept was proposed {}", time_and_age(record.data_as_of_ms));
     match summary.replication_mode {
-        Some(raftkv_types::ReplicationMode::Sync) => println!(
+        Some(raftkv_types::ReplicationMode::Sync) => outln!(
             "  replication:          the last mode this node saw was SYNC to zones {:?}: if this node is in one of them, \
              it had every acknowledged write (recovery point zero), unless the old leader switched to async after \
              losing contact with this zone (check its events if it can still be reached)",
             summary.sync_zones
         ),
-        Some(raftkv_types::ReplicationMode::Async) => println!(
+        Some(raftkv_types::ReplicationMode::Async) => outln!(
             "  replication:          the last mode this node saw was ASYNC to zones {:?}: writes acknowledged after \
              that switch may be missing here (recovery point above zero)",
             summary.sync_zones
         ),
-        None => println!(
+        None => outln!(
             "  DATA LOSS: writes acknowledged by the old cluster after that point, which this node did not have, are gone."
         ),
     }
-    println!("next: raftkv serve --id {id} --listen {addr} --data-dir {}", data_dir.display());
-    println!(
+    outln!("next: raftkv serve --id {id} --listen {addr} --data-dir {}", data_dir.display());
+    outln!(
         "      then start new or wiped nodes with --join http://{addr}; old members started with their old data are refused (stale_epoch): wipe them first"
     );
     Ok(())

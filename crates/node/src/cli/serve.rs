@@ -12,8 +12,12 @@ use tokio::signal::unix::{SignalKind, signal};
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// This node's id (a positive integer, unique in the cluster).
+    #[arg(long, required_unless_present = "id_from_hostname", conflicts_with = "id_from_hostname")]
+    id: Option<u64>,
+    /// Take the id from the host name's trailing ordinal plus one: `raftkv-0` is node 1,
+    /// `raftkv-2` node 3 (a Kubernetes StatefulSet's pod names).
     #[arg(long)]
-    id: u64,
+    id_from_hostname: bool,
     /// HOST:PORT to serve the client API and peer RPC on.
     #[arg(long)]
     listen: String,
@@ -27,6 +31,11 @@ pub struct ServeArgs {
     /// members. The node asks to be added and keeps asking until it is.
     #[arg(long, value_delimiter = ',')]
     join: Vec<String>,
+    /// Also serve /metrics, /livez, /readyz and the /ui dashboard (with the read-only status it
+    /// polls) on this HOST:PORT, plain HTTP: for probes and Prometheus whatever the main port
+    /// requires.
+    #[arg(long)]
+    ops_listen: Option<String>,
     /// HOST:PORT the other members reach this node at (default: --listen).
     #[arg(long)]
     advertise: Option<String>,
@@ -79,10 +88,15 @@ pub struct ServeArgs {
 
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<NodeConfig> {
-        if self.id == 0 {
-            anyhow::bail!("--id must be a positive integer");
-        }
-        let mut config = NodeConfig::new(self.id, self.listen.clone(), self.data_dir.clone());
+        let id = match self.id {
+            Some(0) => anyhow::bail!("--id must be a positive integer"),
+            Some(id) => id,
+            None => {
+                let host = nix::unistd::gethostname().context("--id-from-hostname: read the host name")?;
+                id_from_hostname(&host.to_string_lossy())?
+            }
+        };
+        let mut config = NodeConfig::new(id, self.listen.clone(), self.data_dir.clone());
         if let Some(members) = &self.initial_cluster {
             config.initial_cluster = parse_members(members).context("--initial-cluster")?;
         }
@@ -102,9 +116,29 @@ impl ServeArgs {
         config.write_timeout = Duration::from_millis(self.write_timeout_ms);
         config.unsafe_no_fsync = self.unsafe_no_fsync;
         config.min_free_disk_bytes = self.min_free_disk;
+        config.ops_listen = self.ops_listen.clone();
         config.validate()?;
         Ok(config)
     }
+}
+
+/// The node id of host `name`: its trailing `-N` ordinal plus one (`raftkv-0` is node 1), so
+/// that a StatefulSet's pods get ids 1, 2, 3... in order. Only the first label of a fully
+/// qualified name counts.
+pub(crate) fn id_from_hostname(name: &str) -> anyhow::Result<u64> {
+    let host = name.split('.').next().unwrap_or_default();
+    let ordinal = host
+        .rsplit_once('-')
+        .map(|(_, n)| n)
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|n| n.parse::<u64>().ok())
+        .filter(|n| *n < u64::MAX)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--id-from-hostname: host name {name:?} does not end in -N (a StatefulSet ordinal such as raftkv-0); give --id"
+            )
+        })?;
+    Ok(ordinal + 1)
 }
 
 /// Parses a size such as `64MiB`, `1GB` or `1048576`.
@@ -130,4 +164,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     node.shutdown().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_from_hostname;
+
+    #[test]
+    fn ids_come_from_the_statefulset_ordinal() {
+        assert_eq!(id_from_hostname("raftkv-0").unwrap(), 1);
+        assert_eq!(id_from_hostname("raftkv-2").unwrap(), 3);
+        assert_eq!(id_from_hostname("my-kv-store-12").unwrap(), 13);
+        assert_eq!(id_from_hostname("raftkv-1.raftkv-peer.default.svc.cluster.local").unwrap(), 2);
+        for bad in ["raftkv", "raftkv-", "raftkv-x", "raftkv-1a", "", "-", "raftkv-18446744073709551615"] {
+            let err = id_from_hostname(bad).unwrap_err().to_string();
+            assert!(err.contains("give --id"), "{bad:?}: {err}");
+        }
+    }
 }

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Builds raftkv's container image without any registry: FROM scratch, with a raftkv binary built
+# here, the shared libraries it links (as ldd lists them), a non-root user and a data directory.
+# The image behaves as deploy/docker/Dockerfile's does.
+#
+#   deploy/docker/build-image.sh [--binary PATH] [--tag TAG]
+#
+# --binary defaults to target/release/raftkv (built first if missing); --tag to raftkv:local.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+binary=""
+tag="raftkv:local"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --binary) binary="$2"; shift 2 ;;
+        --tag) tag="$2"; shift 2 ;;
+        *) echo "usage: $0 [--binary PATH] [--tag TAG]" >&2; exit 2 ;;
+    esac
+done
+if [ -z "$binary" ]; then
+    target="${CARGO_TARGET_DIR:-target}"
+    binary="$target/release/raftkv"
+    if [ ! -x "$binary" ]; then
+        echo "build-image: building $binary" >&2
+        cargo build --release --locked --bin raftkv
+    fi
+fi
+[ -x "$binary" ] || { echo "build-image: $binary is not an executable" >&2; exit 1; }
+
+context="$(mktemp -d)"
+trap 'rm -rf "$context"' EXIT
+mkdir -p "$context/rootfs/usr/local/bin" "$context/rootfs/etc" "$context/rootfs/data" "$context/rootfs/tmp"
+cp "$binary" "$context/rootfs/usr/local/bin/raftkv"
+# The dynamic loader and every library the binary links, at the paths it looks for them.
+ldd "$binary" | awk '/=> \// { print $3 } /^\s*\/[^ ]+ \(/ { print $1 }' | sort -u | while read -r lib; do
+    mkdir -p "$context/rootfs$(dirname "$lib")"
+    cp -L "$lib" "$context/rootfs$lib"
+done
+printf 'root:x:0:0:root:/root:/sbin/nologin\nraftkv:x:10001:10001:raftkv:/data:/sbin/nologin\n' > "$context/rootfs/etc/passwd"
+printf 'root:x:0:\nraftkv:x:10001:\n' > "$context/rootfs/etc/group"
+printf 'hosts: files dns\n' > "$context/rootfs/etc/nsswitch.conf"
+chmod 1777 "$context/rootfs/tmp"
+
+cat > "$context/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY --chown=0:0 rootfs/ /
+COPY --chown=10001:10001 rootfs/data /data
+USER 10001:10001
+VOLUME /data
+EXPOSE 7001 9090
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/usr/local/bin/raftkv", "probe", "live", "--addr", "127.0.0.1:7001"]
+ENTRYPOINT ["/usr/local/bin/raftkv"]
+CMD ["serve", "--id", "1", "--listen", "0.0.0.0:7001", "--ops-listen", "0.0.0.0:9090", "--data-dir", "/data", "--initial-cluster", "1=127.0.0.1:7001"]
+DOCKERFILE
+docker build --quiet --tag "$tag" "$context" >/dev/null
+echo "build-image: built $tag from $binary" >&2
