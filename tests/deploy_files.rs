@@ -145,12 +145,14 @@ async fn prometheus_files_pass_promtool_and_use_exported_metrics() {
 
     // What a running cluster exports: the leader has the per-member families.
     let cluster = Cluster::start(ClusterOptions::default()).await;
-    cluster.client().put("k", "v").await.unwrap();
     let leader = cluster.leader_status().await.unwrap().id;
+    cluster.client_of(leader).put("k", "v").await.unwrap();
+    cluster.client_of(leader).get("k", raftkv::Consistency::Linearizable).await.unwrap();
     let url = format!("{}/metrics", cluster.nodes[leader as usize - 1].url());
     let exported = wait_for(Duration::from_secs(10), "heartbeat round trips in the metrics", || async {
         let text = reqwest::get(&url).await.ok()?.text().await.ok()?;
-        text.contains("raftkv_network_peer_round_trip_time_seconds_bucket").then_some(text)
+        let complete = ["raftkv_network_peer_round_trip_time_seconds_bucket", "raftkv_disk_free_bytes"];
+        complete.iter().all(|name| text.contains(name)).then_some(text)
     })
     .await;
     for name in used {

@@ -44,6 +44,13 @@ async fn a_founder_with_an_empty_volume_rejoins_instead_of_founding() {
     }
     let log = std::fs::read_to_string(&cluster.node(lost).log).unwrap();
     assert!(log.contains("not initialising a new one"), "{log}");
+    // The leader was told, and replicated to it from the beginning.
+    let told = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.id != lost)
+        .any(|n| std::fs::read_to_string(&n.log).is_ok_and(|l| l.contains("a member lost its data")));
+    assert!(told, "no leader logged the data-lost notice");
 
     phase("writes go on with it as a voter");
     wait_for(Duration::from_secs(20), "the returning node acknowledging the leader", || async {

@@ -120,3 +120,18 @@ async fn readyz_sync_waits_until_a_lagging_learner_has_caught_up() {
     let applied = cluster.status(4).await.expect("learner status").applied_index;
     assert!(applied >= committed, "applied {applied} < committed {committed} when ?sync answered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_cluster_stays_ready() {
+    // Its leader hears from no follower: it is a quorum by itself, and stays in contact.
+    let cluster = Cluster::start(ClusterOptions { nodes: 1, ..ClusterOptions::default() }).await;
+    let url = format!("{}/readyz?verbose", cluster.nodes[0].url());
+    wait_for(Duration::from_secs(20), "node 1 ready", || async { (probe(&url).await.0 == 200).then_some(()) }).await;
+    // Well past two election timeouts, the longest a leader may go without a quorum's answer.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while tokio::time::Instant::now() < until {
+        let (status, body) = probe(&url).await;
+        assert_eq!(status, 200, "{body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -30,10 +30,10 @@ fi
 
 context="$(mktemp -d)"
 trap 'rm -rf "$context"' EXIT
-mkdir -p "$context/rootfs/usr/local/bin" "$context/rootfs/etc" "$context/rootfs/data" "$context/rootfs/tmp"
+mkdir -p "$context/rootfs/usr/local/bin" "$context/rootfs/etc" "$context/rootfs/tmp" "$context/owned/data"
 cp "$binary" "$context/rootfs/usr/local/bin/raftkv"
 # The dynamic loader and every library the binary links, at the paths it looks for them.
-ldd "$binary" | awk '/=> \// { print $3 } /^\s*\/[^ ]+ \(/ { print $1 }' | sort -u | while read -r lib; do
+ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u | while read -r lib; do
     mkdir -p "$context/rootfs$(dirname "$lib")"
     cp -L "$lib" "$context/rootfs$lib"
 done
@@ -45,7 +45,8 @@ chmod 1777 "$context/rootfs/tmp"
 cat > "$context/Dockerfile" <<'DOCKERFILE'
 FROM scratch
 COPY --chown=0:0 rootfs/ /
-COPY --chown=10001:10001 rootfs/data /data
+# The data directory belongs to the user the node runs as (a named volume starts as a copy).
+COPY --chown=10001:10001 owned/ /
 USER 10001:10001
 VOLUME /data
 EXPOSE 7001 9090
@@ -54,5 +55,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
 ENTRYPOINT ["/usr/local/bin/raftkv"]
 CMD ["serve", "--id", "1", "--listen", "0.0.0.0:7001", "--ops-listen", "0.0.0.0:9090", "--data-dir", "/data", "--initial-cluster", "1=127.0.0.1:7001"]
 DOCKERFILE
-docker build --quiet --tag "$tag" "$context" >/dev/null
+# (The legacy builder's deprecation notice is noise here: FROM scratch needs nothing else.)
+docker build --quiet --tag "$tag" "$context" 2> >(grep -v -e DEPRECATED -e "legacy builder" -e buildx -e "docs.docker.com" -e '^ *$' >&2) >/dev/null
 echo "build-image: built $tag from $binary" >&2

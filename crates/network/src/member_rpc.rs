@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
-use raftkv_types::PeerNode;
+use raftkv_types::{NodeId, PeerNode};
 
 use crate::cluster_guard::ClusterGuard;
 use crate::error::{NetworkError, Result};
-use crate::peer_router::{AwaitApplied, PATH_AWAIT_APPLIED, PATH_READ_INDEX, PATH_STORAGE, ReadIndexRefusal};
+use crate::peer_router::{
+    AwaitApplied, PATH_AWAIT_APPLIED, PATH_DATA_LOST, PATH_READ_INDEX, PATH_STORAGE, ReadIndexRefusal,
+};
 use crate::wire;
 
 /// Why a member call got no answer.
@@ -71,6 +73,16 @@ impl MemberRpc {
         let bytes = self.post(member, PATH_STORAGE, Vec::new(), timeout).await?;
         let answer: Result<Option<raftkv_types::api::StorageStatus>, crate::peer_router::RemoteFailure> =
             wire::decode("storage answer", &bytes).map_err(|e| MemberRpcError::NoAnswer(e.to_string()))?;
+        answer.map_err(|e| MemberRpcError::NoAnswer(e.to_string()))
+    }
+
+    /// Tells `leader` that member `id` restarted with its data lost, so that it replicates to it
+    /// from the beginning. Refused by a member that is not the leader.
+    pub async fn data_lost(&self, leader: &PeerNode, id: NodeId, timeout: Duration) -> Result<(), MemberRpcError> {
+        let body = wire::encode(&id).map_err(|e| MemberRpcError::NoAnswer(e.to_string()))?;
+        let bytes = self.post(leader, PATH_DATA_LOST, body, timeout).await?;
+        let answer: Result<(), crate::peer_router::RemoteFailure> =
+            wire::decode("data lost answer", &bytes).map_err(|e| MemberRpcError::NoAnswer(e.to_string()))?;
         answer.map_err(|e| MemberRpcError::NoAnswer(e.to_string()))
     }
 

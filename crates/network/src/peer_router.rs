@@ -45,6 +45,9 @@ pub const PATH_READ_INDEX: &str = "/raft/v1/read-index";
 pub const PATH_AWAIT_APPLIED: &str = "/raft/v1/await-applied";
 /// Path of the storage RPC: a leader whose disk is nearly full asks which member has room.
 pub const PATH_STORAGE: &str = "/raft/v1/storage";
+/// A member tells the leader its data directory was lost (it restarted empty), so that the
+/// leader replicates to it from the beginning rather than from where it had matched.
+pub const PATH_DATA_LOST: &str = "/raft/v1/data-lost";
 
 /// Longest a member holds an await-applied request.
 const MAX_AWAIT_APPLIED: Duration = Duration::from_secs(60);
@@ -123,6 +126,7 @@ pub fn peer_router(
         .route(PATH_READ_INDEX, post(read_index))
         .route(PATH_AWAIT_APPLIED, post(await_applied))
         .route(PATH_STORAGE, post(storage_status))
+        .route(PATH_DATA_LOST, post(data_lost))
         .layer(DefaultBodyLimit::max(MAX_PEER_REQUEST_BYTES))
         // Snapshots are streamed to disk, never buffered: no body limit.
         .route(PATH_SNAPSHOT, post(snapshot).layer(DefaultBodyLimit::disable()))
@@ -187,6 +191,23 @@ async fn append_stream(State(s): State<PeerState>, mut request: Request) -> Resp
 /// Answers this node's disk space (`None` before the first measurement).
 async fn storage_status(State(s): State<PeerState>) -> Response {
     reply::<_, RemoteFailure>(Ok(s.storage.status()))
+}
+
+/// On the leader: replicates to the member named in the body from the beginning of the log, as
+/// openraft's procedure for a member whose data was removed asks (`allow_next_revert`); without
+/// it, the leader would take the member's empty log for a reverted one. Elsewhere: refused.
+async fn data_lost(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
+    let id: NodeId = decode("data lost notice", &body)?;
+    if !s.raft.is_leader() {
+        return Ok(reply::<(), _>(Err("this node is not the leader")));
+    }
+    let answer = match s.raft.trigger().allow_next_revert(&id, true).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(fatal) => Err(fatal.to_string()),
+    };
+    tracing::warn!(member = id, ?answer, "a member lost its data: replicating to it from the beginning");
+    Ok(reply(answer))
 }
 
 /// Confirms leadership with a quorum (ReadIndex) and answers the index the caller must have

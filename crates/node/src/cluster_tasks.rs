@@ -28,6 +28,36 @@ pub(crate) async fn a_founder_holds_a_cluster(own: NodeId, founders: &BTreeMap<N
     None
 }
 
+/// Tells the cluster's leader that this member (`own`) lost its data, before this node serves
+/// anything: the leader then replicates to it from the beginning (openraft's procedure for a
+/// member whose data was removed), instead of taking its empty log for a reverted one. Tries the
+/// founders for the leader for up to 20 s; returns whether the leader took the notice.
+pub(crate) async fn announce_data_lost(
+    own: NodeId,
+    founders: &BTreeMap<NodeId, String>,
+    rpc: &raftkv_network::MemberRpc,
+) -> bool {
+    const PATIENCE: Duration = Duration::from_secs(20);
+    let Ok(client) = Client::with_timeout(founders.values().map(|a| format!("http://{a}")), Duration::from_secs(1))
+    else {
+        return false;
+    };
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::time::Instant::now() < deadline {
+        for addr in founders.iter().filter(|(id, _)| **id != own).map(|(_, a)| a) {
+            let Ok(status) = client.status_of(&format!("http://{addr}")).await else { continue };
+            let Some(leader) = status.leader.and_then(|l| status.members.get(&l)) else { continue };
+            let leader = raftkv_types::PeerNode::new(leader.addr.clone());
+            match rpc.data_lost(&leader, own, Duration::from_secs(2)).await {
+                Ok(()) => return true,
+                Err(e) => tracing::debug!(%e, "leader did not take the data-lost notice yet"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
 /// Gives the cluster its identity: once this node leads a cluster whose state machine has none
 /// (a new cluster, or one whose data predates identities), proposes a random cluster id. The first
 /// one applied wins; every member then has it, and snapshots carry it to new members.

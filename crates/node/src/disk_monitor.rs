@@ -21,8 +21,11 @@ impl KvHandle {
     pub(crate) async fn watch_disk(self, data_dir: PathBuf) {
         let mut last_transfer: Option<tokio::time::Instant> = None;
         let mut failing = false;
+        // The first measurement at once, so that status and metrics have one from the start.
+        let mut every = tokio::time::interval(INTERVAL);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::time::sleep(INTERVAL).await;
+            every.tick().await;
             if self.raft.metrics().borrow_watched().running_state.is_err() {
                 return;
             }

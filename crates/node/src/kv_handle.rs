@@ -198,6 +198,11 @@ impl KvHandle {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         if m.state == ServerState::Leader {
+            // The only voter is a quorum by itself: nothing it has not seen can be committed.
+            let mut voters = m.membership_config.membership().voter_ids();
+            if voters.next() == Some(self.id) && voters.next().is_none() {
+                return Some(Duration::ZERO);
+            }
             // Everything committed until the last quorum acknowledgement was committed here.
             return m.last_quorum_acked.as_ref().map(|at| openraft::Instant::elapsed(&**at));
         }

@@ -154,6 +154,9 @@ impl Node {
                 "empty data directory, but founding member {peer} already holds the cluster: not initialising a new one; \
                  waiting for the leader to bring this node back (if this member was removed, add it again with raftkv member add-learner)"
             );
+            if !crate::cluster_tasks::announce_data_lost(config.id, &config.initial_cluster, &handle.rpc).await {
+                tracing::warn!("no leader took the notice that this node lost its data; its replication may stall");
+            }
         } else if !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
         {
