@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Measures what collecting metrics costs the write path: the same write load (raftkv-bench run,
 # 64 clients, 100-byte values) against a three-node cluster of BEFORE's raftkv and one of AFTER's,
-# alternating over --trials, with every node of AFTER's cluster scraped (GET /metrics) once a
-# second meanwhile, as Prometheus would (ten times more often than its default). Prints the
-# medians.
+# alternating over TRIALS, with every node of both clusters polled for GET /metrics once a second
+# meanwhile, as Prometheus would scrape (ten times more often than its default); a build without
+# metrics answers that poll with a 404, so both pay for the polling itself. Prints the medians.
+# SCRAPE=0 polls neither (the recording alone); SCRAPE_PATH=/livez polls a trivial route.
 #
 #   scripts/bench-metrics-overhead.sh BEFORE_RAFTKV AFTER_RAFTKV [TRIALS]
 #
@@ -33,7 +34,7 @@ run() {
         sleep 0.2
     done
     if [ "$scrape" = 1 ]; then
-        (while true; do for i in 1 2 3; do curl -fsS "http://127.0.0.1:2500$i/metrics" >/dev/null || true; done; sleep 1; done) &
+        (while true; do for i in 1 2 3; do curl -fsS "http://127.0.0.1:2500$i${SCRAPE_PATH:-/metrics}" >/dev/null || true; done; sleep 1; done) &
         pids+=($!)
     fi
     "$bench" run --workload write --clients 64 --duration 10 --warmup 2 \
@@ -46,8 +47,8 @@ run() {
 
 for t in $(seq 1 "$trials"); do
     echo "bench: trial $t of $trials" >&2
-    run before "$before" 0
-    run after "$after" 1
+    run before "$before" "${SCRAPE:-1}"
+    run after "$after" "${SCRAPE:-1}"
 done
 python3 - "$dir/results" <<'PY'
 import statistics, sys
