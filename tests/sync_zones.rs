@@ -41,6 +41,10 @@ async fn writes_wait_for_the_dr_zone_degrade_when_it_is_cut_off_and_lose_nothing
     assert_eq!(replication.mode, Some(ReplicationMode::Async));
     let health = client.health().await.unwrap();
     assert!(!health.healthy && health.problems.iter().any(|p| p.contains("asynchronous")), "{:?}", health.problems);
+    let leader = cluster.leader_status().await.expect("leader status").id;
+    let metrics = client.metrics_of(&cluster.addr(leader)).await.unwrap();
+    assert!(metrics.lines().any(|l| l == "raftkv_replication_sync_degraded 1"), "{metrics}");
+    assert!(metrics.lines().any(|l| l == "raftkv_replication_sync_zones 1"), "{metrics}");
     let started = Instant::now();
     for i in 0..20 {
         client.put(&format!("async-{i}"), "c").await.expect("asynchronous write");

@@ -42,19 +42,15 @@ printf 'root:x:0:\nraftkv:x:10001:\n' > "$context/rootfs/etc/group"
 printf 'hosts: files dns\n' > "$context/rootfs/etc/nsswitch.conf"
 chmod 1777 "$context/rootfs/tmp"
 
-cat > "$context/Dockerfile" <<'DOCKERFILE'
-FROM scratch
-COPY --chown=0:0 rootfs/ /
-# The data directory belongs to the user the node runs as (a named volume starts as a copy).
-COPY --chown=10001:10001 owned/ /
-USER 10001:10001
-VOLUME /data
-EXPOSE 7001 9090
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["/usr/local/bin/raftkv", "probe", "live", "--addr", "127.0.0.1:7001"]
-ENTRYPOINT ["/usr/local/bin/raftkv"]
-CMD ["serve", "--id", "1", "--listen", "0.0.0.0:7001", "--ops-listen", "0.0.0.0:9090", "--data-dir", "/data", "--initial-cluster", "1=127.0.0.1:7001"]
-DOCKERFILE
+# The run-time settings (user, volume, ports, health check, entry point) are the Dockerfile's own,
+# from its USER line on: one source for both images.
+{
+    printf 'FROM scratch\nCOPY --chown=0:0 rootfs/ /\n'
+    printf '# The data directory belongs to the user the node runs as (a named volume starts as a copy).\n'
+    printf 'COPY --chown=10001:10001 owned/ /\n'
+    sed -n '/^USER /,$p' deploy/docker/Dockerfile
+} > "$context/Dockerfile"
+grep -q '^HEALTHCHECK' "$context/Dockerfile" || { echo "build-image: no run-time settings in deploy/docker/Dockerfile" >&2; exit 1; }
 # (The legacy builder's deprecation notice is noise here: FROM scratch needs nothing else.)
 docker build --quiet --tag "$tag" "$context" 2> >(grep -v -e DEPRECATED -e "legacy builder" -e buildx -e "docs.docker.com" -e '^ *$' >&2) >/dev/null
 echo "build-image: built $tag from $binary" >&2

@@ -5,7 +5,7 @@ use std::fmt;
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
@@ -33,15 +33,27 @@ impl ScrapeCollector {
 }
 
 /// One gauge without labels.
-fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, unit: Option<&Unit>, v: i64) -> fmt::Result {
+pub(crate) fn gauge<V: EncodeGaugeValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: V,
+) -> fmt::Result {
     let metric = ConstGauge::new(v);
     metric.encode(e.encode_descriptor(name, help, unit, metric.metric_type())?)
 }
 
 /// One counter without labels.
-fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> fmt::Result {
+pub(crate) fn counter<V: EncodeCounterValue>(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    v: V,
+) -> fmt::Result {
     let metric = ConstCounter::new(v);
-    metric.encode(e.encode_descriptor(name, help, None, metric.metric_type())?)
+    metric.encode(e.encode_descriptor(name, help, unit, metric.metric_type())?)
 }
 
 /// A gauge per member, labelled `peer` (and `zone` when `zoned`).
@@ -191,6 +203,43 @@ impl Collector for ScrapeCollector {
             )?;
         }
 
+        // The replicated operating state: the autopilot and synchronous replication to zones.
+        let cluster = h.state_machine.cluster_state();
+        gauge(
+            &mut e,
+            "raft_standbys",
+            "Learners flagged as standbys (the autopilot may promote them)",
+            None,
+            cluster.standbys.len() as i64,
+        )?;
+        gauge(
+            &mut e,
+            "autopilot_enabled",
+            "Whether the autopilot replaces dead voters",
+            None,
+            i64::from(cluster.autopilot.enabled),
+        )?;
+        let paused = cluster.autopilot_paused_until_ms > crate::cluster_ops::now_ms();
+        gauge(&mut e, "autopilot_paused", "Whether the autopilot is paused", None, i64::from(paused))?;
+        let replaced = cluster.events.iter().filter(|ev| ev.kind == "voter_replaced").count();
+        gauge(
+            &mut e,
+            "autopilot_replacements_logged",
+            "Voter replacements in the cluster's event log (it keeps the latest events)",
+            None,
+            replaced as i64,
+        )?;
+        let zones = cluster.sync.zones.len();
+        gauge(&mut e, "replication_sync_zones", "Zones every write must reach (0: majority only)", None, zones as i64)?;
+        let degraded = cluster.sync_mode() == Some(raftkv_types::ReplicationMode::Async);
+        gauge(
+            &mut e,
+            "replication_sync_degraded",
+            "Whether writes are acknowledged without the sync zones (async)",
+            None,
+            i64::from(degraded),
+        )?;
+
         if let Some(storage) = h.storage.status() {
             gauge(
                 &mut e,
@@ -254,12 +303,14 @@ impl Collector for ScrapeCollector {
             &mut e,
             "rocksdb_write_delays",
             "Writes RocksDB slowed down (compaction or flushes behind)",
+            None,
             rocks.write_delays,
         )?;
         counter(
             &mut e,
             "rocksdb_write_stops",
             "Writes RocksDB stopped (compaction or flushes behind)",
+            None,
             rocks.write_stops,
         )?;
         gauge(
