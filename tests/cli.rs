@@ -149,7 +149,18 @@ fn output_behaves_like_a_unix_tool(endpoints: &str) {
         rounds += usize::from(line.starts_with("every 100ms: "));
     }
     kill(Pid::from_raw(watch.id() as i32), Signal::SIGINT).unwrap();
-    assert!(watch.wait().unwrap().success(), "Ctrl-C ends --watch with success");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ended = loop {
+        if let Some(status) = watch.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = watch.kill();
+            panic!("--watch did not end on Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(ended.success(), "Ctrl-C ends --watch with success: {ended:?}");
 
     // A pipe gets the stored bytes; a terminal (script(1) gives it one) gets a newline after them.
     let piped = spawn(&["get", "cli/new"], Stdio::piped()).wait_with_output().unwrap();

@@ -110,6 +110,10 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
 pub async fn status_watch(endpoints: &[String], json: bool, interval: std::time::Duration) -> anyhow::Result<()> {
     let client = client(endpoints)?;
     let terminal = super::output::is_terminal();
+    // Registered once, before the first round: a signal that arrives while a round is being drawn
+    // is kept for the next wait, never lost.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let text = match render_status(&client, json).await {
             Ok(text) => text,
@@ -121,7 +125,8 @@ pub async fn status_watch(endpoints: &[String], json: bool, interval: std::time:
         super::output::write_bytes(format!("{clear}every {interval:?}: {stamp}\n{text}\n").as_bytes())?;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = interrupt.recv() => return Ok(()),
+            _ = terminate.recv() => return Ok(()),
         }
     }
 }
