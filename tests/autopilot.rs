@@ -229,7 +229,13 @@ async fn two_dead_voters_of_five_are_replaced_one_per_cooldown() {
     cluster.node(b).kill9();
     let want: Vec<u64> = [1, 2, 3, 4, 5, 6, 7].into_iter().filter(|id| *id != a && *id != b).collect();
     wait_voters(&client, &want, Duration::from_secs(60)).await;
-    let events = client.events().await.unwrap().events;
+    // The second replacement's event is recorded once its change has committed: it may come a
+    // moment after the voters are what they should be.
+    let events = wait_for(Duration::from_secs(20), "both replacements in the event log", || async {
+        let events = client.events().await.ok()?.events;
+        (events.iter().filter(|e| e.kind == "voter_replaced").count() >= 2).then_some(events)
+    })
+    .await;
     let replaced: Vec<u64> = events.iter().filter(|e| e.kind == "voter_replaced").map(|e| e.at_ms).collect();
     assert_eq!(replaced.len(), 2, "{events:?}");
     // The cooldown runs from when a replacement begins; its event is stamped once the joint change

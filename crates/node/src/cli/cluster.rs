@@ -73,6 +73,9 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
     let endpoints: Vec<String> = members.iter().map(|m| m.url.clone()).collect();
     outln!("endpoints: {}", endpoints.join(","));
+    if let Some(first) = endpoints.first() {
+        outln!("dashboard: {first}/ui   metrics: {first}/metrics");
+    }
     outln!("try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
 
     let client = Client::with_timeout(&endpoints, Duration::from_secs(2))?;
