@@ -202,13 +202,19 @@ impl Client {
 
     /// The status of the node at `endpoint`, without moving to another node.
     pub async fn status_of(&self, endpoint: &str) -> Result<NodeStatus> {
+        let (endpoint, body) = self.get_of(endpoint, "/v1/status").await?;
+        decode(&endpoint, &body)
+    }
+
+    /// `GET path` on the node at `endpoint` only (never another one): its URL and the answer's
+    /// body, or the error it answered.
+    pub(crate) async fn get_of(&self, endpoint: &str, path: &str) -> Result<(String, Bytes)> {
         let endpoint = endpoint_url(endpoint);
         let answer = self
-            .request(&authority(&endpoint)?, Method::GET, "/v1/status", false, Bytes::new())
+            .request(&authority(&endpoint)?, Method::GET, path, false, Bytes::new())
             .await
             .map_err(|e| transport_error(&endpoint, e))?;
-        let body = check(answer)?;
-        decode(&endpoint, &body)
+        Ok((endpoint, check(answer)?))
     }
 
     /// The members, as the node this client talks to knows them.

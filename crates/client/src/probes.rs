@@ -73,12 +73,7 @@ impl Client {
 
     /// The metrics of the node at `endpoint`, in the Prometheus text format.
     pub async fn metrics_of(&self, endpoint: &str) -> Result<String> {
-        let endpoint = endpoint_url(endpoint);
-        let answer = self
-            .request(&authority(&endpoint)?, Method::GET, "/metrics", false, Bytes::new())
-            .await
-            .map_err(|e| transport_error(&endpoint, e))?;
-        let body = crate::client::check(answer)?;
+        let (_, body) = self.get_of(endpoint, "/metrics").await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }

@@ -141,12 +141,14 @@ impl Node {
             metrics: metrics.clone(),
         };
         let registry = Arc::new(observability::node_registry(&handle));
-        let holder = if config.initial_cluster.is_empty()
-            || raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
-        {
-            None
-        } else {
+        // A founder with an empty data directory initialises the cluster, unless another founder
+        // already holds one (this node's data was lost).
+        let founding = !config.initial_cluster.is_empty()
+            && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
+        let holder = if founding {
             crate::cluster_tasks::a_founder_holds_a_cluster(config.id, &config.initial_cluster).await
+        } else {
+            None
         };
         if let Some(peer) = holder {
             tracing::warn!(
@@ -157,9 +159,7 @@ impl Node {
             if !crate::cluster_tasks::announce_data_lost(config.id, &config.initial_cluster, &handle.rpc).await {
                 tracing::warn!("no leader took the notice that this node lost its data; its replication may stall");
             }
-        } else if !config.initial_cluster.is_empty()
-            && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?
-        {
+        } else if founding {
             let members: BTreeMap<NodeId, PeerNode> =
                 config.initial_cluster.iter().map(|(id, a)| (*id, PeerNode::new(a.clone()))).collect();
             tracing::info!(?members, "empty data directory: initialising the cluster");
