@@ -16,14 +16,16 @@
 //! # Ok(()) }
 //! ```
 
-pub use raftkv_client::{Client, ClientError, Probe, ProbeReport};
+pub use raftkv_client::{Client, ClientError, Probe, ProbeReport, WatchStream};
 /// The Prometheus client `Node`'s metrics are built with, for [`Node::register_metrics`]: use this
 /// one (or the same version) for the registry a node's metrics join.
 pub use raftkv_node::prometheus_client;
 pub use raftkv_node::{
     AutopilotSettings, AutopilotStatus, AutopilotUpdate, BackupConsistency, CasResponse, ClusterEvent, ClusterHealth,
-    ClusterIdentity, Consistency, DeleteResponse, Durability, LeaderToken, LeaderTransferResponse, Leadership,
-    LeadershipReceiver, MemberHealth, MemberInfo, MemberRole, MembersResponse, Node, NodeConfig, NodeError, NodeStatus,
-    ProbeCheck, PutResponse, RaftTuning, ReplicationMode, ReplicationStatus, Role, ScanPage, parse_members,
+    ClusterIdentity, Consistency, DeleteResponse, Durability, HistoryRetention, KeyMeta, KeyValue, LeaderToken,
+    LeaderTransferResponse, Leadership, LeadershipReceiver, MemberHealth, MemberInfo, MemberRole, MembersResponse,
+    Node, NodeConfig, NodeError, NodeStatus, ProbeCheck, PutResponse, RaftTuning, ReplicationMode, ReplicationStatus,
+    Role, ScanPage, TxnRequest, TxnRequestOp, TxnResponse, TxnResult, Versioned, WatchEvent, WatchOptions,
+    WatchSelector, parse_members,
 };
 pub use raftkv_types::health::ReplicationUpdate;

@@ -18,6 +18,9 @@ use crate::connection_pool::{Answer, ConnectionPool, SendError};
 use crate::error::{ClientError, Result};
 use crate::read_spread::{ReadPreference, ReadTargets};
 
+/// Characters left as they are in a query value: RFC 3986's unreserved set.
+pub(crate) const QUERY_VALUE: &AsciiSet = KEY_SEGMENT;
+
 /// Characters left as they are in a key's URL path segment: RFC 3986's unreserved set.
 const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
@@ -178,7 +181,7 @@ impl Client {
     }
 
     /// A read (`GET path`) sent by the read preference; the body of the answer.
-    async fn read(&self, path: &str) -> Result<Bytes> {
+    pub(crate) async fn read(&self, path: &str) -> Result<Bytes> {
         match self.read_preference {
             ReadPreference::Sticky => return self.send(Method::GET, path, Payload::Empty).await.map(|(_, body)| body),
             ReadPreference::Any | ReadPreference::Nearest => return self.spread_read(path).await,
@@ -440,7 +443,7 @@ pub(crate) fn check(answer: Answer) -> Result<Bytes> {
     }
 }
 
-fn decode<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: DeserializeOwned>(endpoint: &str, body: &[u8]) -> Result<T> {
     serde_json::from_slice(body)
         .map_err(|e| ClientError::BadAnswer { endpoint: endpoint.to_string(), reason: e.to_string() })
 }

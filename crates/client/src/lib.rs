@@ -4,6 +4,8 @@
 //! - [`Client`]: put, get, delete, cas, scan, status and membership against a list of nodes.
 //! - Cluster operations on [`Client`] too: health, events, the autopilot, sync zones, standby
 //!   flags and fenced writes (`cluster_ops`).
+//! - Transactions ([`Client::txn`]), reads with revisions ([`Client::get_kv`]) and watches
+//!   ([`Client::watch`], a [`WatchStream`] that resumes on another endpoint by itself).
 //! - [`BackupDownload`]: a backup streamed piece by piece ([`Client::backup`]).
 //! - [`ClientError`]: what failed, and whether a failed write may still have been applied.
 //!
@@ -25,6 +27,8 @@ mod connection_pool;
 mod error;
 mod probes;
 mod read_spread;
+mod txn;
+mod watch_stream;
 
 pub use backup_download::BackupDownload;
 pub use client::Client;
@@ -34,8 +38,11 @@ pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
     MemberRole, MemberStatus, MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
 };
+pub use raftkv_types::api::{KeyValue, TxnRequest, TxnRequestOp, TxnResponse, TxnResult};
 pub use raftkv_types::health::{
     AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, MemberHealth, ReplicationStatus, ReplicationUpdate,
 };
 pub use raftkv_types::{AutopilotSettings, ClusterEvent, LeaderToken, ReplicationMode};
+pub use raftkv_types::{KeyMeta, Versioned, WatchEvent, WatchOptions, WatchSelector};
 pub use read_spread::ReadPreference;
+pub use watch_stream::WatchStream;

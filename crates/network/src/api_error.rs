@@ -100,6 +100,24 @@ pub enum ApiError {
     /// is freed (reads are still served).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// 410: a watch asked for history older than the node keeps.
+    #[error(
+        "revision {asked} is no longer in the watch history; the oldest kept is {floor}: read the current state and watch from after its revision"
+    )]
+    Compacted {
+        /// The revision asked for.
+        asked: u64,
+        /// The oldest revision available.
+        floor: u64,
+    },
+    /// 413 with `code`: a request beyond a limit other than the value size.
+    #[error("{message}")]
+    TooLarge {
+        /// Machine-readable code, e.g. `txn_too_large`.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
     /// 500: an internal failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -129,7 +147,8 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::KeyNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::ValueTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ValueTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Compacted { .. } => StatusCode::GONE,
             ApiError::UnknownMember(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::NotLeader { .. }
@@ -163,6 +182,8 @@ impl ApiError {
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
             ApiError::Internal(_) => "internal",
             ApiError::InsufficientStorage(_) => "insufficient_storage",
+            ApiError::Compacted { .. } => "compacted",
+            ApiError::TooLarge { code, .. } => code,
         }
     }
 }
@@ -173,8 +194,13 @@ impl IntoResponse for ApiError {
             ApiError::NotConfirmedOnAll { lagging, .. } => lagging.clone(),
             _ => Vec::new(),
         };
-        let body =
-            ErrorBody { error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), lagging } };
+        let compact_revision = match &self {
+            ApiError::Compacted { floor, .. } => Some(*floor),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), lagging, compact_revision },
+        };
         let mut response = (self.status(), Json(body)).into_response();
         response.extensions_mut().insert(crate::network_metrics::ErrorCode(self.code()));
         response

@@ -5,21 +5,22 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, Uri};
+use axum::http::{HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use raftkv_types::api::{
-    CasRequest, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferRequest, NewMember, PutResponse,
-    ScanEntry, ScanResponse,
+    CasRequest, CasResponse, Consistency, DeleteResponse, Durability, KeyValue, LeaderTransferRequest, NewMember,
+    PutResponse, ScanResponse,
 };
-use raftkv_types::{Command, LeaderToken, NodeId, Outcome};
+use raftkv_types::{Command, LeaderToken, NodeId, Outcome, Versioned};
 use serde::Deserialize;
 
 use crate::api_error::ApiError;
 use crate::api_request::{ApiState, Origin, json_of, member_id_of, parsed, query_of, read_body};
 use crate::kv_service::{KvService, MembershipChange};
 use crate::leader_proxy::{LeaderProxy, ReceivedRequest};
+use crate::watch_routes::{DEFAULT_LONG_POLL, MAX_LONG_POLL, duration_of, flag_of, wait_for_change};
 
 /// Longest key accepted, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 4096;
@@ -37,6 +38,8 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/kv/", get(empty_key).put(empty_key).delete(empty_key))
         .route("/v1/kv/{key}", get(read::<S>).put(put::<S>).delete(delete::<S>))
         .route("/v1/kv/{key}/cas", post(cas::<S>))
+        .route("/v1/txn", post(crate::txn_routes::txn::<S>))
+        .route("/v1/watch", get(crate::watch_routes::watch::<S>))
         .route("/v1/status", get(status::<S>))
         .route("/v1/cluster/members", get(members::<S>).post(add_learner::<S>))
         .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member::<S>))
@@ -54,10 +57,13 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
 struct ReadParams {
     consistency: Option<String>,
     max_lag_ms: Option<String>,
+    meta: Option<String>,
+    wait_revision: Option<String>,
+    wait: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct WriteParams {
+pub(crate) struct WriteParams {
     durability: Option<String>,
     leader_token: Option<String>,
 }
@@ -102,7 +108,7 @@ fn consistency_of(raw: Option<&str>) -> Result<Consistency, ApiError> {
 }
 
 /// The durability of a write and the leader token it is fenced by, if any.
-fn write_params_of(
+pub(crate) fn write_params_of(
     query: Result<Query<WriteParams>, QueryRejection>,
 ) -> Result<(Durability, Option<LeaderToken>), ApiError> {
     let params = query_of(query)?;
@@ -118,7 +124,7 @@ fn write_params_of(
 }
 
 /// `command`, fenced by `token` when there is one.
-fn fenced(command: Command, token: Option<LeaderToken>) -> Command {
+pub(crate) fn fenced(command: Command, token: Option<LeaderToken>) -> Command {
     match token {
         Some(token) => Command::Fenced { token, command: Box::new(command) },
         None => command,
@@ -267,14 +273,68 @@ async fn read<S: KvService>(
     let params = parsed!(query_of(query));
     let consistency = parsed!(consistency_of(params.consistency.as_deref()));
     let max_lag = parsed!(max_lag_of(params.max_lag_ms.as_deref(), consistency));
-    let req = origin.with_body(Bytes::new());
-    s.serve(req, || async {
-        match s.service.read(key.clone(), consistency, max_lag).await? {
-            Some(value) => Ok(value.into_response()),
-            None => Err(ApiError::KeyNotFound(key.clone())),
+    let meta = parsed!(flag_of("meta", params.meta.as_deref(), false));
+    let wait_revision = parsed!(
+        params
+            .wait_revision
+            .as_deref()
+            .map(|raw| raw.parse::<u64>().map_err(|_| ApiError::bad_request(
+                "invalid_revision",
+                format!("wait_revision must be a whole number, got {raw:?}")
+            )))
+            .transpose()
+    );
+    let wait = match params.wait.as_deref() {
+        None => DEFAULT_LONG_POLL,
+        Some(raw) => parsed!(duration_of("wait", raw, MAX_LONG_POLL)),
+    };
+    if let Some(after) = wait_revision {
+        // A long poll is served where it arrives, like a watch: it waits on this node's history.
+        if let Err(e) = wait_for_change(&s.service, &key, after, wait).await {
+            return e.into_response();
         }
+    }
+    let req = origin.with_body(Bytes::new());
+    let floor = wait_revision.unwrap_or(0);
+    s.serve(req, || async {
+        let found = s.service.read(key.clone(), consistency, max_lag).await?;
+        Ok(read_answer(&key, found, meta, floor))
     })
     .await
+}
+
+/// Headers that carry a key's revisions on a plain read.
+pub const CREATE_REVISION_HEADER: &str = "x-raftkv-create-revision";
+/// See [`CREATE_REVISION_HEADER`].
+pub const MOD_REVISION_HEADER: &str = "x-raftkv-mod-revision";
+/// See [`CREATE_REVISION_HEADER`].
+pub const VERSION_HEADER: &str = "x-raftkv-version";
+/// See [`CREATE_REVISION_HEADER`].
+pub const LEASE_HEADER: &str = "x-raftkv-lease";
+/// On a long poll's answer: the revision to wait after next time.
+pub const REVISION_HEADER: &str = "x-raftkv-revision";
+
+/// The answer to a read: the raw value with its revisions in headers, or with `meta` a JSON
+/// [`KeyValue`]; 404 when absent. `x-raftkv-revision` is the key's mod revision (at least
+/// `floor`, the revision a long poll waited after).
+fn read_answer(key: &str, found: Option<Versioned>, meta: bool, floor: u64) -> Response {
+    let Some(found) = found else {
+        let mut response = ApiError::KeyNotFound(key.to_string()).into_response();
+        response.headers_mut().insert(REVISION_HEADER, HeaderValue::from(floor));
+        return response;
+    };
+    let m = found.meta;
+    let mut response =
+        if meta { Json(KeyValue::new(key.to_string(), found)).into_response() } else { found.value.into_response() };
+    let headers = response.headers_mut();
+    headers.insert(CREATE_REVISION_HEADER, HeaderValue::from(m.create_revision));
+    headers.insert(MOD_REVISION_HEADER, HeaderValue::from(m.mod_revision));
+    headers.insert(VERSION_HEADER, HeaderValue::from(m.version));
+    if let Some(lease) = m.lease {
+        headers.insert(LEASE_HEADER, HeaderValue::from(lease));
+    }
+    headers.insert(REVISION_HEADER, HeaderValue::from(m.mod_revision.max(floor)));
+    response
 }
 
 async fn scan<S: KvService>(
@@ -298,11 +358,7 @@ async fn scan<S: KvService>(
     s.serve(req, || async {
         let page = s.service.scan(prefix.clone(), params.start_after.clone(), limit, consistency).await?;
         let next = if page.more { page.entries.last().map(|(k, _)| k.clone()) } else { None };
-        let entries = page
-            .entries
-            .into_iter()
-            .map(|(key, value)| ScanEntry { key, value: utf8_lossy(Some(value)).unwrap_or_default() })
-            .collect();
+        let entries = page.entries.into_iter().map(|(key, value)| KeyValue::new(key, value)).collect();
         Ok(Json(ScanResponse { entries, more: page.more, next }).into_response())
     })
     .await

@@ -13,7 +13,7 @@ use raftkv_types::health::{
     AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, LeavingNotice, ReplicationStatus,
     ReplicationUpdate,
 };
-use raftkv_types::{Command, CommandResult, NodeId};
+use raftkv_types::{Command, CommandResult, NodeId, Versioned, WatchEvent, WatchOptions};
 
 use crate::api_error::ApiError;
 
@@ -71,7 +71,14 @@ pub trait KvService: Clone + Send + Sync + 'static {
         key: String,
         consistency: Consistency,
         max_lag: Option<Duration>,
-    ) -> impl Future<Output = Result<Option<Vec<u8>>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Option<Versioned>, ApiError>> + Send;
+
+    /// Opens a watch on this node: events in revision order (see [`WatchOptions`]). Refuses a
+    /// start below the history kept with [`ApiError::Compacted`].
+    fn watch(
+        &self,
+        options: WatchOptions,
+    ) -> impl Future<Output = Result<BoxStream<'static, WatchEvent>, ApiError>> + Send;
 
     /// Lists up to `limit` keys under `prefix` after `start_after`, at `consistency`.
     fn scan(

@@ -10,6 +10,8 @@
 //! - [`cluster_guard`]: [`ClusterGuard`], the cluster id and epoch every peer RPC carries and
 //!   checks.
 //! - [`client_router`](mod@client_router): the `/v1/*` client API; [`kv_service`] is what it needs from the node.
+//! - [`txn_routes`]: `POST /v1/txn`, checked and turned into one command; [`watch_routes`]:
+//!   `GET /v1/watch` as Server-Sent Events or NDJSON, and the long poll of a read.
 //! - [`cluster_router`](mod@cluster_router): the `/v1/cluster/*` operations routes (health,
 //!   events, autopilot, sync zones, planned restarts, standby flags); `api_request` holds what
 //!   every `/v1/` handler shares (forwarding to the leader, parsing).
@@ -56,6 +58,8 @@ pub mod peer_router;
 mod probe_routes;
 pub mod storage_gate;
 mod stream_frame;
+pub mod txn_routes;
+pub mod watch_routes;
 pub mod wire;
 
 pub use api_error::ApiError;

@@ -74,13 +74,28 @@ impl KvService for MapService {
                 }
                 Outcome::Cas { succeeded, current }
             }
+            Command::Txn(txn) => {
+                Outcome::Txn(raftkv_types::TxnOutcome { succeeded: txn.compare.is_empty(), results: Vec::new() })
+            }
             Command::FoundCluster { .. } | Command::Cluster(_) | Command::Fenced { .. } => Outcome::None,
         };
         Ok(CommandResult { revision: *rev, log_index: *rev, outcome })
     }
 
-    async fn read(&self, key: String, _: Consistency, _: Option<Duration>) -> Result<Option<Vec<u8>>, ApiError> {
-        Ok(self.map.lock().unwrap().get(&key).cloned())
+    async fn read(
+        &self,
+        key: String,
+        _: Consistency,
+        _: Option<Duration>,
+    ) -> Result<Option<raftkv_types::Versioned>, ApiError> {
+        Ok(self.map.lock().unwrap().get(&key).cloned().map(|v| raftkv_types::Versioned::new(v, Default::default())))
+    }
+
+    async fn watch(
+        &self,
+        _: raftkv_types::WatchOptions,
+    ) -> Result<futures::stream::BoxStream<'static, raftkv_types::WatchEvent>, ApiError> {
+        Err(ApiError::Unavailable("no watches here".into()))
     }
 
     async fn scan(
@@ -91,10 +106,10 @@ impl KvService for MapService {
         _: Consistency,
     ) -> Result<ScanPage, ApiError> {
         let map = self.map.lock().unwrap();
-        let mut entries: Vec<(String, Vec<u8>)> = map
+        let mut entries: Vec<(String, raftkv_types::Versioned)> = map
             .iter()
             .filter(|(k, _)| k.starts_with(&prefix) && after.as_ref().is_none_or(|a| *k > a))
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), raftkv_types::Versioned::new(v.clone(), Default::default())))
             .collect();
         let more = entries.len() > limit;
         entries.truncate(limit);

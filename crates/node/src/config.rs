@@ -64,6 +64,10 @@ pub struct NodeConfig {
     /// that must keep working whatever the main port requires. By default, none (they are on the
     /// main port too).
     pub ops_listen: Option<String>,
+    /// How much watch history the node keeps (see `docs/api.md`, Watches): by default the last
+    /// 100 000 revisions, at most one hour old by the state-machine clock. A watch that starts
+    /// below it is refused with `410 compacted`.
+    pub watch_history: raftkv_storage::HistoryRetention,
 }
 
 /// Raft timing and log compaction. The defaults suit a LAN: an election starts 300-600 ms after
@@ -116,6 +120,7 @@ impl NodeConfig {
             unsafe_no_fsync: false,
             min_free_disk_bytes: 64 << 20,
             ops_listen: None,
+            watch_history: raftkv_storage::HistoryRetention::default(),
         }
     }
 

@@ -14,7 +14,9 @@ use raftkv_storage::{KvStateMachine, ScanPage};
 use raftkv_types::api::BackupConsistency;
 use raftkv_types::api::{Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus};
 use raftkv_types::health::{AutopilotStatus, ClusterHealth, EventsResponse, ReplicationStatus};
-use raftkv_types::{Command, CommandResult, NodeId, Outcome, PeerNode, TypeConfig};
+use raftkv_types::{
+    Command, CommandResult, NodeId, Outcome, PeerNode, TypeConfig, Versioned, WatchEvent, WatchOptions,
+};
 
 use crate::append_clock::AppendClock;
 use crate::autopilot_memory::AutopilotMemory;
@@ -59,6 +61,8 @@ pub struct KvHandle {
     pub(crate) storage: raftkv_network::StorageGate,
     /// What this node counts for Prometheus.
     pub(crate) metrics: crate::node_metrics::NodeMetrics,
+    /// Set when the node starts shutting down: watches end.
+    pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl KvHandle {
@@ -298,7 +302,7 @@ impl KvService for KvHandle {
         key: String,
         consistency: Consistency,
         max_lag: Option<Duration>,
-    ) -> Result<Option<Vec<u8>>, ApiError> {
+    ) -> Result<Option<Versioned>, ApiError> {
         if let Some(max_lag) = max_lag {
             let lag = self.staleness();
             if lag.is_none_or(|lag| lag > max_lag) {
@@ -309,7 +313,12 @@ impl KvService for KvHandle {
             }
         }
         self.ready_to_read(consistency).await?;
-        self.state_machine.get(&key).map_err(Self::storage_error)
+        self.state_machine.get_versioned(&key).map_err(Self::storage_error)
+    }
+
+    async fn watch(&self, options: WatchOptions) -> Result<futures::stream::BoxStream<'static, WatchEvent>, ApiError> {
+        use futures::StreamExt;
+        Ok(self.open_watch(options).await?.boxed())
     }
 
     async fn scan(

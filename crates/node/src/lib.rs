@@ -56,6 +56,7 @@ pub mod read_index;
 mod scrape_collector;
 pub mod status;
 mod sync_replication;
+mod watch_stream;
 mod write_path;
 
 pub use config::{NodeConfig, RaftTuning, parse_members};
@@ -65,10 +66,14 @@ pub use leadership::{Leadership, LeadershipReceiver};
 pub use node::Node;
 pub use prometheus_client;
 pub use raftkv_network::ProbeCheck;
-pub use raftkv_storage::{FileSummary, ScanPage, SnapshotHeader};
+pub use raftkv_storage::{FileSummary, HistoryRetention, ScanPage, SnapshotHeader};
 pub use raftkv_types::api::{
-    BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
-    MemberRole, MembersResponse, NodeStatus, PutResponse, Role,
+    BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, KeyValue, LeaderTransferResponse,
+    MemberInfo, MemberRole, MembersResponse, NodeStatus, PutResponse, Role, TxnRequest, TxnRequestOp, TxnResponse,
+    TxnResult,
 };
 pub use raftkv_types::health::{AutopilotStatus, AutopilotUpdate, ClusterHealth, MemberHealth, ReplicationStatus};
-pub use raftkv_types::{AutopilotSettings, ClusterEvent, ClusterIdentity, LeaderToken, ReplicationMode};
+pub use raftkv_types::{
+    AutopilotSettings, ClusterEvent, ClusterIdentity, KeyMeta, LeaderToken, ReplicationMode, Versioned, WatchEvent,
+    WatchOptions, WatchSelector,
+};

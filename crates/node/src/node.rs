@@ -6,6 +6,7 @@ mod kv_ops;
 mod membership_ops;
 mod observability;
 mod startup;
+mod watch_ops;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -96,7 +97,11 @@ impl Node {
             );
         }
         let metrics = NodeMetrics::default();
-        let options = StoreOptions { unsafe_no_fsync: config.unsafe_no_fsync, metrics: metrics.storage.clone() };
+        let options = StoreOptions {
+            unsafe_no_fsync: config.unsafe_no_fsync,
+            metrics: metrics.storage.clone(),
+            history: config.watch_history,
+        };
         let store = startup::open_store(&config.data_dir, config.id, options).await?;
         let store_closed = store.closed.clone();
         let state_machine = store.state_machine.clone();
@@ -139,6 +144,7 @@ impl Node {
             sync_degrade: Arc::default(),
             storage: StorageGate::new(config.min_free_disk_bytes),
             metrics: metrics.clone(),
+            draining: Arc::new(AtomicBool::new(false)),
         };
         let registry = Arc::new(observability::node_registry(&handle));
         // A founder with an empty data directory initialises the cluster, unless another founder
@@ -175,7 +181,7 @@ impl Node {
                 Err(e) => return Err(NodeError::Raft(format!("initialize: {e}"))),
             }
         }
-        let draining = Arc::new(AtomicBool::new(false));
+        let draining = handle.draining.clone();
         let proxy = LeaderProxy::new()?;
         let track = axum::middleware::from_fn_with_state(metrics.network.clone(), track_requests);
         let router = peer_router(raft.clone(), state_machine, contact, handle.storage.clone())

@@ -42,7 +42,8 @@ async fn single_node_round_trip_and_restart() {
     node.put("b", "x").await.unwrap();
     assert!(node.delete("b").await.unwrap().deleted);
     let page = node.scan("", None, 10, Consistency::Linearizable).await.unwrap();
-    assert_eq!(page.entries, vec![("a".to_string(), b"2".to_vec())]);
+    let entries: Vec<(String, Vec<u8>)> = page.entries.into_iter().map(|(k, v)| (k, v.value)).collect();
+    assert_eq!(entries, vec![("a".to_string(), b"2".to_vec())]);
     let status = node.status().await.unwrap();
     assert_eq!(status.role, Role::Leader);
     assert!(status.applied_index >= cas.revision);
@@ -72,7 +73,8 @@ async fn three_in_process_nodes_forward_to_the_leader() {
     assert_eq!(follower.get("k", Consistency::Linearizable).await.unwrap(), Some(b"v".to_vec()));
     assert!(follower.cas("k", Some("v"), "w").await.unwrap().succeeded);
     let page = follower.scan("k", None, 10, Consistency::Lease).await.unwrap();
-    assert_eq!(page.entries, vec![("k".to_string(), b"w".to_vec())]);
+    let entries: Vec<(String, Vec<u8>)> = page.entries.into_iter().map(|(k, v)| (k, v.value)).collect();
+    assert_eq!(entries, vec![("k".to_string(), b"w".to_vec())]);
 
     // Leadership moves over the transfer-leader RPC, and writes go on through the new leader.
     let leader_node = nodes.iter().find(|n| n.id() == leader).unwrap();

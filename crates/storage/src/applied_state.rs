@@ -10,7 +10,7 @@ use crate::codec::{decode, encode};
 use crate::error::{Result, StorageError};
 use crate::keys::{
     CF_SM_META, KEY_CLOCK, KEY_CLUSTER, KEY_GENERATION, KEY_IDENTITY, KEY_LAST_APPLIED, KEY_MEMBERSHIP, KEY_RECOVERY,
-    KEY_REVISION,
+    KEY_REVISION, KEY_WATCH_FLOOR,
 };
 
 /// The state machine's position and cluster-wide counters, all written in the same batch as the
@@ -34,6 +34,10 @@ pub struct AppliedState {
     /// applied state is copied on every apply, and this part (with its event log) changes only
     /// with a cluster command, which copies it then.
     pub cluster: Arc<ClusterState>,
+    /// The oldest revision the watch history may hold: every revision from here to `revision`
+    /// that changed data has its changes in `watch_log`. Raised by trimming; after a snapshot
+    /// install or a restore it is the state's revision plus one (no history before it).
+    pub history_floor: u64,
 }
 
 impl AppliedState {
@@ -56,6 +60,7 @@ impl AppliedState {
             identity: get(KEY_IDENTITY)?.map(|b| decode("identity", &b)).transpose()?,
             recovery: get(KEY_RECOVERY)?.map(|b| decode("recovery record", &b)).transpose()?,
             cluster: Arc::new(get(KEY_CLUSTER)?.map(|b| cluster_of(&b)).transpose()?.unwrap_or_default()),
+            history_floor: get(KEY_WATCH_FLOOR)?.map(|b| decode("watch floor", &b)).transpose()?.unwrap_or(0),
         };
         Ok((generation, state))
     }
@@ -76,6 +81,7 @@ impl AppliedState {
             None => batch.delete_cf(cf, KEY_RECOVERY),
         }
         batch.put_cf(cf, KEY_CLUSTER, cluster_bytes(&self.cluster)?);
+        batch.put_cf(cf, KEY_WATCH_FLOOR, encode(&self.history_floor)?);
         Ok(())
     }
 
@@ -96,6 +102,9 @@ impl AppliedState {
         }
         if self.cluster != before.cluster {
             batch.put_cf(cf, KEY_CLUSTER, cluster_bytes(&self.cluster)?);
+        }
+        if self.history_floor != before.history_floor {
+            batch.put_cf(cf, KEY_WATCH_FLOOR, encode(&self.history_floor)?);
         }
         Ok(())
     }

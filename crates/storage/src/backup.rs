@@ -143,6 +143,7 @@ pub fn restore(
         // The settings carry over; standbys and planned absences named members of the old cluster.
         cluster: ClusterState { standbys: Default::default(), leaving: Default::default(), ..backup.cluster.clone() }
             .into(),
+        history_floor: revision + 1,
     };
     let store = Store::open_as(data_dir, id)?;
     store.state_machine.install_blocking(state, &SnapshotFile::new(file))?;

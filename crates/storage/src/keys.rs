@@ -5,7 +5,14 @@
 //! | `raft_meta`   | `vote`, `committed`, `last_purged`, `format`, `node_id` | versioned bincode |
 //! | `log`         | log index, u64 big-endian     | versioned bincode of the entry    |
 //! | `sm_meta`     | `last_applied`, `membership`, `generation`, `revision`, `clock`, `identity`, `recovery` | versioned bincode; `cluster`: JSON |
-//! | `sm_data`     | generation (u64 BE) ++ user key | raw value                        |
+//! | `sm_meta`     | `watch_floor`                | versioned bincode: the oldest revision `watch_log` may hold |
+//! | `sm_data`     | generation (u64 BE) ++ user key | revisions ++ value (`value_record.rs`) |
+//! | `sm_aux`      | generation (u64 BE) ++ kind byte ++ id | leases and client sessions (versioned bincode) |
+//! | `watch_log`   | revision (u64 BE)            | clock (u64 LE) ++ versioned bincode of the revision's key changes |
+//!
+//! `watch_log` is the watch history: what each revision changed, written in the batch of the apply
+//! that made the change, trimmed by count and age, never in snapshots (after a snapshot is
+//! installed the history starts at the snapshot's revision).
 //!
 //! Everything in `sm_meta` but `generation` is written in the same batch as the apply that
 //! changed it, so it always describes the same prefix of the log as the data. `format` is written
@@ -25,8 +32,13 @@ pub const CF_SM_META: &str = "sm_meta";
 /// State-machine data: generation-prefixed user keys.
 pub const CF_SM_DATA: &str = "sm_data";
 
+/// State-machine state besides the data (leases, client sessions): generation-prefixed.
+pub const CF_SM_AUX: &str = "sm_aux";
+/// The watch history: key changes by revision.
+pub const CF_WATCH_LOG: &str = "watch_log";
+
 /// All column families, in creation order.
-pub const ALL_CFS: [&str; 4] = [CF_RAFT_META, CF_LOG, CF_SM_META, CF_SM_DATA];
+pub const ALL_CFS: [&str; 6] = [CF_RAFT_META, CF_LOG, CF_SM_META, CF_SM_DATA, CF_SM_AUX, CF_WATCH_LOG];
 
 /// `raft_meta` key of the vote.
 pub const KEY_VOTE: &[u8] = b"vote";
@@ -54,6 +66,8 @@ pub const KEY_CLOCK: &[u8] = b"clock";
 pub const KEY_IDENTITY: &[u8] = b"identity";
 /// `sm_meta` key of the last forced recovery's record.
 pub const KEY_RECOVERY: &[u8] = b"recovery";
+/// `sm_meta` key of the oldest revision the watch history may hold.
+pub const KEY_WATCH_FLOOR: &[u8] = b"watch_floor";
 /// `sm_meta` key of the cluster's operating state ([`raftkv_types::ClusterState`], JSON).
 pub const KEY_CLUSTER: &[u8] = b"cluster";
 
@@ -73,6 +87,11 @@ pub fn data_key(generation: u64, key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&generation.to_be_bytes());
     out.extend_from_slice(key);
     out
+}
+
+/// The `watch_log` key of `revision`.
+pub fn history_key(revision: u64) -> [u8; 8] {
+    revision.to_be_bytes()
 }
 
 /// The first `sm_data` key of `generation`: all of its keys are in `[start, start(generation + 1))`.

@@ -25,6 +25,9 @@
 //! - [`backup`]: backups of a running state machine, and [`restore`] into a new cluster.
 //! - [`recovery`]: offline inspection and forced recovery of a data directory; [`store_check`]
 //!   verifies one (every checksum, every record, the log's continuity, every snapshot).
+//! - [`watch_history`]: the history of changes by revision that watches read, and its trimming.
+//! - [`state_record`] and `value_record`: records of snapshot files, and how a key's value and
+//!   revisions are stored.
 //! - [`keys`], [`codec`] and [`data_format`]: column families, key layout, record encoding, and
 //!   the data directory's format version and upgrades.
 //!
@@ -51,10 +54,13 @@ pub mod snapshot;
 pub mod snapshot_builder;
 pub mod snapshot_header;
 pub mod state_machine;
+pub mod state_record;
 pub mod storage_metrics;
 pub mod store;
 pub mod store_check;
+mod value_record;
 pub mod wal_flusher;
+pub mod watch_history;
 
 pub use applied_state::AppliedState;
 pub use backup::{RestoreSummary, finish_backup_file, part_path, restore};
@@ -68,7 +74,9 @@ pub use snapshot::{FileSummary, SnapshotFile, SnapshotReader, SnapshotWriter};
 pub use snapshot_builder::KvSnapshotBuilder;
 pub use snapshot_header::{BackupConsistency, FileKind, SnapshotHeader};
 pub use state_machine::{KvStateMachine, ScanPage};
+pub use state_record::StateRecord;
 pub use storage_metrics::StorageMetrics;
 pub use store::{Store, StoreOptions, sync_dir};
 pub use store_check::{CheckReport, check};
 pub use wal_flusher::{WalFlusher, WalStats};
+pub use watch_history::{HistoryRead, HistoryRetention};

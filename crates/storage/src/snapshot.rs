@@ -37,7 +37,8 @@ use sha2::Digest;
 
 use crate::error::{Result, StorageError};
 use crate::hashing_io::{HashingReader, HashingWriter, read_error};
-use crate::snapshot_header::{FILE_FORMAT_VERSION, SnapshotHeader};
+use crate::snapshot_header::{FILE_FORMAT_VERSION, READABLE_FORMAT_VERSIONS, SnapshotHeader};
+use crate::state_record::StateRecord;
 
 const MAGIC: &[u8; 8] = b"RKVSNAP2";
 const MAGIC_V1: &[u8; 8] = b"RKVSNAP1";
@@ -255,11 +256,11 @@ impl<R: Read> SnapshotReader<R> {
         }
         let header: SnapshotHeader =
             serde_json::from_slice(&json).map_err(|e| StorageError::corrupt("snapshot header", e))?;
-        if header.format_version != FILE_FORMAT_VERSION {
+        if !READABLE_FORMAT_VERSIONS.contains(&header.format_version) {
             return Err(StorageError::corrupt(
                 "snapshot",
                 format!(
-                    "file format version {} is not supported (this release reads version {FILE_FORMAT_VERSION})",
+                    "file format version {} is not supported (this release reads versions {READABLE_FORMAT_VERSIONS:?} and writes {FILE_FORMAT_VERSION})",
                     header.format_version
                 ),
             ));
@@ -300,6 +301,13 @@ impl<R: Read> SnapshotReader<R> {
         let value = self.field()?;
         self.records += 1;
         Ok(Some((key, value)))
+    }
+
+    /// The next record decoded: a key with its value and revisions, or state besides the data.
+    /// Records of a format 2 file come out as format 3 holds them (see [`crate::state_record`]).
+    pub fn next_state_record(&mut self) -> Result<Option<StateRecord>> {
+        let (version, revision) = (self.header.format_version, self.header.revision);
+        self.next_record()?.map(|(key, value)| StateRecord::decode(version, revision, key, value)).transpose()
     }
 
     fn field(&mut self) -> Result<Vec<u8>> {

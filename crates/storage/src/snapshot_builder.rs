@@ -10,10 +10,11 @@ use rocksdb::{DB, Direction, IteratorMode, ReadOptions};
 
 use crate::applied_state::AppliedState;
 use crate::error::{Result, StorageError};
-use crate::keys::{ALL_CFS, CF_SM_DATA, generation_start};
+use crate::keys::{ALL_CFS, CF_SM_AUX, CF_SM_DATA, generation_start};
 use crate::snapshot::{FileSummary, SnapshotFile, SnapshotWriter};
 use crate::snapshot_header::{BackupConsistency, FILE_FORMAT_VERSION, FileKind, SnapshotHeader};
 use crate::state_machine::KvStateMachine;
+use crate::state_record::{aux_record_key, data_record_key};
 use crate::store::db_options;
 
 /// Builds one snapshot from a RocksDB checkpoint taken between two applies.
@@ -98,15 +99,18 @@ pub(crate) fn header_for(
     }
 }
 
-/// Calls `f` with every user key and value of `generation` in `db`, in key order.
+/// Calls `f` with every record of the state of `generation` in `db`, as a format 3 file holds
+/// them: the data keys in key order, then the leases and sessions (see [`crate::state_record`]).
 pub(crate) fn for_each_record(db: &DB, generation: u64, mut f: impl FnMut(&[u8], &[u8]) -> Result<()>) -> Result<()> {
-    let data_cf = db.cf_handle(CF_SM_DATA).expect("database has sm_data");
-    let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(generation_start(generation + 1).to_vec());
-    let start = generation_start(generation);
-    for item in db.iterator_cf_opt(data_cf, opts, IteratorMode::From(&start, Direction::Forward)) {
-        let (key, value) = item.map_err(StorageError::rocks("read state data"))?;
-        f(&key[8..], &value)?;
+    for (cf_name, record_key) in [(CF_SM_DATA, data_record_key as fn(&[u8]) -> Vec<u8>), (CF_SM_AUX, aux_record_key)] {
+        let cf = db.cf_handle(cf_name).expect("database has every column family");
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(generation_start(generation + 1).to_vec());
+        let start = generation_start(generation);
+        for item in db.iterator_cf_opt(cf, opts, IteratorMode::From(&start, Direction::Forward)) {
+            let (key, value) = item.map_err(StorageError::rocks("read state data"))?;
+            f(&record_key(&key[8..]), &value)?;
+        }
     }
     Ok(())
 }

@@ -4,8 +4,11 @@ pub use raftkv_types::api::BackupConsistency;
 use raftkv_types::{ClusterIdentity, ClusterState, LogId, NodeId, RecoveryRecord, SnapshotMeta, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-/// The one version of the file format this release reads and writes.
-pub const FILE_FORMAT_VERSION: u32 = 2;
+/// The version of the file format this release writes: 3, records carry each key's revisions
+/// and the file has a section for leases and sessions (see [`crate::state_record`]).
+pub const FILE_FORMAT_VERSION: u32 = 3;
+/// The versions this release reads: 2 (keys and raw values) and 3.
+pub const READABLE_FORMAT_VERSIONS: [u32; 2] = [2, 3];
 
 /// What a file was made for. Both kinds have the same layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

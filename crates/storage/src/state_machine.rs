@@ -11,6 +11,7 @@ use openraft::type_config::alias::SnapshotOf;
 use openraft::{OptionalSend, Snapshot};
 use raftkv_types::{
     ClusterIdentity, ClusterState, CommandResult, Entry, LogId, NodeId, SnapshotMeta, StoredMembership, TypeConfig,
+    Versioned,
 };
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch, WriteOptions};
 
@@ -19,11 +20,16 @@ use crate::apply::ApplyBatch;
 use crate::codec::encode;
 use crate::database::Database;
 use crate::error::{Result, StorageError};
-use crate::keys::{CF_SM_DATA, CF_SM_META, KEY_GENERATION, data_key, generation_start};
+use crate::keys::{
+    CF_SM_AUX, CF_SM_DATA, CF_SM_META, CF_WATCH_LOG, KEY_GENERATION, data_key, generation_start, history_key,
+};
 use crate::snapshot::{SnapshotFile, SnapshotReader};
 use crate::snapshot_builder::KvSnapshotBuilder;
 use crate::snapshot_header::SnapshotHeader;
+use crate::state_record::{RawRecord, raw_record};
 use crate::store::sync_dir;
+use crate::value_record::decode_value;
+use crate::watch_history::{HistoryRetention, trim_history};
 
 /// Entries applied per RocksDB batch when openraft hands over a long run (e.g. after a restart).
 const APPLY_CHUNK: usize = 4096;
@@ -70,22 +76,32 @@ struct Inner {
     snapshot_seq: AtomicU64,
     /// The node that owns the data directory, named in the files it writes.
     node_id: OnceLock<NodeId>,
+    /// The applied revision, for watchers.
+    revision: tokio::sync::watch::Sender<u64>,
+    /// How much watch history is kept.
+    retention: HistoryRetention,
 }
 
 /// One page of a prefix scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanPage {
-    /// Keys and values in key order.
-    pub entries: Vec<(String, Vec<u8>)>,
+    /// Keys and values with their revisions, in key order.
+    pub entries: Vec<(String, Versioned)>,
     /// Whether more keys match after the last one returned.
     pub more: bool,
 }
 
 impl KvStateMachine {
-    pub(crate) fn open(db: Arc<Database>, snapshot_dir: PathBuf) -> Result<KvStateMachine> {
+    pub(crate) fn open(
+        db: Arc<Database>,
+        snapshot_dir: PathBuf,
+        retention: HistoryRetention,
+    ) -> Result<KvStateMachine> {
         let (generation, applied) = AppliedState::read(&db)?;
         let sm = KvStateMachine {
             inner: Arc::new(Inner {
+                revision: tokio::sync::watch::Sender::new(applied.revision),
+                retention,
                 snapshot_dir,
                 generation: RwLock::new(generation),
                 applied_index: AtomicU64::new(applied.applied_index()),
@@ -113,11 +129,13 @@ impl KvStateMachine {
     /// generations, checkpoints and partial files.
     fn remove_leftovers(&self, generation: u64) -> Result<()> {
         let db = &self.inner.db;
-        let cf = self.data_cf();
-        db.delete_range_cf(cf, generation_start(0), generation_start(generation))
-            .map_err(StorageError::rocks("remove stale generations"))?;
-        db.delete_range_cf(cf, generation_start(generation + 1), generation_start(u64::MAX))
-            .map_err(StorageError::rocks("remove stale generations"))?;
+        for name in [CF_SM_DATA, CF_SM_AUX] {
+            let cf = db.cf_handle(name).expect("state column families are created at open");
+            db.delete_range_cf(cf, generation_start(0), generation_start(generation))
+                .map_err(StorageError::rocks("remove stale generations"))?;
+            db.delete_range_cf(cf, generation_start(generation + 1), generation_start(u64::MAX))
+                .map_err(StorageError::rocks("remove stale generations"))?;
+        }
         let dir = &self.inner.snapshot_dir;
         for entry in std::fs::read_dir(dir).map_err(StorageError::io("list snapshots", dir))? {
             let path = entry.map_err(StorageError::io("list snapshots", dir))?.path();
@@ -141,11 +159,18 @@ impl KvStateMachine {
 
     /// The value of `key` in the applied state, read from this node alone.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_versioned(key)?.map(|v| v.value))
+    }
+
+    /// The value of `key` with its revisions, read from this node alone.
+    pub fn get_versioned(&self, key: &str) -> Result<Option<Versioned>> {
         let generation = self.inner.generation.read().expect("generation lock poisoned");
         self.inner
             .db
-            .get_cf(self.data_cf(), data_key(*generation, key.as_bytes()))
-            .map_err(StorageError::rocks("read key"))
+            .get_pinned_cf(self.data_cf(), data_key(*generation, key.as_bytes()))
+            .map_err(StorageError::rocks("read key"))?
+            .map(|bytes| decode_value(&bytes))
+            .transpose()
     }
 
     /// Up to `limit` keys starting with `prefix` and greater than `start_after`, in key order, from
@@ -176,9 +201,21 @@ impl KvStateMachine {
                 break;
             }
             let user_key = String::from_utf8_lossy(user_key).into_owned();
-            page.entries.push((user_key, value.into_vec()));
+            page.entries.push((user_key, decode_value(&value)?));
         }
         Ok(page)
+    }
+
+    /// The revision of the applied state, announced after every apply batch is written (and
+    /// after a snapshot install): a watcher that sees revision `r` here can read every change up
+    /// to `r` from the history.
+    pub fn subscribe_revision(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.revision.subscribe()
+    }
+
+    fn publish_revision(&self) {
+        let revision = self.inner.applied.lock().expect("applied lock poisoned").revision;
+        self.inner.revision.send_replace(revision);
     }
 
     /// The last applied log id and membership.
@@ -280,6 +317,7 @@ impl KvStateMachine {
             return Ok(());
         }
         let mut write = batch.take();
+        trim_history(&self.inner.db, &mut batch.state, &mut write, &self.inner.retention)?;
         batch.state.write_changes(before, &self.inner.db, &mut write)?;
         let mut opts = WriteOptions::default();
         opts.disable_wal(true);
@@ -291,6 +329,7 @@ impl KvStateMachine {
             self.inner.founded.store(before.identity.is_some(), Ordering::Release);
             *applied = before.clone();
         }
+        self.inner.revision.send_replace(before.revision);
         for (responder, result) in responses.drain(..) {
             responder.send(result);
         }
@@ -323,6 +362,7 @@ impl KvStateMachine {
         self.inner.applied_index.store(state.applied_index(), Ordering::Release);
         self.inner.founded.store(state.identity.is_some(), Ordering::Release);
         *self.inner.applied.lock().expect("applied lock poisoned") = state;
+        self.publish_revision();
         Ok(())
     }
 
@@ -333,10 +373,15 @@ impl KvStateMachine {
         let old_generation = *self.inner.generation.read().expect("generation lock poisoned");
         let new_generation = old_generation + 1;
         // Anything left in the target generation by an earlier interrupted install goes first.
-        db.delete_range_cf(self.data_cf(), generation_start(new_generation), generation_start(new_generation + 1))
-            .map_err(StorageError::rocks("clear snapshot generation"))?;
+        for cf in [CF_SM_DATA, CF_SM_AUX] {
+            let cf = db.cf_handle(cf).expect("state column families are created at open");
+            db.delete_range_cf(cf, generation_start(new_generation), generation_start(new_generation + 1))
+                .map_err(StorageError::rocks("clear snapshot generation"))?;
+        }
 
         let mut reader = SnapshotReader::open(file.path())?;
+        let (file_format, file_revision) = (reader.header().format_version, reader.header().revision);
+        let aux_cf = db.cf_handle(CF_SM_AUX).expect("sm_aux column family is created at open");
         let mut unsynced = WriteOptions::default();
         unsynced.set_sync(false);
         let mut batch = WriteBatch::default();
@@ -344,12 +389,20 @@ impl KvStateMachine {
         // happens only once the trailer and the file's SHA-256 did: a damaged file leaves the
         // state as it was.
         while let Some((key, value)) = reader.next_record()? {
-            batch.put_cf(self.data_cf(), data_key(new_generation, &key), &value);
+            match raw_record(file_format, file_revision, key, value)? {
+                RawRecord::Data(key, value) => batch.put_cf(self.data_cf(), data_key(new_generation, &key), &value),
+                RawRecord::Aux(key, value) => batch.put_cf(aux_cf, data_key(new_generation, &key), &value),
+            }
             if batch.size_in_bytes() >= INSTALL_BATCH_BYTES {
                 db.write_opt(std::mem::take(&mut batch), &unsynced)
                     .map_err(StorageError::rocks("install snapshot data"))?;
             }
         }
+        // The watch history before the snapshot is not this state's: it starts over after it.
+        let mut state = state;
+        state.history_floor = state.revision + 1;
+        let history_cf = db.cf_handle(CF_WATCH_LOG).expect("watch_log column family is created at open");
+        batch.delete_range_cf(history_cf, history_key(0), history_key(u64::MAX));
         // The switch: generation and applied state together, fsynced (which also makes the data
         // batches above durable, as they share the WAL).
         batch.put_cf(self.meta_cf(), KEY_GENERATION, encode(&new_generation)?);
@@ -365,8 +418,11 @@ impl KvStateMachine {
             self.inner.founded.store(state.identity.is_some(), Ordering::Release);
             *applied = state;
         }
-        db.delete_range_cf(self.data_cf(), generation_start(0), generation_start(new_generation))
-            .map_err(StorageError::rocks("drop replaced generation"))?;
+        for cf in [self.data_cf(), aux_cf] {
+            db.delete_range_cf(cf, generation_start(0), generation_start(new_generation))
+                .map_err(StorageError::rocks("drop replaced generation"))?;
+        }
+        self.publish_revision();
         Ok(())
     }
 }
@@ -381,6 +437,7 @@ pub(crate) fn state_of(header: &SnapshotHeader) -> AppliedState {
         identity: header.identity.clone(),
         recovery: header.recovery.clone(),
         cluster: header.cluster.clone().into(),
+        history_floor: header.revision + 1,
     }
 }
 

@@ -43,6 +43,8 @@ pub struct StoreOptions {
     pub unsafe_no_fsync: bool,
     /// Where the store records fsync, apply and snapshot times (the node registers them).
     pub metrics: StorageMetrics,
+    /// How much watch history the state machine keeps.
+    pub history: crate::HistoryRetention,
 }
 
 impl Store {
@@ -62,10 +64,11 @@ impl Store {
 
         let db = open_db(&db_dir)?;
         data_format::check_and_upgrade(&db, dir, &snapshot_dir, created)?;
+        let history = options.history;
         let (db, closed) = Database::new(db, options.unsafe_no_fsync, options.metrics);
         let db = Arc::new(db);
         let log = RocksLogStore::new(db.clone())?;
-        let state_machine = KvStateMachine::open(db, snapshot_dir)?;
+        let state_machine = KvStateMachine::open(db, snapshot_dir, history)?;
         if let Some(id) = log.node_id()? {
             state_machine.set_node_id(id);
         }

@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::NodeId;
 
+pub mod key_value;
+pub mod txn;
+pub mod watch;
+
+pub use key_value::KeyValue;
+pub use txn::{TxnCompare, TxnGet, TxnKey, TxnPrefix, TxnPut, TxnRequest, TxnRequestOp, TxnResponse, TxnResult};
+pub use watch::{WatchEventBody, WatchEventKind};
+
 /// How fresh a read must be.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -125,14 +133,8 @@ pub struct CasResponse {
     pub revision: u64,
 }
 
-/// One key of a [`ScanResponse`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScanEntry {
-    /// The key.
-    pub key: String,
-    /// The value, as UTF-8 (invalid sequences replaced).
-    pub value: String,
-}
+/// One key of a [`ScanResponse`]: key, value and revisions.
+pub type ScanEntry = KeyValue;
 
 /// Response to `GET /v1/kv?prefix=P&limit=N`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -398,6 +400,9 @@ pub struct ErrorDetail {
     /// For `not_confirmed_on_all`: the members that did not confirm the write.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lagging: Vec<LaggingMember>,
+    /// For `compacted`: the oldest revision the watch history still holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_revision: Option<u64>,
 }
 
 /// A member that did not confirm a `durability=all` write in time.

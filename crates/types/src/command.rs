@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster_state::ClusterChange;
 use crate::fencing::LeaderToken;
+use crate::txn::{Txn, TxnOutcome};
 
 /// A mutation of the key-value state machine, proposed by the leader and applied, in log order,
 /// by every member. Applying a command is deterministic: every replica computes the same result.
@@ -56,6 +57,8 @@ pub enum Command {
         /// The write (a put, delete or cas).
         command: Box<Command>,
     },
+    /// A multi-key transaction, applied at one revision (see [`Txn`]).
+    Txn(Txn),
 }
 
 /// A log entry's payload: a command and when the leader proposed it.
@@ -88,7 +91,7 @@ impl Command {
         match self {
             Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => Some(key),
             Command::Fenced { command, .. } => command.key(),
-            Command::FoundCluster { .. } | Command::Cluster(_) => None,
+            Command::FoundCluster { .. } | Command::Cluster(_) | Command::Txn(_) => None,
         }
     }
 }
@@ -102,6 +105,7 @@ impl fmt::Display for Command {
             Command::FoundCluster { cluster_id } => write!(f, "found-cluster({cluster_id})"),
             Command::Cluster(change) => write!(f, "cluster({change})"),
             Command::Fenced { token, command } => write!(f, "fenced({token}, {command})"),
+            Command::Txn(txn) => write!(f, "{txn}"),
         }
     }
 }
@@ -144,4 +148,6 @@ pub enum Outcome {
         /// The term of the leader that proposed the entry.
         current_term: u64,
     },
+    /// A transaction was evaluated.
+    Txn(TxnOutcome),
 }

@@ -13,6 +13,11 @@
 //! - [`fencing`]: [`LeaderToken`], a leadership the state machine can check writes against.
 //! - [`health`]: the bodies of `GET /v1/cluster/health` and the autopilot API.
 //! - [`identity`]: [`ClusterIdentity`] (cluster id and epoch) and [`RecoveryRecord`].
+//! - [`key_meta`]: [`KeyMeta`], the revisions every key carries, and [`Versioned`], a value with
+//!   them.
+//! - [`key_change`]: [`KeyChange`], one change the watch history records.
+//! - [`txn`]: [`Txn`], a multi-key transaction, and what applying it returns.
+//! - [`watch_event`]: [`WatchOptions`] and [`WatchEvent`], what a watch follows and delivers.
 //! - [`peer`]: [`PeerNode`], the address book entry for one member.
 //! - [`TypeConfig`]: the openraft type configuration.
 
@@ -22,7 +27,11 @@ pub mod command;
 pub mod fencing;
 pub mod health;
 pub mod identity;
+pub mod key_change;
+pub mod key_meta;
 pub mod peer;
+pub mod txn;
+pub mod watch_event;
 
 pub use cluster_state::{
     AutopilotSettings, ClusterChange, ClusterEvent, ClusterState, ReplicationMode, SyncReplication,
@@ -30,7 +39,11 @@ pub use cluster_state::{
 pub use command::{Command, CommandResult, Outcome, Proposal};
 pub use fencing::LeaderToken;
 pub use identity::{ClusterIdentity, RecoveryRecord};
+pub use key_change::{KeyChange, RevisionChanges};
+pub use key_meta::{KeyMeta, Versioned};
 pub use peer::PeerNode;
+pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResult, TxnOutcome};
+pub use watch_event::{WatchEvent, WatchOptions, WatchSelector};
 
 /// Identifier of one member of a raftkv cluster. Stable for the life of a node's data directory.
 pub type NodeId = u64;

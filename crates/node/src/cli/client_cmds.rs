@@ -68,6 +68,23 @@ pub async fn get(
     }
 }
 
+/// `raftkv get --meta`: the key, value and revisions as JSON; a missing key is an error.
+pub async fn get_meta(
+    endpoints: &[String],
+    key: &str,
+    consistency: Consistency,
+    read_preference: raftkv_client::ReadPreference,
+) -> anyhow::Result<()> {
+    let client = client(endpoints)?.with_read_preference(read_preference);
+    match client.get_kv(key, consistency).await? {
+        Some(kv) => {
+            outln!("{}", serde_json::to_string(&kv)?);
+            Ok(())
+        }
+        None => anyhow::bail!("key {key:?} not found"),
+    }
+}
+
 /// `raftkv delete`.
 pub async fn delete(endpoints: &[String], key: &str) -> anyhow::Result<()> {
     let resp = client(endpoints)?.delete(key).await?;

@@ -13,6 +13,7 @@ mod operations;
 pub(crate) mod output;
 mod recover;
 mod serve;
+mod watch_txn;
 
 /// raftkv: a replicated key-value store on Raft.
 #[derive(Debug, Parser)]
@@ -66,6 +67,9 @@ enum Command {
         /// output is not a terminal).
         #[arg(long)]
         raw: bool,
+        /// Print the key, value and revisions (create, mod, version, lease) as JSON.
+        #[arg(long, conflicts_with_all = ["raw", "max_lag_ms"])]
+        meta: bool,
     },
     /// Delete a key.
     Delete {
@@ -102,6 +106,47 @@ enum Command {
         /// linearizable, lease or stale.
         #[arg(long, default_value = "linearizable")]
         consistency: Consistency,
+    },
+    /// Print changes under a prefix (or of one key) as they happen, in revision order; resumes
+    /// on another node by itself.
+    Watch {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The key prefix ("" for every key), or the key with --key.
+        #[arg(default_value = "")]
+        prefix: String,
+        /// Watch exactly this key, not a prefix.
+        #[arg(long)]
+        key: bool,
+        /// Start at this revision (inclusive); by default, after every write acknowledged so far.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Include each change's previous value (with --json).
+        #[arg(long)]
+        prev_kv: bool,
+        /// Leave out puts.
+        #[arg(long)]
+        no_put: bool,
+        /// Leave out deletes.
+        #[arg(long)]
+        no_delete: bool,
+        /// Print each event as a JSON line (progress events included).
+        #[arg(long)]
+        json: bool,
+        /// Exit after this many changes.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Run a transaction: the JSON body of POST /v1/txn, from FILE or standard input.
+    Txn {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The file holding the transaction (`-` for standard input).
+        #[arg(default_value = "-")]
+        file: PathBuf,
+        /// Print the JSON answer.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the members, their roles and how far each lags.
     Status {
@@ -293,7 +338,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Put { endpoints, key, value, file, durability } => {
             client_cmds::put(&endpoints.endpoints, &key, value, file, durability).await
         }
-        Command::Get { endpoints, key, consistency, max_lag_ms, read_preference, raw } => {
+        Command::Get { endpoints, key, consistency, read_preference, meta: true, .. } => {
+            client_cmds::get_meta(&endpoints.endpoints, &key, consistency, read_preference).await
+        }
+        Command::Get { endpoints, key, consistency, max_lag_ms, read_preference, raw, meta: false } => {
             client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms, read_preference, raw).await
         }
         Command::Delete { endpoints, key } => client_cmds::delete(&endpoints.endpoints, &key).await,
@@ -303,6 +351,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Scan { endpoints, prefix, limit, consistency } => {
             client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await
         }
+        Command::Watch { endpoints, prefix, key, from, prev_kv, no_put, no_delete, json, count } => {
+            let args =
+                watch_txn::WatchArgs { target: prefix, exact_key: key, from, prev_kv, no_put, no_delete, json, count };
+            watch_txn::watch(&endpoints.endpoints, args).await
+        }
+        Command::Txn { endpoints, file, json } => watch_txn::txn(&endpoints.endpoints, &file, json).await,
         Command::Status { endpoints, json, watch: false, .. } => client_cmds::status(&endpoints.endpoints, json).await,
         Command::Status { endpoints, json, watch: true, interval } => {
             client_cmds::status_watch(&endpoints.endpoints, json, interval).await

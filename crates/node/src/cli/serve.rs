@@ -80,6 +80,13 @@ pub struct ServeArgs {
     /// below it the node refuses writes (507) and log appends until space is freed.
     #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
     min_free_disk: u64,
+    /// Watch history kept: this many of the newest revisions (0: no limit by count).
+    #[arg(long, default_value_t = 100_000)]
+    watch_history_revisions: u64,
+    /// Watch history kept: revisions at most this old by the cluster's clock ("1h", "30m"; 0: no
+    /// limit by age).
+    #[arg(long, default_value = "1h", value_parser = parse_age)]
+    watch_history_age: Duration,
     /// TEST ONLY, LOSES ACKNOWLEDGED WRITES ON POWER LOSS: never fsync log appends and votes.
     /// For power-loss tests that must show their checker catches lost writes.
     #[arg(long)]
@@ -117,9 +124,21 @@ impl ServeArgs {
         config.unsafe_no_fsync = self.unsafe_no_fsync;
         config.min_free_disk_bytes = self.min_free_disk;
         config.ops_listen = self.ops_listen.clone();
+        config.watch_history = raftkv_storage::HistoryRetention {
+            revisions: self.watch_history_revisions,
+            max_age: self.watch_history_age,
+        };
         config.validate()?;
         Ok(config)
     }
+}
+
+/// A duration such as `1h`, or `0` for none.
+fn parse_age(raw: &str) -> Result<Duration, String> {
+    if raw.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(raw).map_err(|e| format!("{raw:?} is not a duration such as 1h or 30m: {e}"))
 }
 
 /// The node id of host `name`: its trailing `-N` ordinal plus one (`raftkv-0` is node 1), so

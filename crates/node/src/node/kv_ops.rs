@@ -6,7 +6,7 @@ use std::time::Duration;
 use raftkv_network::{ApiError, KvService};
 use raftkv_storage::ScanPage;
 use raftkv_types::api::{CasResponse, Consistency, DeleteResponse, Durability, PutResponse};
-use raftkv_types::{Command, Outcome};
+use raftkv_types::{Command, Outcome, Versioned};
 
 use crate::error::Result;
 use crate::node::Node;
@@ -37,7 +37,7 @@ impl Node {
     /// Reads `key` at `consistency`; `None` when absent.
     pub async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>> {
         self.with_leader(
-            || self.handle.read(key.to_string(), consistency, None),
+            || async { Ok(self.handle.read(key.to_string(), consistency, None).await?.map(|v| v.value)) },
             |client| async move { client.get(key, consistency).await },
         )
         .await
@@ -46,7 +46,7 @@ impl Node {
     /// Reads `key` from this node's own state if it is at most `max_lag` behind the leader
     /// (a bounded-staleness read); fails with `too_stale` otherwise. Never contacts the leader.
     pub async fn get_bounded(&self, key: &str, max_lag: Duration) -> Result<Option<Vec<u8>>> {
-        Ok(self.handle.read(key.to_string(), Consistency::Stale, Some(max_lag)).await?)
+        Ok(self.handle.read(key.to_string(), Consistency::Stale, Some(max_lag)).await?.map(|v| v.value))
     }
 
     /// Deletes `key`.
@@ -99,7 +99,8 @@ impl Node {
             || self.handle.scan(prefix.to_string(), start_after.map(str::to_string), limit, consistency),
             |client| async move {
                 let resp = client.scan(prefix, limit, start_after, consistency).await?;
-                let entries = resp.entries.into_iter().map(|e| (e.key, e.value.into_bytes())).collect();
+                let entries =
+                    resp.entries.into_iter().map(|e| (e.key.clone(), Versioned::new(e.bytes(), e.meta()))).collect();
                 Ok(ScanPage { entries, more: resp.more })
             },
         )

@@ -1,0 +1,97 @@
+//! `raftkv watch` and `raftkv txn`.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::Context;
+use raftkv_client::{Client, TxnRequest, TxnResult, WatchEvent, WatchOptions};
+use raftkv_network::watch_routes::event_body;
+
+use super::output::outln;
+
+/// What `raftkv watch` follows and prints.
+pub(crate) struct WatchArgs {
+    pub(crate) target: String,
+    pub(crate) exact_key: bool,
+    pub(crate) from: Option<u64>,
+    pub(crate) prev_kv: bool,
+    pub(crate) no_put: bool,
+    pub(crate) no_delete: bool,
+    pub(crate) json: bool,
+    pub(crate) count: Option<usize>,
+}
+
+/// `raftkv watch`: prints changes as they come, until interrupted (or `--count` changes).
+pub(crate) async fn watch(endpoints: &[String], args: WatchArgs) -> anyhow::Result<()> {
+    let client = Client::new(endpoints)?;
+    let mut options = if args.exact_key { WatchOptions::key(&args.target) } else { WatchOptions::prefix(&args.target) };
+    options.start_revision = args.from;
+    options.prev_kv = args.prev_kv;
+    options.no_put = args.no_put;
+    options.no_delete = args.no_delete;
+    let mut stream = client.watch(options).await?;
+    let mut changes = 0;
+    while let Some(event) = stream.next().await {
+        let event = event?;
+        let is_change = matches!(event, WatchEvent::Put { .. } | WatchEvent::Delete { .. });
+        if args.json {
+            outln!("{}", serde_json::to_string(&event_body(event.clone()))?);
+        } else {
+            match &event {
+                WatchEvent::Created { revision } => eprintln!("watching from revision {}", revision + 1),
+                WatchEvent::Put { revision, key, value, .. } => {
+                    outln!("PUT {key} revision={revision} {}", String::from_utf8_lossy(&value.value))
+                }
+                WatchEvent::Delete { revision, key, .. } => outln!("DELETE {key} revision={revision}"),
+                _ => {}
+            }
+        }
+        if let WatchEvent::Compacted { compact_revision } = event {
+            anyhow::bail!(
+                "the watch history no longer reaches back that far (oldest revision kept: {compact_revision}); \
+                 read the current state and watch from after its revision"
+            );
+        }
+        if is_change {
+            changes += 1;
+            if args.count.is_some_and(|n| changes >= n) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `raftkv txn`: runs the transaction in `file` (`-`: standard input); exits non-zero when its
+/// comparisons did not hold (the failure branch ran).
+pub(crate) async fn txn(endpoints: &[String], file: &Path, json: bool) -> anyhow::Result<()> {
+    let text = if file.as_os_str() == "-" {
+        let mut buf = String::new();
+        std::io::stdin().read_to_string(&mut buf).context("read standard input")?;
+        buf
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("read {}", file.display()))?
+    };
+    let request: TxnRequest =
+        serde_json::from_str(&text).context("the transaction is not valid JSON of the /v1/txn body")?;
+    let response = Client::new(endpoints)?.txn(&request).await?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&response)?);
+    } else {
+        outln!("{} revision={}", if response.succeeded { "SUCCEEDED" } else { "FAILED" }, response.revision);
+        for result in &response.results {
+            match result {
+                TxnResult::Put {} => outln!("put"),
+                TxnResult::Delete { deleted } => outln!("delete deleted={deleted}"),
+                TxnResult::Get(get) => match &get.kv {
+                    Some(kv) => outln!("get {} mod_revision={} {}", get.key, kv.mod_revision, kv.value),
+                    None => outln!("get {} (absent)", get.key),
+                },
+            }
+        }
+    }
+    if !response.succeeded {
+        anyhow::bail!("the comparisons did not hold: the failure branch ran");
+    }
+    Ok(())
+}
