@@ -98,7 +98,16 @@ async fn damaged_files_are_found_never_served_and_repaired_by_rejoining() {
         members.members.iter().any(|m| m.id == 4).then_some(())
     })
     .await;
-    healthy.replace_member(damaged, 4, &addr, true).await.expect("replace the damaged node");
+    // The join's own change (adding node 4 as a learner and waiting for it to catch up) may
+    // still hold the leader's membership lock: `change_in_progress` says to retry.
+    wait_for(Duration::from_secs(30), "the replacement of the damaged node", || async {
+        match healthy.replace_member(damaged, 4, &addr, true).await {
+            Ok(_) => Some(()),
+            Err(e) if e.code() == Some("change_in_progress") => None,
+            Err(e) => panic!("replace the damaged node: {e}"),
+        }
+    })
+    .await;
     cluster.wait_caught_up(4, Duration::from_secs(60)).await;
     let new = cluster.client_of(4);
     for i in 0..KEYS {

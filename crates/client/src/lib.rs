@@ -6,6 +6,8 @@
 //!   flags and fenced writes (`cluster_ops`).
 //! - Transactions ([`Client::txn`]), reads with revisions ([`Client::get_kv`]) and watches
 //!   ([`Client::watch`], a [`WatchStream`] that resumes on another endpoint by itself).
+//! - Leases ([`Client::grant_lease`]), and on them a lock ([`Client::lock`]) and a leader
+//!   election ([`Client::campaign`]) whose holder has a fencing token ([`Lock`]).
 //! - [`BackupDownload`]: a backup streamed piece by piece ([`Client::backup`]).
 //! - [`ClientError`]: what failed, and whether a failed write may still have been applied.
 //!
@@ -25,6 +27,8 @@ mod client;
 mod cluster_ops;
 mod connection_pool;
 mod error;
+mod leases;
+mod lock;
 mod probes;
 mod read_spread;
 mod txn;
@@ -33,12 +37,14 @@ mod watch_stream;
 pub use backup_download::BackupDownload;
 pub use client::Client;
 pub use error::{ClientError, Result};
+pub use lock::Lock;
 pub use probes::{Probe, ProbeReport};
 pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
     MemberRole, MemberStatus, MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,
 };
 pub use raftkv_types::api::{KeyValue, TxnRequest, TxnRequestOp, TxnResponse, TxnResult};
+pub use raftkv_types::api::{LeaseInfo, LeaseResponse, LeaseRevokeResponse};
 pub use raftkv_types::health::{
     AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, MemberHealth, ReplicationStatus, ReplicationUpdate,
 };

@@ -74,8 +74,10 @@ async fn download(client: &Client, consistency: BackupConsistency) -> anyhow::Re
     }
     let mut reader = SnapshotReader::new(std::io::Cursor::new(bytes))?;
     let mut state = HashMap::new();
-    while let Some((key, value)) = reader.next_record()? {
-        state.insert(String::from_utf8_lossy(&key).into_owned(), value);
+    while let Some(record) = reader.next_state_record()? {
+        if let raftkv_storage::StateRecord::Data { key, value } = record {
+            state.insert(String::from_utf8_lossy(&key).into_owned(), value.value);
+        }
     }
     Ok(state)
 }

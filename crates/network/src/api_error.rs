@@ -100,6 +100,9 @@ pub enum ApiError {
     /// is freed (reads are still served).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// 404: no lease has this id (never granted, or ended).
+    #[error("lease {0} not found (never granted, or it has ended)")]
+    LeaseNotFound(u64),
     /// 410: a watch asked for history older than the node keeps.
     #[error(
         "revision {asked} is no longer in the watch history; the oldest kept is {floor}: read the current state and watch from after its revision"
@@ -149,6 +152,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ValueTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Compacted { .. } => StatusCode::GONE,
+            ApiError::LeaseNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnknownMember(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::NotLeader { .. }
@@ -183,6 +187,7 @@ impl ApiError {
             ApiError::Internal(_) => "internal",
             ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Compacted { .. } => "compacted",
+            ApiError::LeaseNotFound(_) => "lease_not_found",
             ApiError::TooLarge { code, .. } => code,
         }
     }

@@ -40,6 +40,9 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/kv/{key}/cas", post(cas::<S>))
         .route("/v1/txn", post(crate::txn_routes::txn::<S>))
         .route("/v1/watch", get(crate::watch_routes::watch::<S>))
+        .route("/v1/leases", get(crate::lease_routes::list::<S>).post(crate::lease_routes::grant::<S>))
+        .route("/v1/leases/{id}", get(crate::lease_routes::show::<S>).delete(crate::lease_routes::revoke::<S>))
+        .route("/v1/leases/{id}/keepalive", post(crate::lease_routes::keep_alive::<S>))
         .route("/v1/status", get(status::<S>))
         .route("/v1/cluster/members", get(members::<S>).post(add_learner::<S>))
         .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member::<S>))
@@ -66,6 +69,7 @@ struct ReadParams {
 pub(crate) struct WriteParams {
     durability: Option<String>,
     leader_token: Option<String>,
+    lease: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,7 +115,10 @@ fn consistency_of(raw: Option<&str>) -> Result<Consistency, ApiError> {
 pub(crate) fn write_params_of(
     query: Result<Query<WriteParams>, QueryRejection>,
 ) -> Result<(Durability, Option<LeaderToken>), ApiError> {
-    let params = query_of(query)?;
+    write_params(query_of(query)?)
+}
+
+fn write_params(params: WriteParams) -> Result<(Durability, Option<LeaderToken>), ApiError> {
     let durability = params.durability.as_deref().map_or(Ok(Durability::default()), |s| {
         s.parse().map_err(|e: String| ApiError::bad_request("invalid_durability", e))
     })?;
@@ -203,11 +210,33 @@ async fn put<S: KvService>(
 ) -> Response {
     let body = parsed!(read_body(body, s.service.limits().max_value_bytes).await);
     let key = parsed!(key_of(path));
-    let (durability, token) = parsed!(write_params_of(query));
+    let params = parsed!(query_of(query));
+    let lease = parsed!(
+        params
+            .lease
+            .as_deref()
+            .map(|raw| raw.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::bad_request(
+                "invalid_lease_id",
+                format!("lease must be a positive integer, got {raw:?}")
+            )))
+            .transpose()
+    );
+    let (durability, token) = parsed!(write_params(params));
     let req = origin.with_body(body.clone());
-    let command = fenced(Command::Put { key, value: body.to_vec() }, token);
+    let command = match lease {
+        // A put attached to a lease is a one-operation transaction, whose apply checks the lease.
+        Some(id) => Command::Txn(raftkv_types::Txn {
+            success: vec![raftkv_types::TxnOp::Put { key, value: body.to_vec(), lease: Some(id) }],
+            ..raftkv_types::Txn::default()
+        }),
+        None => Command::Put { key, value: body.to_vec() },
+    };
+    let command = fenced(command, token);
     s.serve(req, || async {
         let result = s.service.write(command.clone(), durability).await?;
+        if let Outcome::Lease(raftkv_types::LeaseOutcome::NotFound { id }) = result.outcome {
+            return Err(ApiError::LeaseNotFound(id));
+        }
         Ok(Json(PutResponse { revision: result.revision }).into_response())
     })
     .await

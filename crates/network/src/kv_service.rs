@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use raftkv_storage::ScanPage;
 use raftkv_types::api::{
-    BackupConsistency, Consistency, Durability, LeaderTransferResponse, MembersResponse, NodeStatus,
+    BackupConsistency, Consistency, Durability, LeaderTransferResponse, LeaseInfo, MembersResponse, NodeStatus,
 };
 use raftkv_types::health::{
     AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, LeavingNotice, ReplicationStatus,
@@ -88,6 +88,11 @@ pub trait KvService: Clone + Send + Sync + 'static {
         limit: usize,
         consistency: Consistency,
     ) -> impl Future<Output = Result<ScanPage, ApiError>> + Send;
+
+    /// Every lease, read at a linearizable point (by default none).
+    fn leases(&self) -> impl Future<Output = Result<Vec<LeaseInfo>, ApiError>> + Send {
+        std::future::ready(Ok(Vec::new()))
+    }
 
     /// This node's view of the cluster.
     fn status(&self) -> impl Future<Output = Result<NodeStatus, ApiError>> + Send;

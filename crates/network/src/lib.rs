@@ -50,6 +50,7 @@ mod error;
 pub mod kv_service;
 pub mod leader_contact;
 pub mod leader_proxy;
+pub mod lease_routes;
 pub mod member_rpc;
 pub mod network_metrics;
 pub mod ops_router;

@@ -40,10 +40,7 @@ pub(crate) async fn txn<S: KvService>(
     let command = fenced(Command::Txn(txn.clone()), token);
     s.serve(req, || async {
         let result = s.service.write(command.clone(), durability).await?;
-        let Outcome::Txn(outcome) = result.outcome else {
-            return Err(ApiError::Internal("transaction applied without a transaction outcome".into()));
-        };
-        Ok(Json(txn_response(&txn, outcome, result.revision)).into_response())
+        Ok(Json(txn_answer(&txn, result)?).into_response())
     })
     .await
 }
@@ -51,6 +48,16 @@ pub(crate) async fn txn<S: KvService>(
 /// The most bytes of keys and values a transaction may carry: twice the value limit.
 pub fn max_txn_bytes(max_value_bytes: usize) -> usize {
     2 * max_value_bytes
+}
+
+/// The answer to `txn` applied as `result`: `lease_not_found` when a put named a lease that does
+/// not exist (nothing was written).
+pub fn txn_answer(txn: &Txn, result: raftkv_types::CommandResult) -> Result<TxnResponse, ApiError> {
+    match result.outcome {
+        Outcome::Txn(outcome) => Ok(txn_response(txn, outcome, result.revision)),
+        Outcome::Lease(raftkv_types::LeaseOutcome::NotFound { id }) => Err(ApiError::LeaseNotFound(id)),
+        other => Err(ApiError::Internal(format!("transaction applied with outcome {other:?}"))),
+    }
 }
 
 /// The answer to `txn` whose outcome was `outcome`, at `revision`.

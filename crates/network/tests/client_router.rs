@@ -77,7 +77,7 @@ impl KvService for MapService {
             Command::Txn(txn) => {
                 Outcome::Txn(raftkv_types::TxnOutcome { succeeded: txn.compare.is_empty(), results: Vec::new() })
             }
-            Command::FoundCluster { .. } | Command::Cluster(_) | Command::Fenced { .. } => Outcome::None,
+            _ => Outcome::None,
         };
         Ok(CommandResult { revision: *rev, log_index: *rev, outcome })
     }

@@ -316,6 +316,10 @@ impl KvService for KvHandle {
         self.state_machine.get_versioned(&key).map_err(Self::storage_error)
     }
 
+    async fn leases(&self) -> Result<Vec<raftkv_types::api::LeaseInfo>, ApiError> {
+        self.lease_infos().await
+    }
+
     async fn watch(&self, options: WatchOptions) -> Result<futures::stream::BoxStream<'static, WatchEvent>, ApiError> {
         use futures::StreamExt;
         Ok(self.open_watch(options).await?.boxed())

@@ -46,6 +46,7 @@ mod disk_monitor;
 mod error;
 pub mod kv_handle;
 pub mod leadership;
+mod lease_keeper;
 pub mod membership;
 pub mod node;
 mod node_metrics;

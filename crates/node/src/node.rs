@@ -3,6 +3,7 @@
 mod cluster_ops;
 mod failure;
 mod kv_ops;
+mod lease_ops;
 mod membership_ops;
 mod observability;
 mod startup;
@@ -221,6 +222,7 @@ impl Node {
             tokio::spawn(announce_return(handle.clone())),
             tokio::spawn(handle.clone().watch_disk(config.data_dir.clone())),
             tokio::spawn(metrics.watch_leader(handle.clone())),
+            tokio::spawn(handle.clone().keep_leases()),
         ];
         Ok(Node {
             handle,

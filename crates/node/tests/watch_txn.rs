@@ -3,34 +3,16 @@
 //! another node, report compaction and progress correctly, and end when their node loses the
 //! leader.
 
-use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::time::Duration;
 
 use futures::StreamExt;
 use raftkv_client::{Client, TxnRequest, TxnRequestOp, TxnResult, WatchEvent, WatchOptions};
-use raftkv_node::{Consistency, Node, NodeConfig};
+use raftkv_node::Consistency;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn free_addr() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    format!("127.0.0.1:{port}")
-}
+mod support;
 
-async fn three_nodes(tune: impl Fn(&mut NodeConfig)) -> (Vec<tempfile::TempDir>, Vec<Node>) {
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
-    let mut nodes = Vec::new();
-    for (id, addr) in &members {
-        let mut config =
-            NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
-        config.restart_grace = Duration::ZERO;
-        tune(&mut config);
-        nodes.push(Node::start(config).await.unwrap());
-    }
-    nodes[0].wait_for_leader(Duration::from_secs(20)).await.unwrap();
-    (dirs, nodes)
-}
+use support::three_nodes;
 
 /// The next change event (put or delete), skipping progress; panics after 20 s.
 async fn next_change(stream: &mut raftkv_client::WatchStream) -> WatchEvent {

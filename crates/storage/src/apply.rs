@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use openraft::EntryPayload;
 use raftkv_types::{
-    ClusterIdentity, Command, CommandResult, Entry, KeyChange, KeyMeta, LogId, Outcome, Txn, TxnOp, TxnOpResult,
-    TxnOutcome, Versioned,
+    ClusterIdentity, Command, CommandResult, Entry, KeyChange, KeyMeta, LeaseOutcome, LogId, Outcome, Txn, TxnOp,
+    TxnOpResult, TxnOutcome, Versioned,
 };
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch};
 
@@ -21,24 +21,33 @@ use crate::value_record::{decode_value, encode_value};
 /// One batch of applies: data writes gathered in a RocksDB batch, with the values written so far
 /// visible to later commands of the same batch.
 pub(crate) struct ApplyBatch<'a> {
-    db: &'a DB,
-    generation: u64,
+    pub(crate) db: &'a DB,
+    pub(crate) generation: u64,
     pub(crate) batch: WriteBatch,
     /// Values written earlier in this batch but not yet in RocksDB (`None`: deleted).
     overlay: HashMap<String, Option<Versioned>>,
+    /// `sm_aux` records (by key without the generation) written earlier in this batch.
+    pub(crate) aux_overlay: HashMap<Vec<u8>, Option<Vec<u8>>>,
     /// The applied state after the entries so far.
     pub(crate) state: AppliedState,
 }
 
 /// The write a command makes: the revision its changes get, and the changes so far.
-struct Changes {
+pub(crate) struct Changes {
     revision: u64,
     list: Vec<KeyChange>,
 }
 
 impl<'a> ApplyBatch<'a> {
     pub(crate) fn new(db: &'a DB, generation: u64, state: AppliedState) -> ApplyBatch<'a> {
-        ApplyBatch { db, generation, batch: WriteBatch::default(), overlay: HashMap::new(), state }
+        ApplyBatch {
+            db,
+            generation,
+            batch: WriteBatch::default(),
+            overlay: HashMap::new(),
+            aux_overlay: HashMap::new(),
+            state,
+        }
     }
 
     fn data_cf(&self) -> &'a ColumnFamily {
@@ -97,7 +106,24 @@ impl<'a> ApplyBatch<'a> {
                 }
                 Outcome::Cas { succeeded, current }
             }
-            Command::Txn(txn) => Outcome::Txn(self.txn(txn, changes)?),
+            Command::Txn(txn) => {
+                // A put naming a lease that does not exist writes nothing at all: the key would
+                // otherwise outlive what it was meant to be tied to.
+                let branch_leases = txn.success.iter().chain(&txn.failure).filter_map(|op| match op {
+                    TxnOp::Put { lease: Some(id), .. } => Some(*id),
+                    _ => None,
+                });
+                for id in branch_leases.collect::<Vec<_>>() {
+                    if self.lease(id)?.is_none() {
+                        return Ok(Outcome::Lease(LeaseOutcome::NotFound { id }));
+                    }
+                }
+                Outcome::Txn(self.txn(txn, changes)?)
+            }
+            Command::LeaseGrant { id, ttl_ms } => Outcome::Lease(self.lease_grant(id, ttl_ms)?),
+            Command::LeaseKeepAlive { id } => Outcome::Lease(self.lease_keep_alive(id)?),
+            Command::LeaseRevoke { id } => Outcome::Lease(self.lease_end(id, false, changes)?),
+            Command::LeaseExpire { id } => Outcome::Lease(self.lease_end(id, true, changes)?),
             Command::FoundCluster { cluster_id } => {
                 if self.state.identity.is_none() && ClusterIdentity::is_valid_id(&cluster_id) {
                     self.state.identity = Some(ClusterIdentity::new(cluster_id, 1));
@@ -162,6 +188,15 @@ impl<'a> ApplyBatch<'a> {
 
     fn put(&mut self, key: String, value: Vec<u8>, lease: Option<u64>, changes: &mut Changes) -> Result<()> {
         let previous = self.current(&key)?;
+        let before = previous.as_ref().and_then(|p| p.meta.lease);
+        if before != lease {
+            if let Some(old) = before {
+                self.detach(old, &key)?;
+            }
+            if let Some(new) = lease {
+                self.attach(new, &key)?;
+            }
+        }
         let revision = changes.revision;
         let meta = match &previous {
             Some(p) => KeyMeta {
@@ -180,8 +215,11 @@ impl<'a> ApplyBatch<'a> {
     }
 
     /// Deletes `key`; whether it existed.
-    fn delete(&mut self, key: String, changes: &mut Changes) -> Result<bool> {
+    pub(crate) fn delete(&mut self, key: String, changes: &mut Changes) -> Result<bool> {
         let Some(previous) = self.current(&key)? else { return Ok(false) };
+        if let Some(lease) = previous.meta.lease {
+            self.detach(lease, &key)?;
+        }
         self.batch.delete_cf(self.data_cf(), data_key(self.generation, key.as_bytes()));
         self.overlay.insert(key.clone(), None);
         changes.list.push(KeyChange { key, current: None, previous: Some(previous) });
@@ -235,6 +273,7 @@ impl<'a> ApplyBatch<'a> {
     /// Starts the next batch from the state reached so far, once this one has been written.
     pub(crate) fn take(&mut self) -> WriteBatch {
         self.overlay.clear();
+        self.aux_overlay.clear();
         std::mem::take(&mut self.batch)
     }
 }
@@ -270,15 +309,16 @@ mod tests {
             ],
             failure: vec![TxnOp::Get { key: "a".into() }],
         };
+        // Before the founding entry a revision was the log index: 1 there, then counted.
         let result = batch.apply(entry(3, Command::Txn(txn.clone()))).unwrap();
-        assert_eq!(result.revision, 2);
+        assert_eq!(result.revision, 3);
         let Outcome::Txn(outcome) = result.outcome else { panic!("{:?}", result.outcome) };
         assert!(outcome.succeeded);
         assert_eq!(outcome.results[0], TxnOpResult::Put);
         let TxnOpResult::Get { found: Some(a) } = &outcome.results[1] else { panic!("{:?}", outcome.results) };
         assert_eq!(
             (a.value.as_slice(), a.meta.version, a.meta.mod_revision, a.meta.create_revision),
-            (&b"2"[..], 2, 2, 1)
+            (&b"2"[..], 2, 3, 2)
         );
         assert_eq!(outcome.results[2], TxnOpResult::Get { found: None });
         assert_eq!(outcome.results[3], TxnOpResult::Delete { deleted: 0 });
@@ -286,12 +326,12 @@ mod tests {
         let result = batch.apply(entry(4, Command::Txn(txn))).unwrap();
         let Outcome::Txn(outcome) = result.outcome else { panic!() };
         assert!(!outcome.succeeded);
-        assert_eq!(result.revision, 2);
+        assert_eq!(result.revision, 3);
         assert_eq!(outcome.results.len(), 1);
         // A cas is a one-comparison transaction on the value.
         let cas = Command::Cas { key: "a".into(), expected: Some(b"2".to_vec()), value: b"3".to_vec() };
         let result = batch.apply(entry(5, cas)).unwrap();
         assert_eq!(result.outcome, Outcome::Cas { succeeded: true, current: Some(b"2".to_vec()) });
-        assert_eq!(result.revision, 3);
+        assert_eq!(result.revision, 4);
     }
 }

@@ -89,6 +89,19 @@ pub fn data_key(generation: u64, key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The `sm_aux` key (without the generation) of lease `id`: `L` ++ id (u64 BE).
+pub fn lease_aux_key(id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(b'L');
+    out.extend_from_slice(&id.to_be_bytes());
+    out
+}
+
+/// The stored `sm_aux` key of `key` in `generation`.
+pub fn aux_key(generation: u64, key: &[u8]) -> Vec<u8> {
+    data_key(generation, key)
+}
+
 /// The `watch_log` key of `revision`.
 pub fn history_key(revision: u64) -> [u8; 8] {
     revision.to_be_bytes()

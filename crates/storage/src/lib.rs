@@ -47,6 +47,7 @@ mod database;
 mod error;
 mod hashing_io;
 pub mod keys;
+pub mod leases;
 pub mod log_store;
 pub mod recovery;
 pub mod rocksdb_stats;

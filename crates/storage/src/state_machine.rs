@@ -267,6 +267,11 @@ impl KvStateMachine {
         self.inner.db.metrics()
     }
 
+    /// The live data generation.
+    pub(crate) fn generation(&self) -> u64 {
+        *self.inner.generation.read().expect("generation lock poisoned")
+    }
+
     pub(crate) fn db(&self) -> &DB {
         &self.inner.db
     }

@@ -110,7 +110,17 @@ async fn every_key_carries_its_revisions_and_every_change_is_in_the_history() {
     let metas: Vec<(String, u64)> = page.entries.iter().map(|(k, v)| (k.clone(), v.meta.mod_revision)).collect();
     assert_eq!(metas, vec![("a".into(), base + 6), ("c".into(), base + 6)]);
 
-    // A snapshot carries values with their revisions; the new member's history starts after it.
+    // A lease and a key attached to it, for the snapshot to carry.
+    let with_lease = Txn {
+        success: vec![TxnOp::Put { key: "eph".into(), value: b"1".to_vec(), lease: Some(77) }],
+        ..Txn::default()
+    };
+    apply(sm, vec![Command::LeaseGrant { id: 77, ttl_ms: 5_000 }, Command::Txn(with_lease)]).await;
+    assert_eq!(sm.lease(77).unwrap().unwrap().keys.len(), 1);
+    assert_eq!(sm.applied_meta().revision, base + 7, "a grant changes no key; the put does");
+
+    // A snapshot carries values with their revisions, and the leases; the new member's history
+    // starts after it.
     let mut builder = sm.get_snapshot_builder().await;
     let snapshot = builder.build_snapshot().await.unwrap();
     let other = tempfile::tempdir().unwrap();
@@ -119,8 +129,18 @@ async fn every_key_carries_its_revisions_and_every_change_is_in_the_history() {
     std::fs::copy(snapshot.snapshot.path(), &received).unwrap();
     follower.state_machine.install_snapshot(&snapshot.meta, raftkv_storage::SnapshotFile::new(received)).await.unwrap();
     assert_eq!(found(&follower.state_machine, "a"), Some((b"4".to_vec(), base + 5, base + 6, 2)));
-    assert_eq!(follower.state_machine.history(base + 6, 10, 0).unwrap(), HistoryRead::Compacted { floor: base + 7 });
-    assert_eq!(follower.state_machine.history(base + 7, 10, 0).unwrap(), HistoryRead::Page(vec![]));
+    let lease = follower.state_machine.lease(77).unwrap().expect("the lease came with the snapshot");
+    assert_eq!((lease.ttl_ms, lease.keys.iter().next().map(String::as_str)), (5_000, Some("eph")));
+    // Revoked there: its key goes, in one revision.
+    let fsm = &mut follower.state_machine;
+    let before = fsm.applied_meta().revision;
+    let index = snapshot.meta.last_log_id.unwrap().index + 1;
+    let items: Vec<io::Result<_>> = vec![Ok((entry(index, index * 1000, Command::LeaseRevoke { id: 77 }), None))];
+    fsm.apply(stream::iter(items)).await.unwrap();
+    assert_eq!(fsm.applied_meta().revision, before + 1);
+    assert_eq!(fsm.get("eph").unwrap(), None);
+    assert!(fsm.leases().unwrap().is_empty());
+    assert_eq!(follower.state_machine.history(base + 7, 10, 0).unwrap(), HistoryRead::Compacted { floor: base + 8 });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::NodeId;
 
 pub mod key_value;
+pub mod lease;
 pub mod txn;
 pub mod watch;
 
 pub use key_value::KeyValue;
+pub use lease::{LeaseGrantRequest, LeaseInfo, LeaseResponse, LeaseRevokeResponse, LeasesResponse};
 pub use txn::{TxnCompare, TxnGet, TxnKey, TxnPrefix, TxnPut, TxnRequest, TxnRequestOp, TxnResponse, TxnResult};
 pub use watch::{WatchEventBody, WatchEventKind};
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster_state::ClusterChange;
 use crate::fencing::LeaderToken;
+use crate::lease::LeaseOutcome;
 use crate::txn::{Txn, TxnOutcome};
 
 /// A mutation of the key-value state machine, proposed by the leader and applied, in log order,
@@ -59,6 +60,30 @@ pub enum Command {
     },
     /// A multi-key transaction, applied at one revision (see [`Txn`]).
     Txn(Txn),
+    /// Grants lease `id` (chosen by the proposer; refused if in use) living `ttl_ms` after each
+    /// renewal.
+    LeaseGrant {
+        /// The lease id (not 0).
+        id: u64,
+        /// Time to live, ms.
+        ttl_ms: u64,
+    },
+    /// Renews lease `id` for another time to live, from this entry's time.
+    LeaseKeepAlive {
+        /// The lease id.
+        id: u64,
+    },
+    /// Ends lease `id` now: its keys are deleted at one revision.
+    LeaseRevoke {
+        /// The lease id.
+        id: u64,
+    },
+    /// Ends lease `id` if it has expired by this entry's time (the leader proposes it once it
+    /// sees the lease run out; a renewal applied in between keeps it alive).
+    LeaseExpire {
+        /// The lease id.
+        id: u64,
+    },
 }
 
 /// A log entry's payload: a command and when the leader proposed it.
@@ -91,7 +116,7 @@ impl Command {
         match self {
             Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => Some(key),
             Command::Fenced { command, .. } => command.key(),
-            Command::FoundCluster { .. } | Command::Cluster(_) | Command::Txn(_) => None,
+            _ => None,
         }
     }
 }
@@ -106,6 +131,10 @@ impl fmt::Display for Command {
             Command::Cluster(change) => write!(f, "cluster({change})"),
             Command::Fenced { token, command } => write!(f, "fenced({token}, {command})"),
             Command::Txn(txn) => write!(f, "{txn}"),
+            Command::LeaseGrant { id, ttl_ms } => write!(f, "lease-grant({id}, {ttl_ms} ms)"),
+            Command::LeaseKeepAlive { id } => write!(f, "lease-keepalive({id})"),
+            Command::LeaseRevoke { id } => write!(f, "lease-revoke({id})"),
+            Command::LeaseExpire { id } => write!(f, "lease-expire({id})"),
         }
     }
 }
@@ -150,4 +179,7 @@ pub enum Outcome {
     },
     /// A transaction was evaluated.
     Txn(TxnOutcome),
+    /// A lease command was applied, or a write named a lease that does not exist (then nothing
+    /// was written).
+    Lease(LeaseOutcome),
 }

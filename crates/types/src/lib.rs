@@ -16,6 +16,7 @@
 //! - [`key_meta`]: [`KeyMeta`], the revisions every key carries, and [`Versioned`], a value with
 //!   them.
 //! - [`key_change`]: [`KeyChange`], one change the watch history records.
+//! - [`lease`]: [`LeaseRecord`], a lease as the state machine keeps it.
 //! - [`txn`]: [`Txn`], a multi-key transaction, and what applying it returns.
 //! - [`watch_event`]: [`WatchOptions`] and [`WatchEvent`], what a watch follows and delivers.
 //! - [`peer`]: [`PeerNode`], the address book entry for one member.
@@ -29,6 +30,7 @@ pub mod health;
 pub mod identity;
 pub mod key_change;
 pub mod key_meta;
+pub mod lease;
 pub mod peer;
 pub mod txn;
 pub mod watch_event;
@@ -41,6 +43,7 @@ pub use fencing::LeaderToken;
 pub use identity::{ClusterIdentity, RecoveryRecord};
 pub use key_change::{KeyChange, RevisionChanges};
 pub use key_meta::{KeyMeta, Versioned};
+pub use lease::{LeaseOutcome, LeaseRecord};
 pub use peer::PeerNode;
 pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResult, TxnOutcome};
 pub use watch_event::{WatchEvent, WatchOptions, WatchSelector};

@@ -258,7 +258,9 @@ async fn export(file: &Path, output: Option<PathBuf>) -> anyhow::Result<()> {
             None => Box::new(std::io::stdout().lock()),
         };
         let mut out = std::io::BufWriter::new(sink);
-        while let Some((key, value)) = reader.next_record()? {
+        while let Some(record) = reader.next_state_record()? {
+            let raftkv_storage::StateRecord::Data { key, value } = record else { continue };
+            let value = value.value;
             let key = String::from_utf8_lossy(&key);
             let text = std::str::from_utf8(&value).ok();
             let line = ExportLine {

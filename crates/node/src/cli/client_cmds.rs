@@ -21,6 +21,7 @@ pub async fn put(
     value: Option<String>,
     file: Option<PathBuf>,
     durability: Durability,
+    lease: Option<u64>,
 ) -> anyhow::Result<()> {
     let value = match (value, file) {
         (Some(v), _) => v.into_bytes(),
@@ -32,7 +33,10 @@ pub async fn put(
         (None, Some(path)) => std::fs::read(&path).with_context(|| format!("read {}", path.display()))?,
         (None, None) => anyhow::bail!("give a value or --file"),
     };
-    let resp = client(endpoints)?.put_with(key, value, durability).await?;
+    let resp = match lease {
+        Some(lease) => client(endpoints)?.put_with_lease(key, value, lease).await?,
+        None => client(endpoints)?.put_with(key, value, durability).await?,
+    };
     outln!("OK revision={}", resp.revision);
     Ok(())
 }

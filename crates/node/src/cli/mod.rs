@@ -45,6 +45,9 @@ enum Command {
         /// member, learners included, has applied it).
         #[arg(long, default_value = "majority")]
         durability: Durability,
+        /// Attach the key to this lease: it is deleted when the lease ends.
+        #[arg(long, conflicts_with = "durability")]
+        lease: Option<u64>,
     },
     /// Read a value; prints it as it is stored.
     Get {
@@ -136,6 +139,11 @@ enum Command {
         /// Exit after this many changes.
         #[arg(long)]
         count: Option<usize>,
+    },
+    /// Leases: keys that vanish when their owner stops renewing.
+    Lease {
+        #[command(subcommand)]
+        action: LeaseAction,
     },
     /// Run a transaction: the JSON body of POST /v1/txn, from FILE or standard input.
     Txn {
@@ -306,6 +314,53 @@ enum MemberAction {
 }
 
 #[derive(Debug, Subcommand)]
+enum LeaseAction {
+    /// Grant a lease; prints its id.
+    Grant {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Time to live after each renewal ("10s", "1m"; 1s to a week).
+        #[arg(value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
+    /// Renew a lease (once, or every --every until interrupted).
+    Keepalive {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The lease id.
+        id: u64,
+        /// Renew this often until interrupted.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        every: Option<std::time::Duration>,
+    },
+    /// End a lease now, deleting its keys.
+    Revoke {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The lease id.
+        id: u64,
+    },
+    /// List the leases.
+    List {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one lease: time to live, time left, keys.
+    Show {
+        #[command(flatten)]
+        endpoints: Endpoints,
+        /// The lease id.
+        id: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum LeaderAction {
     /// Hand leadership to a caught-up voter.
     Transfer {
@@ -335,9 +390,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
-        Command::Put { endpoints, key, value, file, durability } => {
-            client_cmds::put(&endpoints.endpoints, &key, value, file, durability).await
+        Command::Put { endpoints, key, value, file, durability, lease } => {
+            client_cmds::put(&endpoints.endpoints, &key, value, file, durability, lease).await
         }
+        Command::Lease { action } => match action {
+            LeaseAction::Grant { endpoints, ttl } => watch_txn::lease_grant(&endpoints.endpoints, ttl).await,
+            LeaseAction::Keepalive { endpoints, id, every } => {
+                watch_txn::lease_keep_alive(&endpoints.endpoints, id, every).await
+            }
+            LeaseAction::Revoke { endpoints, id } => watch_txn::lease_revoke(&endpoints.endpoints, id).await,
+            LeaseAction::List { endpoints, json } => watch_txn::lease_list(&endpoints.endpoints, None, json).await,
+            LeaseAction::Show { endpoints, id, json } => {
+                watch_txn::lease_list(&endpoints.endpoints, Some(id), json).await
+            }
+        },
         Command::Get { endpoints, key, consistency, read_preference, meta: true, .. } => {
             client_cmds::get_meta(&endpoints.endpoints, &key, consistency, read_preference).await
         }

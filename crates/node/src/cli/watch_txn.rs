@@ -95,3 +95,53 @@ pub(crate) async fn txn(endpoints: &[String], file: &Path, json: bool) -> anyhow
     }
     Ok(())
 }
+
+/// `raftkv lease grant`: prints the new lease's id.
+pub(crate) async fn lease_grant(endpoints: &[String], ttl: std::time::Duration) -> anyhow::Result<()> {
+    let lease = Client::new(endpoints)?.grant_lease(ttl.as_millis() as u64).await?;
+    outln!("{} ttl_ms={}", lease.id, lease.ttl_ms);
+    Ok(())
+}
+
+/// `raftkv lease keepalive`: renews once, or with `every` until interrupted.
+pub(crate) async fn lease_keep_alive(
+    endpoints: &[String],
+    id: u64,
+    every: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let client = Client::new(endpoints)?;
+    loop {
+        let lease = client.keep_alive_lease(id).await?;
+        outln!("KEPT {} ttl_ms={}", lease.id, lease.ttl_ms);
+        let Some(every) = every else { return Ok(()) };
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// `raftkv lease revoke`.
+pub(crate) async fn lease_revoke(endpoints: &[String], id: u64) -> anyhow::Result<()> {
+    let done = Client::new(endpoints)?.revoke_lease(id).await?;
+    outln!("REVOKED {} deleted={} revision={}", done.id, done.deleted, done.revision);
+    Ok(())
+}
+
+/// `raftkv lease list` and `raftkv lease show`.
+pub(crate) async fn lease_list(endpoints: &[String], id: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let client = Client::new(endpoints)?;
+    let leases = match id {
+        Some(id) => vec![client.lease(id).await?],
+        None => client.leases().await?,
+    };
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&leases)?);
+        return Ok(());
+    }
+    outln!("{:<18} {:>10} {:>12} KEYS", "ID", "TTL_MS", "REMAINING_MS");
+    for lease in &leases {
+        outln!("{:<18} {:>10} {:>12} {}", lease.id, lease.ttl_ms, lease.remaining_ms, lease.keys.join(","));
+    }
+    Ok(())
+}

@@ -2,9 +2,9 @@
 
 use futures::Stream;
 use raftkv_network::KvService;
-use raftkv_network::txn_routes::{txn_of, txn_response};
+use raftkv_network::txn_routes::{txn_answer, txn_of};
 use raftkv_types::api::{Consistency, Durability, TxnRequest, TxnResponse};
-use raftkv_types::{Command, Outcome, Versioned, WatchEvent, WatchOptions};
+use raftkv_types::{Command, Versioned, WatchEvent, WatchOptions};
 
 use crate::error::{NodeError, Result};
 use crate::node::Node;
@@ -30,10 +30,7 @@ impl Node {
         self.with_leader(
             || async {
                 let result = self.handle.write(Command::Txn(txn.clone()), Durability::Majority).await?;
-                let Outcome::Txn(outcome) = result.outcome else {
-                    return Err(raftkv_network::ApiError::Internal("transaction without a transaction outcome".into()));
-                };
-                Ok(txn_response(&txn, outcome, result.revision))
+                txn_answer(&txn, result)
             },
             |client| {
                 let request = request.clone();
