@@ -121,6 +121,17 @@ pub enum ApiError {
         /// Explanation.
         message: String,
     },
+    /// 410: the client session a write names does not exist (it expired, or belongs to another
+    /// cluster or to the time before a recovery). Nothing was written; register a new session.
+    #[error("{0}")]
+    SessionExpired(String),
+    /// 429: the session keeps as many unacknowledged results as it may; acknowledge some
+    /// (`x-raftkv-ack-below`) before sending more. Nothing was written.
+    #[error("session {0} has too many unacknowledged writes; acknowledge answered ones first")]
+    TooManyOutstanding(String),
+    /// 422: the idempotency key was used before with a different request. Nothing was written.
+    #[error("idempotency key {0:?} was used before for a different request")]
+    IdempotencyKeyReused(String),
     /// 500: an internal failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -151,7 +162,9 @@ impl ApiError {
             ApiError::KeyNotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::ValueTooLarge { .. } | ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Compacted { .. } => StatusCode::GONE,
+            ApiError::Compacted { .. } | ApiError::SessionExpired(_) => StatusCode::GONE,
+            ApiError::TooManyOutstanding(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::IdempotencyKeyReused(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::LeaseNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::UnknownMember(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -188,6 +201,9 @@ impl ApiError {
             ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Compacted { .. } => "compacted",
             ApiError::LeaseNotFound(_) => "lease_not_found",
+            ApiError::SessionExpired(_) => "session_expired",
+            ApiError::TooManyOutstanding(_) => "too_many_outstanding",
+            ApiError::IdempotencyKeyReused(_) => "idempotency_key_reused",
             ApiError::TooLarge { code, .. } => code,
         }
     }

@@ -10,9 +10,11 @@ use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::Method;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use raftkv_types::NodeId;
+use raftkv_types::api::Durability;
+use raftkv_types::{Command, CommandResult, NodeId};
 
 use crate::api_error::ApiError;
+use crate::dedup::{Dedup, SessionId, dedup_answer};
 use crate::kv_service::KvService;
 use crate::leader_proxy::{FORWARDED_HEADER, ForwardError, LeaderProxy, ReceivedRequest};
 
@@ -93,11 +95,14 @@ macro_rules! parsed {
 
 pub(crate) use parsed;
 
-/// How a request arrived: what it takes to replay it to the leader, taken from any request.
+/// How a request arrived: what it takes to replay it to the leader, and what it asks for
+/// exactly-once, taken from any request.
 pub(crate) struct Origin {
     method: Method,
     path_and_query: String,
     forwarded: bool,
+    headers: Vec<(axum::http::HeaderName, axum::http::HeaderValue)>,
+    dedup: Result<Dedup, ApiError>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Origin {
@@ -109,6 +114,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
             method: parts.method.clone(),
             path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
             forwarded: parts.headers.contains_key(FORWARDED_HEADER),
+            headers: Dedup::headers_of(parts),
+            dedup: Dedup::from_headers(&parts.headers),
         })
     }
 }
@@ -116,7 +123,48 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
 impl Origin {
     /// The request to replay, with `body`.
     pub(crate) fn with_body(self, body: Bytes) -> ReceivedRequest {
-        ReceivedRequest { method: self.method, path_and_query: self.path_and_query, body, forwarded: self.forwarded }
+        self.write_with_body(body).0
+    }
+
+    /// The request to replay, with `body`, and what it asks for exactly-once (or why its
+    /// headers are wrong). For write handlers.
+    pub(crate) fn write_with_body(self, body: Bytes) -> (ReceivedRequest, Result<Dedup, ApiError>) {
+        let req = ReceivedRequest {
+            method: self.method,
+            path_and_query: self.path_and_query,
+            body,
+            forwarded: self.forwarded,
+            headers: self.headers,
+        };
+        (req, self.dedup)
+    }
+}
+
+/// A write as the leader proposes it: wrapped for exactly-once as its request asks.
+pub(crate) struct DedupWrite {
+    pub(crate) command: Command,
+    session: Option<SessionId>,
+}
+
+impl<S: KvService> ApiState<S> {
+    /// `command`, the write `req` asks for, wrapped as `dedup` (its headers) asks.
+    pub(crate) fn dedup_write(
+        &self,
+        req: &ReceivedRequest,
+        dedup: Result<Dedup, ApiError>,
+        command: Command,
+    ) -> Result<DedupWrite, ApiError> {
+        let dedup = dedup?;
+        let identity = if dedup.session.is_some() { self.service.cluster_identity() } else { None };
+        let request = (req.method.as_str(), req.path_and_query.as_str(), &req.body[..]);
+        let command = dedup.wrap(command, identity.as_ref(), request, self.service.limits().idempotency_ttl)?;
+        Ok(DedupWrite { command, session: dedup.session.map(|(id, _)| id) })
+    }
+
+    /// Proposes `write` (see [`KvService::write`]); a retried write answers what it did the
+    /// first time, and a refused one (expired session, reused key) its error.
+    pub(crate) async fn write(&self, write: &DedupWrite, durability: Durability) -> Result<CommandResult, ApiError> {
+        dedup_answer(self.service.write(write.command.clone(), durability).await?, write.session.as_ref())
     }
 }
 

@@ -43,6 +43,7 @@ pub fn client_router<S: KvService>(service: S, proxy: LeaderProxy) -> Router {
         .route("/v1/leases", get(crate::lease_routes::list::<S>).post(crate::lease_routes::grant::<S>))
         .route("/v1/leases/{id}", get(crate::lease_routes::show::<S>).delete(crate::lease_routes::revoke::<S>))
         .route("/v1/leases/{id}/keepalive", post(crate::lease_routes::keep_alive::<S>))
+        .route("/v1/sessions", post(crate::session_routes::register::<S>))
         .route("/v1/status", get(status::<S>))
         .route("/v1/cluster/members", get(members::<S>).post(add_learner::<S>))
         .route("/v1/cluster/members/{id}", axum::routing::delete(remove_member::<S>))
@@ -222,7 +223,7 @@ async fn put<S: KvService>(
             .transpose()
     );
     let (durability, token) = parsed!(write_params(params));
-    let req = origin.with_body(body.clone());
+    let (req, dedup) = origin.write_with_body(body.clone());
     let command = match lease {
         // A put attached to a lease is a one-operation transaction, whose apply checks the lease.
         Some(id) => Command::Txn(raftkv_types::Txn {
@@ -231,9 +232,9 @@ async fn put<S: KvService>(
         }),
         None => Command::Put { key, value: body.to_vec() },
     };
-    let command = fenced(command, token);
+    let write = parsed!(s.dedup_write(&req, dedup, fenced(command, token)));
     s.serve(req, || async {
-        let result = s.service.write(command.clone(), durability).await?;
+        let result = s.write(&write, durability).await?;
         if let Outcome::Lease(raftkv_types::LeaseOutcome::NotFound { id }) = result.outcome {
             return Err(ApiError::LeaseNotFound(id));
         }
@@ -250,9 +251,10 @@ async fn delete<S: KvService>(
 ) -> Response {
     let key = parsed!(key_of(path));
     let (durability, token) = parsed!(write_params_of(query));
-    let req = origin.with_body(Bytes::new());
+    let (req, dedup) = origin.write_with_body(Bytes::new());
+    let write = parsed!(s.dedup_write(&req, dedup, fenced(Command::Delete { key }, token)));
     s.serve(req, || async {
-        let result = s.service.write(fenced(Command::Delete { key: key.clone() }, token), durability).await?;
+        let result = s.write(&write, durability).await?;
         let deleted = matches!(result.outcome, Outcome::Delete { deleted: true });
         Ok(Json(DeleteResponse { revision: result.revision, deleted }).into_response())
     })
@@ -277,13 +279,14 @@ async fn cas<S: KvService>(
     if let Some(v) = std::iter::once(&cas.value).chain(cas.expected.as_ref()).find(|v| v.len() > limit) {
         return ApiError::ValueTooLarge { size: v.len(), limit }.into_response();
     }
-    let req = origin.with_body(body.clone());
+    let (req, dedup) = origin.write_with_body(body.clone());
     let command = fenced(
         Command::Cas { key, expected: cas.expected.map(String::into_bytes), value: cas.value.into_bytes() },
         token,
     );
+    let write = parsed!(s.dedup_write(&req, dedup, command));
     s.serve(req, || async {
-        let result = s.service.write(command.clone(), durability).await?;
+        let result = s.write(&write, durability).await?;
         let Outcome::Cas { succeeded, current } = result.outcome else {
             return Err(ApiError::Internal("cas applied without a cas outcome".into()));
         };

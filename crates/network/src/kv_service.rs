@@ -13,7 +13,7 @@ use raftkv_types::health::{
     AutopilotStatus, AutopilotUpdate, ClusterHealth, EventsResponse, LeavingNotice, ReplicationStatus,
     ReplicationUpdate,
 };
-use raftkv_types::{Command, CommandResult, NodeId, Versioned, WatchEvent, WatchOptions};
+use raftkv_types::{ClusterIdentity, Command, CommandResult, NodeId, Versioned, WatchEvent, WatchOptions};
 
 use crate::api_error::ApiError;
 
@@ -27,6 +27,8 @@ pub struct ApiLimits {
     /// How long to keep looking for a reachable leader when the one known cannot be connected
     /// to (it just died; an election follows). By default, 3 s.
     pub leader_wait: Duration,
+    /// How long the answer to a write with an `Idempotency-Key` is kept. By default, 24 hours.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for ApiLimits {
@@ -35,6 +37,7 @@ impl Default for ApiLimits {
             max_value_bytes: 1 << 20,
             forward_timeout: Duration::from_secs(10),
             leader_wait: Duration::from_secs(3),
+            idempotency_ttl: crate::dedup::DEFAULT_IDEMPOTENCY_TTL,
         }
     }
 }
@@ -63,6 +66,12 @@ pub trait KvService: Clone + Send + Sync + 'static {
         command: Command,
         durability: Durability,
     ) -> impl Future<Output = Result<CommandResult, ApiError>> + Send;
+
+    /// The cluster's identity as this node's state machine has it (`None` before the cluster
+    /// is founded): a client session names the cluster and epoch it was registered in.
+    fn cluster_identity(&self) -> Option<ClusterIdentity> {
+        None
+    }
 
     /// Reads `key` at `consistency`. With `max_lag` (stale reads only), answers only if this
     /// node's state is known to be at most that far behind the leader's.

@@ -29,6 +29,8 @@ pub struct ReceivedRequest {
     pub body: Bytes,
     /// Whether another node already forwarded it here.
     pub forwarded: bool,
+    /// Headers that go along to the leader (those of exactly-once writes).
+    pub headers: Vec<(axum::http::HeaderName, HeaderValue)>,
 }
 
 /// Replays client requests to the leader over pooled keep-alive connections and relays the answer
@@ -60,14 +62,11 @@ impl LeaderProxy {
         timeout: Duration,
     ) -> Result<Response, ForwardError> {
         let url = format!("{}{}", leader.url(), req.path_and_query);
-        let sent = self
-            .http
-            .request(req.method.clone(), &url)
-            .header(FORWARDED_HEADER, "1")
-            .timeout(timeout)
-            .body(req.body.clone())
-            .send()
-            .await;
+        let mut request = self.http.request(req.method.clone(), &url).header(FORWARDED_HEADER, "1");
+        for (name, value) in &req.headers {
+            request = request.header(name.as_str(), value.as_bytes());
+        }
+        let sent = request.timeout(timeout).body(req.body.clone()).send().await;
         let result = match sent {
             Ok(resp) => {
                 let status = resp.status();

@@ -26,9 +26,10 @@ pub const MAX_LEASE_ID: u64 = (1 << 53) - 1;
 pub(crate) async fn grant<S: KvService>(State(s): State<ApiState<S>>, origin: Origin, body: Bytes) -> Response {
     let request: LeaseGrantRequest = parsed!(json_of("lease body", &body));
     let command = parsed!(grant_command(&request));
-    let req = origin.with_body(body);
+    let (req, dedup) = origin.write_with_body(body);
+    let write = parsed!(s.dedup_write(&req, dedup, command));
     s.serve(req, || async {
-        let result = s.service.write(command.clone(), Durability::Majority).await?;
+        let result = s.write(&write, Durability::Majority).await?;
         Ok(Json(lease_response(result)?).into_response())
     })
     .await
@@ -121,8 +122,10 @@ async fn lease_command<S: KvService, A: IntoResponse>(
     answer_of: impl Fn(CommandResult) -> Result<A, ApiError>,
 ) -> Response {
     let command = command_of(parsed!(id_of(path)));
-    s.serve(origin.with_body(Bytes::new()), || async {
-        let result = s.service.write(command.clone(), Durability::Majority).await?;
+    let (req, dedup) = origin.write_with_body(Bytes::new());
+    let write = parsed!(s.dedup_write(&req, dedup, command));
+    s.serve(req, || async {
+        let result = s.write(&write, Durability::Majority).await?;
         Ok(answer_of(result)?.into_response())
     })
     .await

@@ -36,10 +36,10 @@ pub(crate) async fn txn<S: KvService>(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", format!("txn body: {e}")))
     );
     let txn = parsed!(txn_of(request, limit));
-    let req = origin.with_body(body.clone());
-    let command = fenced(Command::Txn(txn.clone()), token);
+    let (req, dedup) = origin.write_with_body(body.clone());
+    let write = parsed!(s.dedup_write(&req, dedup, fenced(Command::Txn(txn.clone()), token)));
     s.serve(req, || async {
-        let result = s.service.write(command.clone(), durability).await?;
+        let result = s.write(&write, durability).await?;
         Ok(Json(txn_answer(&txn, result)?).into_response())
     })
     .await

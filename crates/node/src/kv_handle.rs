@@ -265,6 +265,10 @@ impl KvService for KvHandle {
         self.probe_checks(ready).await
     }
 
+    fn cluster_identity(&self) -> Option<raftkv_types::ClusterIdentity> {
+        self.state_machine.identity()
+    }
+
     async fn sync_applied(&self, timeout: Duration) -> Option<String> {
         self.sync_applied_within(timeout).await
     }

@@ -1,4 +1,4 @@
-//! Lease expiry: the leader's job, through the log.
+//! Lease expiry, and the sweep of expired client sessions: the leader's job, through the log.
 //!
 //! The leader looks at the leases every [`CHECK_EVERY`] and proposes `LeaseExpire` for each one
 //! that has run out by its clock, so every replica deletes the same keys at the same revision.
@@ -20,10 +20,14 @@ use crate::kv_handle::KvHandle;
 /// How often the leader checks for expired leases.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_millis(100);
 
+/// How often the leader checks for expired client sessions and idempotency keys.
+const SWEEP_CHECK_EVERY: Duration = Duration::from_secs(1);
+
 impl KvHandle {
     /// Runs for the life of the node.
     pub(crate) async fn keep_leases(self) {
         let mut leading_since: Option<Instant> = None;
+        let mut last_sweep_check = Instant::now();
         loop {
             tokio::time::sleep(CHECK_EVERY).await;
             let leads = self.raft.metrics().borrow_watched().state == ServerState::Leader;
@@ -40,6 +44,10 @@ impl KvHandle {
                 }
             };
             let now = now_ms();
+            if last_sweep_check.elapsed() >= SWEEP_CHECK_EVERY {
+                last_sweep_check = Instant::now();
+                self.sweep_sessions(now).await;
+            }
             for (id, lease) in leases {
                 if now < lease.expires_at_ms() || since.elapsed() < Duration::from_millis(lease.ttl_ms) {
                     continue;
@@ -55,6 +63,26 @@ impl KvHandle {
                         break;
                     }
                 }
+            }
+        }
+    }
+
+    /// Proposes a sweep of expired sessions and idempotency keys if one is due by the leader's
+    /// clock (the state machine re-checks by its own).
+    async fn sweep_sessions(&self, now: u64) {
+        let due = match self.state_machine.dedup_counts() {
+            Ok(counts) => {
+                [counts.next_session_expiry_ms, counts.next_key_expiry_ms].into_iter().flatten().any(|at| at <= now)
+            }
+            Err(err) => {
+                tracing::warn!(%err, "could not read client sessions");
+                false
+            }
+        };
+        if due {
+            match self.commit(Command::SweepSessions).await {
+                Ok(result) => tracing::debug!(outcome = ?result.outcome, "session sweep applied"),
+                Err(err) => tracing::debug!(%err, "session sweep not applied; trying again"),
             }
         }
     }

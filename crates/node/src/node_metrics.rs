@@ -34,6 +34,13 @@ pub(crate) struct ProposalLabels {
     pub(crate) result: &'static str,
 }
 
+/// What made a write exactly-once.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DedupLabels {
+    /// `session` or `idempotency_key`.
+    pub(crate) kind: &'static str,
+}
+
 /// A read's consistency level.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReadLabels {
@@ -52,6 +59,7 @@ pub struct NodeMetrics {
     pub(crate) read_index_rounds: Counter,
     pub(crate) reads_per_round: Histogram,
     pub(crate) leader_changes: Counter,
+    pub(crate) dedup_replays: Family<DedupLabels, Counter>,
     pub(crate) raft: Arc<RaftRecorder>,
 }
 
@@ -66,6 +74,7 @@ impl Default for NodeMetrics {
             read_index_rounds: Counter::default(),
             reads_per_round: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             leader_changes: Counter::default(),
+            dedup_replays: Family::default(),
             raft: Arc::new(RaftRecorder::default()),
         }
     }
@@ -94,6 +103,11 @@ impl NodeMetrics {
             "server_leader_changes_seen",
             "Leader changes seen by this node",
             self.leader_changes.clone(),
+        );
+        registry.register(
+            "kv_dedup_replays",
+            "Retried writes answered with their first result instead of applied again, by kind",
+            self.dedup_replays.clone(),
         );
         self.raft.register(registry);
     }

@@ -240,6 +240,29 @@ impl Collector for ScrapeCollector {
             i64::from(degraded),
         )?;
 
+        // What services build on: revisions, the watch history, leases and client sessions.
+        let sm = &h.state_machine;
+        gauge(&mut e, "kv_revision", "The applied revision", None, sm.applied_meta().revision as i64)?;
+        gauge(
+            &mut e,
+            "kv_watch_history_floor",
+            "The oldest revision a watch can start from",
+            None,
+            sm.history_floor() as i64,
+        )?;
+        if let Ok(leases) = sm.leases() {
+            gauge(&mut e, "kv_leases", "Leases of the applied state", None, leases.len() as i64)?;
+        }
+        if let Ok(counts) = sm.dedup_counts() {
+            gauge(
+                &mut e,
+                "kv_sessions",
+                "Client sessions of the applied state (expired ones until swept)",
+                None,
+                counts.sessions as i64,
+            )?;
+        }
+
         if let Some(storage) = h.storage.status() {
             gauge(
                 &mut e,

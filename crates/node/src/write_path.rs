@@ -45,6 +45,11 @@ impl KvHandle {
 
     /// One attempt of [`KvService::write`].
     pub(crate) async fn propose(&self, command: Command) -> Result<CommandResult, Refusal> {
+        let dedup_kind = match &command {
+            Command::InSession { .. } => Some("session"),
+            Command::Idempotent { .. } => Some("idempotency_key"),
+            _ => None,
+        };
         let proposal = Proposal::new(self.proposal_clock.stamp(), command);
         let metrics = &self.metrics;
         metrics.proposals_pending.inc();
@@ -62,7 +67,15 @@ impl KvHandle {
         }
         let unknown = |msg: String| Err(Refusal::Final(ApiError::OutcomeUnknown(msg)));
         match proposed {
-            Ok(Ok(response)) => Ok(response.data),
+            Ok(Ok(response)) => {
+                // A retry answered from the session or key carries the first entry's index.
+                if let Some(kind) = dedup_kind
+                    && response.data.log_index != response.log_id.index
+                {
+                    metrics.dedup_replays.get_or_create(&crate::node_metrics::DedupLabels { kind }).inc();
+                }
+                Ok(response.data)
+            }
             Err(_) => unknown(format!(
                 "write not confirmed within {:?}; it may or may not have been applied",
                 self.write_timeout

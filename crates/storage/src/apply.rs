@@ -7,15 +7,16 @@ use std::collections::{BTreeMap, HashMap};
 
 use openraft::EntryPayload;
 use raftkv_types::{
-    ClusterIdentity, Command, CommandResult, Entry, KeyChange, KeyMeta, LeaseOutcome, LogId, Outcome, Txn, TxnOp,
-    TxnOpResult, TxnOutcome, Versioned,
+    ClusterIdentity, Command, CommandResult, Entry, KeyChange, KeyMeta, LeaseOutcome, LogId, Outcome, SessionOutcome,
+    Txn, TxnOp, TxnOpResult, TxnOutcome, Versioned,
 };
 use rocksdb::{ColumnFamily, DB, Direction, IteratorMode, ReadOptions, WriteBatch};
 
 use crate::applied_state::AppliedState;
 use crate::codec::encode;
 use crate::error::{Result, StorageError};
-use crate::keys::{CF_SM_DATA, CF_WATCH_LOG, data_key, generation_start, history_key};
+use crate::keys::{CF_SM_AUX, CF_SM_DATA, CF_WATCH_LOG, aux_key, data_key, generation_start, history_key};
+use crate::sessions::DedupCheck;
 use crate::value_record::{decode_value, encode_value};
 
 /// One batch of applies: data writes gathered in a RocksDB batch, with the values written so far
@@ -62,9 +63,13 @@ impl<'a> ApplyBatch<'a> {
     /// backwards, and every replica switches at the same entry. The keys a command changes get
     /// that revision as their `mod_revision`, and the changes are recorded in the watch history
     /// under it, in the same batch.
+    ///
+    /// A write of a client session or with an idempotency key that was applied before is
+    /// answered with the result it had then and changes nothing (see [`crate::sessions`]).
     pub(crate) fn apply(&mut self, entry: Entry) -> Result<CommandResult> {
         let index = entry.log_id.index;
         let counting = self.state.identity.is_some();
+        let mut remember = None;
         let outcome = match entry.payload {
             EntryPayload::Blank => Outcome::None,
             EntryPayload::Membership(m) => {
@@ -73,21 +78,47 @@ impl<'a> ApplyBatch<'a> {
             }
             EntryPayload::Normal(proposal) => {
                 self.state.clock_ms = self.state.clock_ms.max(proposal.proposed_at_ms);
-                let revision = if counting { self.state.revision + 1 } else { self.state.revision.max(index) };
-                let mut changes = Changes { revision, list: Vec::new() };
-                let outcome = self.evaluate(proposal.command, &entry.log_id, &mut changes)?;
-                if !changes.list.is_empty() {
-                    self.state.revision = revision;
-                    self.record_history(revision, &changes.list)?;
+                let (check, command) = match proposal.command {
+                    Command::InSession { stamp, command } => (self.session_check(stamp)?, *command),
+                    Command::Idempotent { key, fingerprint, ttl_ms, command } => {
+                        (self.idempotency_check(key, fingerprint, ttl_ms)?, *command)
+                    }
+                    command => (DedupCheck::Proceed(None), command),
+                };
+                match check {
+                    DedupCheck::Answered(result) => {
+                        self.state.last_applied = Some(entry.log_id);
+                        return Ok(result);
+                    }
+                    DedupCheck::Refused(outcome) => Outcome::Session(outcome),
+                    DedupCheck::Proceed(slot) => {
+                        remember = slot;
+                        self.execute(command, &entry.log_id, counting)?
+                    }
                 }
-                outcome
             }
         };
         if !counting {
             self.state.revision = self.state.revision.max(index);
         }
         self.state.last_applied = Some(entry.log_id);
-        Ok(CommandResult { revision: self.state.revision, log_index: index, outcome })
+        let result = CommandResult { revision: self.state.revision, log_index: index, outcome };
+        if let Some(slot) = remember {
+            self.remember(slot, &result)?;
+        }
+        Ok(result)
+    }
+
+    /// Evaluates `command` at the next revision, and records what it changed in the history.
+    fn execute(&mut self, command: Command, log_id: &LogId, counting: bool) -> Result<Outcome> {
+        let revision = if counting { self.state.revision + 1 } else { self.state.revision.max(log_id.index) };
+        let mut changes = Changes { revision, list: Vec::new() };
+        let outcome = self.evaluate(command, log_id, &mut changes)?;
+        if !changes.list.is_empty() {
+            self.state.revision = revision;
+            self.record_history(revision, &changes.list)?;
+        }
+        Ok(outcome)
     }
 
     /// Evaluates `command`, carried by the entry at `log_id`, adding what it changes to `changes`.
@@ -124,6 +155,11 @@ impl<'a> ApplyBatch<'a> {
             Command::LeaseKeepAlive { id } => Outcome::Lease(self.lease_keep_alive(id)?),
             Command::LeaseRevoke { id } => Outcome::Lease(self.lease_end(id, false, changes)?),
             Command::LeaseExpire { id } => Outcome::Lease(self.lease_end(id, true, changes)?),
+            Command::RegisterSession { ttl_ms } => Outcome::Session(self.register_session(log_id.index, ttl_ms)?),
+            Command::SweepSessions => Outcome::Session(self.sweep_sessions()?),
+            // A session or idempotent write is unwrapped by `apply`: one inside another (or
+            // inside a fenced write) is refused.
+            Command::InSession { .. } | Command::Idempotent { .. } => Outcome::Session(SessionOutcome::Nested),
             Command::FoundCluster { cluster_id } => {
                 if self.state.identity.is_none() && ClusterIdentity::is_valid_id(&cluster_id) {
                     self.state.identity = Some(ClusterIdentity::new(cluster_id, 1));
@@ -227,7 +263,7 @@ impl<'a> ApplyBatch<'a> {
     }
 
     /// The key's value and revisions as of the commands applied so far.
-    fn current(&self, key: &str) -> Result<Option<Versioned>> {
+    pub(crate) fn current(&self, key: &str) -> Result<Option<Versioned>> {
         match self.overlay.get(key) {
             Some(v) => Ok(v.clone()),
             None => self
@@ -268,6 +304,26 @@ impl<'a> ApplyBatch<'a> {
         value.extend_from_slice(&encode(&changes)?);
         self.batch.put_cf(cf, history_key(revision), value);
         Ok(())
+    }
+
+    /// The `sm_aux` record `key` (without the generation) as of the commands applied so far.
+    pub(crate) fn aux_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.aux_overlay.get(key) {
+            return Ok(v.clone());
+        }
+        let cf = self.db.cf_handle(CF_SM_AUX).expect("sm_aux column family is created at open");
+        self.db.get_cf(cf, aux_key(self.generation, key)).map_err(StorageError::rocks("read sm_aux"))
+    }
+
+    /// Writes (`Some`) or deletes (`None`) the `sm_aux` record `key` in this batch.
+    pub(crate) fn aux_set(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        let cf = self.db.cf_handle(CF_SM_AUX).expect("sm_aux column family is created at open");
+        let stored = aux_key(self.generation, &key);
+        match &value {
+            Some(bytes) => self.batch.put_cf(cf, stored, bytes),
+            None => self.batch.delete_cf(cf, stored),
+        }
+        self.aux_overlay.insert(key, value);
     }
 
     /// Starts the next batch from the state reached so far, once this one has been written.

@@ -7,7 +7,10 @@
 //! | `sm_meta`     | `last_applied`, `membership`, `generation`, `revision`, `clock`, `identity`, `recovery` | versioned bincode; `cluster`: JSON |
 //! | `sm_meta`     | `watch_floor`                | versioned bincode: the oldest revision `watch_log` may hold |
 //! | `sm_data`     | generation (u64 BE) ++ user key | revisions ++ value (`value_record.rs`) |
-//! | `sm_aux`      | generation (u64 BE) ++ kind byte ++ id | leases and client sessions (versioned bincode) |
+//! | `sm_aux`      | generation (u64 BE) ++ `L` ++ lease id (u64 BE) | a lease (versioned bincode) |
+//! | `sm_aux`      | generation (u64 BE) ++ `S` ++ session id (u64 BE) | a client session and its unacknowledged results |
+//! | `sm_aux`      | generation (u64 BE) ++ `I` ++ idempotency key | the answer to a request sent with that key |
+//! | `sm_aux`      | generation (u64 BE) ++ `E` ++ expiry (u64 BE) ++ idempotency key | empty: the keys by expiry |
 //! | `watch_log`   | revision (u64 BE)            | clock (u64 LE) ++ versioned bincode of the revision's key changes |
 //!
 //! `watch_log` is the watch history: what each revision changed, written in the batch of the apply
@@ -94,6 +97,32 @@ pub fn lease_aux_key(id: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(9);
     out.push(b'L');
     out.extend_from_slice(&id.to_be_bytes());
+    out
+}
+
+/// The `sm_aux` key (without the generation) of client session `id`: `S` ++ id (u64 BE).
+pub fn session_aux_key(id: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(b'S');
+    out.extend_from_slice(&id.to_be_bytes());
+    out
+}
+
+/// The `sm_aux` key (without the generation) of idempotency key `key`: `I` ++ key.
+pub fn idempotency_aux_key(key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + key.len());
+    out.push(b'I');
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// The `sm_aux` key (without the generation) that indexes idempotency key `key` by when it
+/// expires, so that a sweep reads only what has expired: `E` ++ expiry (ms, u64 BE) ++ key.
+pub fn expiry_aux_key(expires_at_ms: u64, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9 + key.len());
+    out.push(b'E');
+    out.extend_from_slice(&expires_at_ms.to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
     out
 }
 

@@ -12,33 +12,12 @@ use crate::keys::{CF_SM_AUX, aux_key, lease_aux_key};
 impl ApplyBatch<'_> {
     /// The lease `id` as of the commands applied so far.
     pub(crate) fn lease(&self, id: u64) -> Result<Option<LeaseRecord>> {
-        let key = lease_aux_key(id);
-        if let Some(v) = self.aux_overlay.get(&key) {
-            return v.as_ref().map(|b| decode("lease", b)).transpose();
-        }
-        let cf = self.db.cf_handle(CF_SM_AUX).expect("sm_aux column family is created at open");
-        self.db
-            .get_cf(cf, aux_key(self.generation, &key))
-            .map_err(StorageError::rocks("read lease"))?
-            .map(|b| decode("lease", &b))
-            .transpose()
+        self.aux_get(&lease_aux_key(id))?.map(|b| decode("lease", &b)).transpose()
     }
 
     fn set_lease(&mut self, id: u64, lease: Option<&LeaseRecord>) -> Result<()> {
-        let key = lease_aux_key(id);
-        let cf = self.db.cf_handle(CF_SM_AUX).expect("sm_aux column family is created at open");
-        let stored = aux_key(self.generation, &key);
-        match lease {
-            Some(lease) => {
-                let bytes = encode(lease)?;
-                self.batch.put_cf(cf, stored, &bytes);
-                self.aux_overlay.insert(key, Some(bytes));
-            }
-            None => {
-                self.batch.delete_cf(cf, stored);
-                self.aux_overlay.insert(key, None);
-            }
-        }
+        let bytes = lease.map(encode).transpose()?;
+        self.aux_set(lease_aux_key(id), bytes);
         Ok(())
     }
 

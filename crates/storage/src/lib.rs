@@ -51,6 +51,7 @@ pub mod leases;
 pub mod log_store;
 pub mod recovery;
 pub mod rocksdb_stats;
+pub mod sessions;
 pub mod snapshot;
 pub mod snapshot_builder;
 pub mod snapshot_header;

@@ -12,11 +12,13 @@ use crate::NodeId;
 
 pub mod key_value;
 pub mod lease;
+pub mod session;
 pub mod txn;
 pub mod watch;
 
 pub use key_value::KeyValue;
 pub use lease::{LeaseGrantRequest, LeaseInfo, LeaseResponse, LeaseRevokeResponse, LeasesResponse};
+pub use session::{SessionRequest, SessionResponse};
 pub use txn::{TxnCompare, TxnGet, TxnKey, TxnPrefix, TxnPut, TxnRequest, TxnRequestOp, TxnResponse, TxnResult};
 pub use watch::{WatchEventBody, WatchEventKind};
 

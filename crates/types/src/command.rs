@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::cluster_state::ClusterChange;
 use crate::fencing::LeaderToken;
 use crate::lease::LeaseOutcome;
+use crate::session::{SessionOutcome, SessionStamp};
 use crate::txn::{Txn, TxnOutcome};
 
 /// A mutation of the key-value state machine, proposed by the leader and applied, in log order,
@@ -84,6 +85,38 @@ pub enum Command {
         /// The lease id.
         id: u64,
     },
+    /// Registers a client session living `ttl_ms` after each of its writes; its id is this
+    /// entry's log index.
+    RegisterSession {
+        /// Time to live, ms.
+        ttl_ms: u64,
+    },
+    /// `command`, a write of a client session: applied once per sequence number. A retry
+    /// (same session and sequence number) is answered with the first one's [`CommandResult`],
+    /// revision and log index included, and changes nothing; a write of an expired session is
+    /// refused without applying.
+    InSession {
+        /// The session and sequence number.
+        stamp: SessionStamp,
+        /// The write.
+        command: Box<Command>,
+    },
+    /// `command`, sent with an idempotency key: applied once per key while the key lives. A
+    /// retry with the same key and fingerprint is answered with the first one's result; the same
+    /// key with another fingerprint is refused.
+    Idempotent {
+        /// The key (at most [`crate::session::MAX_IDEMPOTENCY_KEY_BYTES`] bytes).
+        key: String,
+        /// A hash of the request the key was sent with.
+        fingerprint: [u8; 32],
+        /// How long the answer is kept, ms.
+        ttl_ms: u64,
+        /// The write.
+        command: Box<Command>,
+    },
+    /// Forgets the sessions and idempotency keys that have expired by this entry's time
+    /// (proposed by the leader from time to time).
+    SweepSessions,
 }
 
 /// A log entry's payload: a command and when the leader proposed it.
@@ -115,7 +148,9 @@ impl Command {
     pub fn key(&self) -> Option<&str> {
         match self {
             Command::Put { key, .. } | Command::Delete { key } | Command::Cas { key, .. } => Some(key),
-            Command::Fenced { command, .. } => command.key(),
+            Command::Fenced { command, .. }
+            | Command::InSession { command, .. }
+            | Command::Idempotent { command, .. } => command.key(),
             _ => None,
         }
     }
@@ -135,6 +170,12 @@ impl fmt::Display for Command {
             Command::LeaseKeepAlive { id } => write!(f, "lease-keepalive({id})"),
             Command::LeaseRevoke { id } => write!(f, "lease-revoke({id})"),
             Command::LeaseExpire { id } => write!(f, "lease-expire({id})"),
+            Command::RegisterSession { ttl_ms } => write!(f, "register-session({ttl_ms} ms)"),
+            Command::InSession { stamp, command } => {
+                write!(f, "session({}#{}, {command})", stamp.session, stamp.seq)
+            }
+            Command::Idempotent { key, command, .. } => write!(f, "idempotent({key:?}, {command})"),
+            Command::SweepSessions => write!(f, "sweep-sessions"),
         }
     }
 }
@@ -182,4 +223,7 @@ pub enum Outcome {
     /// A lease command was applied, or a write named a lease that does not exist (then nothing
     /// was written).
     Lease(LeaseOutcome),
+    /// A session or idempotency command refused its write, registered a session or swept
+    /// expired ones.
+    Session(SessionOutcome),
 }

@@ -17,6 +17,7 @@
 //!   them.
 //! - [`key_change`]: [`KeyChange`], one change the watch history records.
 //! - [`lease`]: [`LeaseRecord`], a lease as the state machine keeps it.
+//! - [`session`]: [`SessionRecord`] and [`IdempotencyRecord`], what exactly-once writes keep.
 //! - [`txn`]: [`Txn`], a multi-key transaction, and what applying it returns.
 //! - [`watch_event`]: [`WatchOptions`] and [`WatchEvent`], what a watch follows and delivers.
 //! - [`peer`]: [`PeerNode`], the address book entry for one member.
@@ -32,6 +33,7 @@ pub mod key_change;
 pub mod key_meta;
 pub mod lease;
 pub mod peer;
+pub mod session;
 pub mod txn;
 pub mod watch_event;
 
@@ -45,6 +47,7 @@ pub use key_change::{KeyChange, RevisionChanges};
 pub use key_meta::{KeyMeta, Versioned};
 pub use lease::{LeaseOutcome, LeaseRecord};
 pub use peer::PeerNode;
+pub use session::{IdempotencyRecord, SessionOutcome, SessionRecord, SessionStamp};
 pub use txn::{Compare, CompareOp, CompareTarget, Txn, TxnOp, TxnOpResult, TxnOutcome};
 pub use watch_event::{WatchEvent, WatchOptions, WatchSelector};
 
