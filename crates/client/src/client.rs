@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::connection_pool::{Answer, ConnectionPool, SendError};
 use crate::error::{ClientError, Result};
 use crate::read_spread::{ReadPreference, ReadTargets};
+use crate::session::{ClientSession, SessionOptions};
 
 /// Characters left as they are in a query value: RFC 3986's unreserved set.
 pub(crate) const QUERY_VALUE: &AsciiSet = KEY_SEGMENT;
@@ -29,8 +30,9 @@ const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remov
 /// Any node serves any request (followers forward to the leader). The client sticks to one
 /// endpoint and moves to the next only when it cannot connect or the node answers that it is
 /// shutting down (`node_stopping`) or not a member of the cluster (`not_a_member`), which is
-/// always safe: such a request did nothing. It never
-/// retries a request that may have had an effect.
+/// always safe: such a request did nothing. It never retries a request that may have had an
+/// effect, except a key-value or lease write made through its session (the default, see
+/// [`SessionOptions`]): the cluster applies that one once however often it is sent.
 ///
 /// Writes and membership changes go to the leader directly once the client knows it: a node that
 /// forwards a request names the leader in its answer (`x-raftkv-leader`), and when that is one of
@@ -52,6 +54,9 @@ pub struct Client {
     pub(crate) read_preference: ReadPreference,
     /// The members reads are spread over, for `any` and `nearest`.
     pub(crate) read_targets: Arc<ReadTargets>,
+    /// How writes are deduplicated, and the session that does it.
+    pub(crate) session_options: SessionOptions,
+    pub(crate) session: Arc<ClientSession>,
 }
 
 /// `Client::leader` when no leader is known.
@@ -92,6 +97,8 @@ impl Client {
             timeout,
             read_preference: ReadPreference::default(),
             read_targets: Arc::default(),
+            session_options: SessionOptions::default(),
+            session: Arc::default(),
         })
     }
 
@@ -127,7 +134,7 @@ impl Client {
             Durability::Majority => key_path(key, ""),
             Durability::All => format!("{}?durability=all", key_path(key, "")),
         };
-        self.json(self.send(Method::PUT, &path, Payload::Raw(value.into())).await?)
+        self.json(self.write(Method::PUT, &path, Payload::raw(value)).await?)
     }
 
     /// Reads `key` at `consistency`; `None` when it is absent.
@@ -153,14 +160,14 @@ impl Client {
 
     /// Deletes `key`.
     pub async fn delete(&self, key: &str) -> Result<DeleteResponse> {
-        self.json(self.send(Method::DELETE, &key_path(key, ""), Payload::Empty).await?)
+        self.json(self.write(Method::DELETE, &key_path(key, ""), Payload::Empty).await?)
     }
 
     /// Sets `key` to `value` if it holds `expected` (`None`: if it is absent).
     pub async fn cas(&self, key: &str, expected: Option<&str>, value: &str) -> Result<CasResponse> {
         let req = CasRequest { expected: expected.map(str::to_string), value: value.to_string() };
         let body = serde_json::to_vec(&req).map_err(|e| ClientError::Config(format!("encode cas body: {e}")))?;
-        self.json(self.send(Method::POST, &key_path(key, "/cas"), Payload::Json(body)).await?)
+        self.json(self.write(Method::POST, &key_path(key, "/cas"), Payload::json(body)).await?)
     }
 
     /// Lists up to `limit` keys under `prefix` after `start_after`.
@@ -195,7 +202,7 @@ impl Client {
         {
             self.note_leader(&format!("http://{}", leader.addr));
         }
-        self.send_to(Method::GET, path, Payload::Empty, true).await.map(|(_, body)| body)
+        self.send_to(Method::GET, path, &Payload::Empty, true, &[]).await.map(|(_, body)| body)
     }
 
     /// The status of the node this client currently talks to.
@@ -214,7 +221,7 @@ impl Client {
     pub(crate) async fn get_of(&self, endpoint: &str, path: &str) -> Result<(String, Bytes)> {
         let endpoint = endpoint_url(endpoint);
         let answer = self
-            .request(&authority(&endpoint)?, Method::GET, path, false, Bytes::new())
+            .request(&authority(&endpoint)?, Method::GET, path, false, Bytes::new(), &[])
             .await
             .map_err(|e| transport_error(&endpoint, e))?;
         Ok((endpoint, check(answer)?))
@@ -238,7 +245,7 @@ impl Client {
     /// Adds `member` as a learner (a standby with `member.standby`); it then catches up
     /// asynchronously.
     pub async fn add_member(&self, member: &NewMember) -> Result<MembersResponse> {
-        self.json(self.send(Method::POST, "/v1/cluster/members", Payload::Json(encode(member)?)).await?)
+        self.json(self.send(Method::POST, "/v1/cluster/members", Payload::json(encode(member)?)).await?)
     }
 
     /// Makes learner `id` a voter. `force` skips the check that a quorum stays reachable.
@@ -258,13 +265,13 @@ impl Client {
     pub async fn replace_member(&self, old: NodeId, id: NodeId, addr: &str, force: bool) -> Result<MembersResponse> {
         let body = encode(&NewMember { id, addr: addr.to_string(), zone: None, standby: false })?;
         let path = format!("/v1/cluster/members/{old}/replace?force={force}");
-        self.json(self.send(Method::POST, &path, Payload::Json(body)).await?)
+        self.json(self.send(Method::POST, &path, Payload::json(body)).await?)
     }
 
     /// Hands leadership to voter `to`; returns once it leads.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<LeaderTransferResponse> {
         let body = encode(&LeaderTransferRequest { to })?;
-        self.json(self.send(Method::POST, "/v1/cluster/leader", Payload::Json(body)).await?)
+        self.json(self.send(Method::POST, "/v1/cluster/leader", Payload::json(body)).await?)
     }
 
     /// Sends the request to the known leader (writes) or the sticky endpoint, moving on to the
@@ -272,16 +279,18 @@ impl Client {
     /// of its successful answer.
     pub(crate) async fn send(&self, method: Method, path: &str, payload: Payload) -> Result<(usize, Bytes)> {
         let leader_first = method != Method::GET;
-        self.send_to(method, path, payload, leader_first).await
+        self.send_to(method, path, &payload, leader_first, &[]).await
     }
 
-    /// [`Client::send`], trying the known leader first when `leader_first`.
-    async fn send_to(
+    /// [`Client::send`], trying the known leader first when `leader_first`, with `extra`
+    /// headers.
+    pub(crate) async fn send_to(
         &self,
         method: Method,
         path: &str,
-        payload: Payload,
+        payload: &Payload,
         leader_first: bool,
+        extra: &[(&'static str, String)],
     ) -> Result<(usize, Bytes)> {
         let n = self.endpoints.len();
         let start = self.current.load(Ordering::Relaxed);
@@ -292,13 +301,14 @@ impl Client {
         let order = first.into_iter().chain((0..n).map(|i| (start + i) % n).filter(|idx| Some(*idx) != first));
         let (json, body) = match payload {
             Payload::Empty => (false, Bytes::new()),
-            Payload::Raw(bytes) => (false, Bytes::from(bytes)),
-            Payload::Json(bytes) => (true, Bytes::from(bytes)),
+            Payload::Raw(bytes) => (false, bytes.clone()),
+            Payload::Json(bytes) => (true, bytes.clone()),
         };
         let mut last = String::new();
         for idx in order {
             let endpoint = &self.endpoints[idx];
-            let answer = match self.request(&self.authorities[idx], method.clone(), path, json, body.clone()).await {
+            let answer = match self.request(&self.authorities[idx], method.clone(), path, json, body.clone(), extra).await
+            {
                 Ok(answer) => answer,
                 Err(SendError::Connect(e)) => {
                     self.forget_leader(idx);
@@ -349,8 +359,9 @@ impl Client {
         path: &str,
         json: bool,
         body: Bytes,
+        extra: &[(&'static str, String)],
     ) -> std::result::Result<Answer, SendError> {
-        match tokio::time::timeout(self.timeout, self.pool.send(authority, method, path, json, body)).await {
+        match tokio::time::timeout(self.timeout, self.pool.send(authority, method, path, json, body, extra)).await {
             Ok(sent) => sent,
             Err(_) => Err(SendError::NoAnswer(format!("no answer within {:?}", self.timeout))),
         }
@@ -382,8 +393,18 @@ impl Client {
 /// A request body.
 pub(crate) enum Payload {
     Empty,
-    Raw(Vec<u8>),
-    Json(Vec<u8>),
+    Raw(Bytes),
+    Json(Bytes),
+}
+
+impl Payload {
+    pub(crate) fn raw(value: impl Into<Vec<u8>>) -> Payload {
+        Payload::Raw(Bytes::from(value.into()))
+    }
+
+    pub(crate) fn json(body: Vec<u8>) -> Payload {
+        Payload::Json(Bytes::from(body))
+    }
 }
 
 pub(crate) fn encode<T: serde::Serialize>(body: &T) -> Result<Vec<u8>> {

@@ -38,13 +38,13 @@ impl Client {
 
     /// Changes the autopilot settings `update` names; returns them all.
     pub async fn set_autopilot(&self, update: &AutopilotUpdate) -> Result<AutopilotStatus> {
-        self.json(self.send(Method::PUT, "/v1/cluster/autopilot", Payload::Json(encode(update)?)).await?)
+        self.json(self.send(Method::PUT, "/v1/cluster/autopilot", Payload::json(encode(update)?)).await?)
     }
 
     /// Pauses the autopilot for `period` (zero resumes it).
     pub async fn pause_autopilot(&self, period: Duration) -> Result<AutopilotStatus> {
         let body = encode(&AutopilotPause { for_ms: period.as_millis() as u64 })?;
-        self.json(self.send(Method::POST, "/v1/cluster/autopilot/pause", Payload::Json(body)).await?)
+        self.json(self.send(Method::POST, "/v1/cluster/autopilot/pause", Payload::json(body)).await?)
     }
 
     /// Synchronous replication to zones.
@@ -54,27 +54,27 @@ impl Client {
 
     /// Makes every write wait for a member of each of `update.zones` (none: off).
     pub async fn set_replication(&self, update: &ReplicationUpdate) -> Result<ReplicationStatus> {
-        self.json(self.send(Method::PUT, "/v1/cluster/replication", Payload::Json(encode(update)?)).await?)
+        self.json(self.send(Method::PUT, "/v1/cluster/replication", Payload::json(encode(update)?)).await?)
     }
 
     /// Tells the leader that member `id` is stopping for a restart and will be back within
     /// `period` (zero: it is back), so that the autopilot does not replace it meanwhile.
     pub async fn leaving(&self, id: NodeId, period: Duration) -> Result<()> {
         let body = encode(&LeavingNotice { id, for_ms: period.as_millis() as u64 })?;
-        self.send(Method::POST, "/v1/cluster/leaving", Payload::Json(body)).await.map(|_| ())
+        self.send(Method::POST, "/v1/cluster/leaving", Payload::json(body)).await.map(|_| ())
     }
 
     /// Flags learner `id` as a standby (or clears the flag).
     pub async fn set_standby(&self, id: NodeId, standby: bool) -> Result<MembersResponse> {
         let body = encode(&StandbyFlag { standby })?;
         let path = format!("/v1/cluster/members/{id}/standby");
-        self.json(self.send(Method::POST, &path, Payload::Json(body)).await?)
+        self.json(self.send(Method::POST, &path, Payload::json(body)).await?)
     }
 
     /// Writes `value` under `key` only while the leadership `token` names is current; error
     /// `fenced` (HTTP 409, nothing written) once another leader has been elected.
     pub async fn put_if_leader(&self, token: LeaderToken, key: &str, value: impl Into<Vec<u8>>) -> Result<PutResponse> {
         let path = format!("{}?leader_token={token}", key_path(key, ""));
-        self.json(self.send(Method::PUT, &path, Payload::Raw(value.into())).await?)
+        self.json(self.write(Method::PUT, &path, Payload::raw(value)).await?)
     }
 }

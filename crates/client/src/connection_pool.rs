@@ -75,8 +75,9 @@ impl ConnectionPool {
         path: &str,
         json: bool,
         body: Bytes,
+        extra: &[(&'static str, String)],
     ) -> Result<Answer, SendError> {
-        let mut request = build_request(authority, method, path, json, body)?;
+        let mut request = build_request(authority, method, path, json, body, extra)?;
         loop {
             let (mut sender, reused) = match self.checkout(authority) {
                 Some(sender) => (sender, true),
@@ -115,7 +116,7 @@ impl ConnectionPool {
     /// Sends a GET for `path` to `authority` on a connection of its own (it may carry a long
     /// answer) and returns the answer's head, with the body still to be read.
     pub(crate) async fn get_streaming(&self, authority: &str, path: &str) -> Result<StreamingAnswer, SendError> {
-        let request = build_request(authority, Method::GET, path, false, Bytes::new())?;
+        let request = build_request(authority, Method::GET, path, false, Bytes::new(), &[])?;
         let mut sender = self.connect(authority).await?;
         let response = sender.send_request(request).await.map_err(|e| SendError::NoAnswer(e.to_string()))?;
         let (parts, body) = response.into_parts();
@@ -177,6 +178,7 @@ fn build_request(
     path: &str,
     json: bool,
     body: Bytes,
+    extra: &[(&'static str, String)],
 ) -> Result<Request<Full<Bytes>>, SendError> {
     let mut builder = Request::builder().method(method).uri(path);
     let host = HeaderValue::from_str(authority)
@@ -184,6 +186,11 @@ fn build_request(
     builder = builder.header(HOST, host);
     if json {
         builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    for (name, value) in extra {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| SendError::Invalid(format!("header {name}: {value:?} is not a valid value")))?;
+        builder = builder.header(*name, value);
     }
     builder.body(Full::new(body)).map_err(|e| SendError::Invalid(format!("invalid request to {authority}{path}: {e}")))
 }

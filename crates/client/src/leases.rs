@@ -12,17 +12,17 @@ impl Client {
     /// Grants a lease living `ttl_ms` (1 s to a week) after each renewal (`POST /v1/leases`).
     pub async fn grant_lease(&self, ttl_ms: u64) -> Result<LeaseResponse> {
         let body = encode(&LeaseGrantRequest { ttl_ms, id: None })?;
-        self.json(self.send(Method::POST, "/v1/leases", Payload::Json(body)).await?)
+        self.json(self.write(Method::POST, "/v1/leases", Payload::json(body)).await?)
     }
 
     /// Renews lease `id` for another time to live; `lease_not_found` once it has ended.
     pub async fn keep_alive_lease(&self, id: u64) -> Result<LeaseResponse> {
-        self.json(self.send(Method::POST, &format!("/v1/leases/{id}/keepalive"), Payload::Empty).await?)
+        self.json(self.write(Method::POST, &format!("/v1/leases/{id}/keepalive"), Payload::Empty).await?)
     }
 
     /// Ends lease `id` now: its keys are deleted at one revision.
     pub async fn revoke_lease(&self, id: u64) -> Result<LeaseRevokeResponse> {
-        self.json(self.send(Method::DELETE, &format!("/v1/leases/{id}"), Payload::Empty).await?)
+        self.json(self.write(Method::DELETE, &format!("/v1/leases/{id}"), Payload::Empty).await?)
     }
 
     /// Every lease.
@@ -39,6 +39,6 @@ impl Client {
     /// Writes `value` under `key` attached to lease `lease` (`PUT /v1/kv/{key}?lease=ID`).
     pub async fn put_with_lease(&self, key: &str, value: impl Into<Vec<u8>>, lease: u64) -> Result<PutResponse> {
         let path = format!("{}?lease={lease}", key_path(key, ""));
-        self.json(self.send(Method::PUT, &path, Payload::Raw(value.into())).await?)
+        self.json(self.write(Method::PUT, &path, Payload::raw(value)).await?)
     }
 }

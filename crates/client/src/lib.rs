@@ -8,6 +8,8 @@
 //!   ([`Client::watch`], a [`WatchStream`] that resumes on another endpoint by itself).
 //! - Leases ([`Client::grant_lease`]), and on them a lock ([`Client::lock`]) and a leader
 //!   election ([`Client::campaign`]) whose holder has a fencing token ([`Lock`]).
+//! - Exactly-once writes: writes go through a client session and are retried while their
+//!   outcome is unknown ([`SessionOptions`], `session`).
 //! - [`BackupDownload`]: a backup streamed piece by piece ([`Client::backup`]).
 //! - [`ClientError`]: what failed, and whether a failed write may still have been applied.
 //!
@@ -31,6 +33,7 @@ mod leases;
 mod lock;
 mod probes;
 mod read_spread;
+mod session;
 mod txn;
 mod watch_stream;
 
@@ -51,4 +54,5 @@ pub use raftkv_types::health::{
 pub use raftkv_types::{AutopilotSettings, ClusterEvent, LeaderToken, ReplicationMode};
 pub use raftkv_types::{KeyMeta, Versioned, WatchEvent, WatchOptions, WatchSelector};
 pub use read_spread::ReadPreference;
+pub use session::{DEFAULT_RETRY_DEADLINE, DEFAULT_SESSION_TTL, SessionOptions};
 pub use watch_stream::WatchStream;

@@ -53,7 +53,7 @@ impl Client {
             _ => Duration::ZERO,
         };
         let host = authority(&endpoint)?;
-        let sent = self.pool.send(&host, Method::GET, &path, false, Bytes::new());
+        let sent = self.pool.send(&host, Method::GET, &path, false, Bytes::new(), &[]);
         let answer = match tokio::time::timeout(self.timeout + extra, sent).await {
             Ok(answer) => answer.map_err(|e| transport_error(&endpoint, e))?,
             Err(_) => {

@@ -215,7 +215,7 @@ impl Client {
                 let started = Instant::now();
                 if let Ok(Ok(_)) = tokio::time::timeout(
                     Duration::from_secs(1),
-                    self.pool.send(&authority, Method::GET, "/v1/status", false, Bytes::new()),
+                    self.pool.send(&authority, Method::GET, "/v1/status", false, Bytes::new(), &[]),
                 )
                 .await
                 {
@@ -232,7 +232,7 @@ impl Client {
         }
         let mut last: Option<ClientError> = None;
         for authority in self.read_targets.order(self.read_preference) {
-            let answer = match self.request(&authority, Method::GET, path, false, Bytes::new()).await {
+            let answer = match self.request(&authority, Method::GET, path, false, Bytes::new(), &[]).await {
                 Ok(answer) => answer,
                 Err(e) => {
                     if matches!(e, SendError::Connect(_)) {

@@ -12,7 +12,7 @@ impl Client {
     /// its gets read. Build one with [`TxnRequest::new`], `when`, `then` and `otherwise`.
     pub async fn txn(&self, request: &TxnRequest) -> Result<TxnResponse> {
         let body = encode(request)?;
-        self.json(self.send(Method::POST, "/v1/txn", Payload::Json(body)).await?)
+        self.json(self.write(Method::POST, "/v1/txn", Payload::json(body)).await?)
     }
 
     /// Reads `key` with its revisions (`GET /v1/kv/{key}?meta`); `None` when it is absent.

@@ -6,6 +6,7 @@ mod kv_ops;
 mod lease_ops;
 mod membership_ops;
 mod observability;
+mod session_ops;
 mod startup;
 mod watch_ops;
 
@@ -395,8 +396,11 @@ impl Node {
         {
             return Ok(client.clone());
         }
+        // One endpoint, the leader: a session's retries would only go back to it. Forwarded
+        // writes keep the outcome the leader gives (as the HTTP API does).
         let client = Client::with_timeout([node.url()], self.handle.limits.forward_timeout)
-            .map_err(|source| NodeError::Forward { leader: Some(id), source })?;
+            .map_err(|source| NodeError::Forward { leader: Some(id), source })?
+            .with_session_options(raftkv_client::SessionOptions { enabled: false, ..Default::default() });
         *cached = Some((id, client.clone()));
         Ok(client)
     }
