@@ -307,23 +307,23 @@ impl Client {
         let mut last = String::new();
         for idx in order {
             let endpoint = &self.endpoints[idx];
-            let answer = match self.request(&self.authorities[idx], method.clone(), path, json, body.clone(), extra).await
-            {
-                Ok(answer) => answer,
-                Err(SendError::Connect(e)) => {
-                    self.forget_leader(idx);
-                    last = e;
-                    continue;
-                }
-                Err(e) => {
-                    // Sent, but no answer: the request cannot be sent again (it may have been
-                    // applied), but the next one must not go to a leader that may be cut off
-                    // (it would hang the same way until the partition heals); the rotation's
-                    // node forwards it to the current leader and names it.
-                    self.forget_leader(idx);
-                    return Err(transport_error(endpoint, e));
-                }
-            };
+            let answer =
+                match self.request(&self.authorities[idx], method.clone(), path, json, body.clone(), extra).await {
+                    Ok(answer) => answer,
+                    Err(SendError::Connect(e)) => {
+                        self.forget_leader(idx);
+                        last = e;
+                        continue;
+                    }
+                    Err(e) => {
+                        // Sent, but no answer: the request cannot be sent again (it may have been
+                        // applied), but the next one must not go to a leader that may be cut off
+                        // (it would hang the same way until the partition heals); the rotation's
+                        // node forwards it to the current leader and names it.
+                        self.forget_leader(idx);
+                        return Err(transport_error(endpoint, e));
+                    }
+                };
             if let Some(named) = &answer.leader {
                 self.note_leader(named);
             }

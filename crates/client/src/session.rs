@@ -87,7 +87,11 @@ impl Slot<'_> {
     fn headers(&self) -> Vec<(&'static str, String)> {
         let state = self.session.state.lock().expect("session lock poisoned");
         let ack_below = state.outstanding.first().copied().unwrap_or(self.seq).min(self.seq);
-        vec![(SESSION_HEADER, self.id.clone()), (SEQ_HEADER, self.seq.to_string()), (ACK_BELOW_HEADER, ack_below.to_string())]
+        vec![
+            (SESSION_HEADER, self.id.clone()),
+            (SEQ_HEADER, self.seq.to_string()),
+            (ACK_BELOW_HEADER, ack_below.to_string()),
+        ]
     }
 }
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use raftkv_client::{Client, SessionOptions};
-use raftkv_network::session_routes::{register_command, session_response};
 use raftkv_network::KvService;
+use raftkv_network::session_routes::{register_command, session_response};
 use raftkv_types::api::{Durability, SessionRequest, SessionResponse};
 
 use crate::error::{NodeError, Result};
