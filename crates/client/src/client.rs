@@ -57,6 +57,8 @@ pub struct Client {
     /// How writes are deduplicated, and the session that does it.
     pub(crate) session_options: SessionOptions,
     pub(crate) session: Arc<ClientSession>,
+    /// The `Idempotency-Key` every write carries instead of the session, if set.
+    pub(crate) idempotency_key: Option<Arc<str>>,
 }
 
 /// `Client::leader` when no leader is known.
@@ -99,6 +101,7 @@ impl Client {
             read_targets: Arc::default(),
             session_options: SessionOptions::default(),
             session: Arc::default(),
+            idempotency_key: None,
         })
     }
 

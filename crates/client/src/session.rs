@@ -25,6 +25,7 @@ use crate::error::{ClientError, Result};
 const SESSION_HEADER: &str = "x-raftkv-session";
 const SEQ_HEADER: &str = "x-raftkv-seq";
 const ACK_BELOW_HEADER: &str = "x-raftkv-ack-below";
+const IDEMPOTENCY_KEY_HEADER: &str = "idempotency-key";
 
 /// By default, how long a write whose outcome is unknown is retried.
 pub const DEFAULT_RETRY_DEADLINE: Duration = Duration::from_secs(60);
@@ -129,6 +130,18 @@ impl Client {
         self
     }
 
+    /// A clone of this client for one logical write that scripts and other programs can retry
+    /// too: each of its writes carries `Idempotency-Key: key` instead of the session, and is
+    /// retried like a session write while its outcome is unknown. The cluster applies a key once
+    /// while it keeps it (24 hours by default) and answers a retry with the first answer, even
+    /// one sent by another client; the same key on a different request fails with
+    /// `idempotency_key_reused` (422).
+    pub fn with_idempotency_key(&self, key: impl Into<String>) -> Client {
+        let mut client = self.clone();
+        client.idempotency_key = Some(key.into().into());
+        client
+    }
+
     /// How this client deduplicates its writes.
     pub fn session_options(&self) -> SessionOptions {
         self.session_options
@@ -162,44 +175,37 @@ impl Client {
         Ok(registered.session_id)
     }
 
-    /// Sends a key-value or lease write: through the session when sessions are on, retrying
-    /// while its outcome is unknown, up to the retry deadline.
+    /// Sends a key-value or lease write: with the client's idempotency key or through the
+    /// session when sessions are on, retrying while its outcome is unknown, up to the retry
+    /// deadline.
     pub(crate) async fn write(&self, method: Method, path: &str, payload: Payload) -> Result<(usize, Bytes)> {
+        if let Some(key) = &self.idempotency_key {
+            let headers = [(IDEMPOTENCY_KEY_HEADER, key.to_string())];
+            let mut retry = Retry::new(self.session_options.retry_deadline);
+            loop {
+                match self.send_to(method.clone(), path, &payload, true, &headers).await {
+                    Ok(answer) => return Ok(answer),
+                    Err(error) => retry.after(error).await?,
+                }
+            }
+        }
         if !self.session_options.enabled {
             return self.send(method, path, payload).await;
         }
-        let deadline = Instant::now() + self.session_options.retry_deadline;
-        let mut backoff = Duration::from_millis(50);
-        // Whether an attempt may have applied the write: from then on only the same session and
-        // sequence number may carry it.
-        let mut maybe_applied = false;
-        let mut slot = loop {
-            let id = self.session_for_write().await?;
-            if let Some(slot) = self.session.take_seq(&id) {
-                break slot;
-            }
-        };
+        let mut retry = Retry::new(self.session_options.retry_deadline);
+        let mut slot = self.next_slot().await?;
         loop {
             let headers = slot.headers();
             let error = match self.send_to(method.clone(), path, &payload, true, &headers).await {
                 Ok(answer) => return Ok(answer),
                 Err(error) => error,
             };
-            let expired = error.code() == Some("session_expired");
-            if expired && !maybe_applied {
-                // Refused without applying: a new session carries the write.
-                self.session.forget(&slot.id);
-                drop(slot);
-                slot = loop {
-                    let id = self.session_for_write().await?;
-                    if let Some(slot) = self.session.take_seq(&id) {
-                        break slot;
-                    }
-                };
+            if error.code() != Some("session_expired") {
+                retry.after(error).await?;
                 continue;
             }
-            if expired {
-                self.session.forget(&slot.id);
+            self.session.forget(&slot.id);
+            if retry.maybe_applied {
                 return Err(ClientError::Api {
                     status: 504,
                     code: "outcome_unknown".into(),
@@ -209,13 +215,58 @@ impl Client {
                     ),
                 });
             }
-            if !retryable(&error) || Instant::now() + backoff >= deadline {
-                return Err(error);
-            }
-            maybe_applied |= error.may_have_applied();
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            // Refused without applying: a new session carries the write.
+            drop(slot);
+            slot = self.next_slot().await?;
         }
+    }
+
+    /// The next sequence number of the session, registering one if there is none.
+    async fn next_slot(&self) -> Result<Slot<'_>> {
+        loop {
+            let id = self.session_for_write().await?;
+            if let Some(slot) = self.session.take_seq(&id) {
+                return Ok(slot);
+            }
+        }
+    }
+}
+
+/// The retries of one deduplicated write: until the deadline, with a backoff from 50 ms to 1 s.
+struct Retry {
+    deadline: Instant,
+    backoff: Duration,
+    /// Whether an attempt may have applied the write: from then on only the same session and
+    /// sequence number (or idempotency key) may carry it, and giving up is `outcome_unknown`.
+    maybe_applied: bool,
+}
+
+impl Retry {
+    fn new(deadline: Duration) -> Retry {
+        Retry { deadline: Instant::now() + deadline, backoff: Duration::from_millis(50), maybe_applied: false }
+    }
+
+    /// After a failed attempt: waits and returns `Ok` when the write may be sent again, or the
+    /// error for the caller.
+    async fn after(&mut self, error: ClientError) -> Result<()> {
+        self.maybe_applied |= error.may_have_applied();
+        if !retryable(&error) || Instant::now() + self.backoff >= self.deadline {
+            if self.maybe_applied && !error.may_have_applied() {
+                // The last attempt did not apply it, an earlier one may have.
+                return Err(ClientError::Api {
+                    status: 504,
+                    code: "outcome_unknown".into(),
+                    message: format!(
+                        "a write whose outcome was unknown was retried until its deadline; \
+                         it may or may not have been applied (last attempt: {error})"
+                    ),
+                });
+            }
+            return Err(error);
+        }
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+        Ok(())
     }
 }
 

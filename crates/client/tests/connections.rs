@@ -9,7 +9,8 @@ use raftkv_client::{Client, ClientError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A server that answers every request with `{"revision":1}`; it closes each connection after
+/// A server that answers a session registration with a session and every other request with
+/// `{"revision":1}`; it closes each connection after
 /// `answers_per_connection` answers, without saying so. Returns its address and the number of
 /// connections it accepted.
 async fn server(answers_per_connection: usize) -> (String, Arc<AtomicUsize>) {
@@ -31,7 +32,7 @@ async fn serve(mut stream: TcpStream, answers: usize) {
     let mut buf = Vec::new();
     for _ in 0..answers {
         // Read one request: headers, then the body its Content-Length announces.
-        let (head_end, body_len) = loop {
+        let (head_end, body_len, registers) = loop {
             let mut chunk = [0u8; 4096];
             let n = stream.read(&mut chunk).await.unwrap_or(0);
             if n == 0 {
@@ -44,7 +45,7 @@ async fn serve(mut stream: TcpStream, answers: usize) {
                     .lines()
                     .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap()))
                     .unwrap_or(0);
-                break (end + 4, len);
+                break (end + 4, len, head.starts_with("post /v1/sessions "));
             }
         };
         while buf.len() < head_end + body_len {
@@ -56,7 +57,11 @@ async fn serve(mut stream: TcpStream, answers: usize) {
             buf.extend_from_slice(&chunk[..n]);
         }
         buf.drain(..head_end + body_len);
-        let body = br#"{"revision":1}"#;
+        let body: &[u8] = if registers {
+            br#"{"session_id":"c0ffee-1-1","ttl_ms":600000,"revision":1}"#
+        } else {
+            br#"{"revision":1}"#
+        };
         let answer =
             format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
         stream.write_all(answer.as_bytes()).await.unwrap();
@@ -85,7 +90,8 @@ async fn a_connection_the_node_closed_is_replaced() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         assert_eq!(client.put(&format!("k{i}"), "v").await.unwrap().revision, 1);
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 5);
+    // One more for the session the first write registered.
+    assert_eq!(accepted.load(Ordering::SeqCst), 6);
 }
 
 #[tokio::test]

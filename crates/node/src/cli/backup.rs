@@ -185,6 +185,7 @@ struct Inspection<'a> {
     file: &'a Path,
     header: &'a SnapshotHeader,
     records: u64,
+    keys: u64,
     payload_bytes: u64,
     file_bytes: u64,
     sha256: &'a str,
@@ -197,13 +198,29 @@ async fn verify(file: &Path) -> anyhow::Result<(SnapshotHeader, FileSummary)> {
     verified.with_context(|| format!("{} is not a valid raftkv backup", file.display()))
 }
 
+/// The number of data keys in a verified backup: its records less the lease and session ones.
+async fn count_keys(file: &Path) -> anyhow::Result<u64> {
+    let file = file.to_path_buf();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let mut reader = SnapshotReader::open(&file)?;
+        let mut keys = 0;
+        while let Some(record) = reader.next_state_record()? {
+            keys += u64::from(matches!(record, raftkv_storage::StateRecord::Data { .. }));
+        }
+        Ok(keys)
+    })
+    .await?
+}
+
 async fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
     let (header, summary) = verify(file).await?;
+    let keys = count_keys(file).await?;
     if json {
         let inspection = Inspection {
             file,
             header: &header,
             records: summary.records,
+            keys,
             payload_bytes: summary.payload_bytes,
             file_bytes: summary.file_bytes,
             sha256: &summary.sha256,
@@ -229,7 +246,8 @@ async fn inspect(file: &Path, json: bool) -> anyhow::Result<()> {
     outln!("members:      {}", members.join(","));
     outln!("created at:   {} on node {}", header.created_at, header.source_node.map_or("?".into(), |n| n.to_string()));
     outln!("written by:   raftkv {}", header.raftkv_version);
-    outln!("keys:         {}", summary.records);
+    outln!("keys:         {keys}");
+    outln!("records:      {} (keys, leases and client sessions)", summary.records);
     outln!("size:         {} bytes", summary.file_bytes);
     outln!("sha256:       {}", summary.sha256);
     outln!("status:       OK (every chunk checksum, the trailer and the SHA-256 match)");
@@ -290,7 +308,7 @@ async fn restore(file: &Path, data_dir: &Path, id: NodeId, initial_cluster: &str
     .context("restore refused")?;
     let addr = &members[&id];
     outln!(
-        "restored {} keys at revision {} into {} as node {id} of new cluster {} (epoch 1); the backup was at revision {}",
+        "restored {} records at revision {} into {} as node {id} of new cluster {} (epoch 1); the backup was at revision {}",
         restored.file.records,
         restored.revision,
         data_dir.display(),

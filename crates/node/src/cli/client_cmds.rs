@@ -2,21 +2,41 @@
 
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use raftkv_client::{Client, NodeStatus, Role};
+use raftkv_client::{Client, NodeStatus, Role, SessionOptions};
 use raftkv_types::NodeId;
 use raftkv_types::api::{Consistency, Durability, MembersResponse};
 
+use super::WriteDedup;
 use super::output::outln;
 
 fn client(endpoints: &[String]) -> anyhow::Result<Client> {
     Ok(Client::new(endpoints)?)
 }
 
+/// How long a command's own session lives after its write: long enough for the write's
+/// retries, short so that the cluster forgets it soon after the command ends.
+const COMMAND_SESSION_TTL: Duration = Duration::from_secs(60);
+
+/// How long a command retries a write whose outcome is unknown.
+const COMMAND_RETRY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// The client of a write command: through the command's own short session, or with the
+/// idempotency key given.
+pub(crate) fn writer(endpoints: &[String], dedup: &WriteDedup) -> anyhow::Result<Client> {
+    let options = SessionOptions { enabled: true, ttl: COMMAND_SESSION_TTL, retry_deadline: COMMAND_RETRY_DEADLINE };
+    let client = client(endpoints)?.with_session_options(options);
+    Ok(match &dedup.idempotency_key {
+        Some(key) => client.with_idempotency_key(key.clone()),
+        None => client,
+    })
+}
+
 /// `raftkv put`.
 pub async fn put(
-    endpoints: &[String],
+    client: &Client,
     key: &str,
     value: Option<String>,
     file: Option<PathBuf>,
@@ -34,8 +54,8 @@ pub async fn put(
         (None, None) => anyhow::bail!("give a value or --file"),
     };
     let resp = match lease {
-        Some(lease) => client(endpoints)?.put_with_lease(key, value, lease).await?,
-        None => client(endpoints)?.put_with(key, value, durability).await?,
+        Some(lease) => client.put_with_lease(key, value, lease).await?,
+        None => client.put_with(key, value, durability).await?,
     };
     outln!("OK revision={}", resp.revision);
     Ok(())
@@ -90,15 +110,15 @@ pub async fn get_meta(
 }
 
 /// `raftkv delete`.
-pub async fn delete(endpoints: &[String], key: &str) -> anyhow::Result<()> {
-    let resp = client(endpoints)?.delete(key).await?;
+pub async fn delete(client: &Client, key: &str) -> anyhow::Result<()> {
+    let resp = client.delete(key).await?;
     outln!("{} revision={}", if resp.deleted { "DELETED" } else { "ABSENT" }, resp.revision);
     Ok(())
 }
 
 /// `raftkv cas`: exits non-zero when the swap did not happen.
-pub async fn cas(endpoints: &[String], key: &str, expected: Option<&str>, value: &str) -> anyhow::Result<()> {
-    let resp = client(endpoints)?.cas(key, expected, value).await?;
+pub async fn cas(client: &Client, key: &str, expected: Option<&str>, value: &str) -> anyhow::Result<()> {
+    let resp = client.cas(key, expected, value).await?;
     if resp.succeeded {
         outln!("SWAPPED revision={}", resp.revision);
         Ok(())

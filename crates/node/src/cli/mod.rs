@@ -48,6 +48,8 @@ enum Command {
         /// Attach the key to this lease: it is deleted when the lease ends.
         #[arg(long, conflicts_with = "durability")]
         lease: Option<u64>,
+        #[command(flatten)]
+        dedup: WriteDedup,
     },
     /// Read a value; prints it as it is stored.
     Get {
@@ -80,6 +82,8 @@ enum Command {
         endpoints: Endpoints,
         /// The key.
         key: String,
+        #[command(flatten)]
+        dedup: WriteDedup,
     },
     /// Compare and swap: set KEY to VALUE if it holds --expected (or is absent, with --absent).
     Cas {
@@ -95,6 +99,8 @@ enum Command {
         /// The key must be absent.
         #[arg(long)]
         absent: bool,
+        #[command(flatten)]
+        dedup: WriteDedup,
     },
     /// List keys under a prefix.
     Scan {
@@ -155,6 +161,8 @@ enum Command {
         /// Print the JSON answer.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        dedup: WriteDedup,
     },
     /// Show the members, their roles and how far each lags.
     Status {
@@ -372,6 +380,17 @@ enum LeaderAction {
     },
 }
 
+/// How a write is made exactly-once.
+#[derive(Debug, Args)]
+pub(crate) struct WriteDedup {
+    /// Make the write idempotent under this key (`Idempotency-Key`): running the same command
+    /// again with the same key, say after a timeout, gets the first answer and applies nothing;
+    /// the key on a different write is refused. Without it the write goes through a short
+    /// client session, which makes this command's own retries exactly-once.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
+}
+
 /// Where the cluster is.
 #[derive(Debug, Args)]
 pub(crate) struct Endpoints {
@@ -390,8 +409,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
-        Command::Put { endpoints, key, value, file, durability, lease } => {
-            client_cmds::put(&endpoints.endpoints, &key, value, file, durability, lease).await
+        Command::Put { endpoints, key, value, file, durability, lease, dedup } => {
+            let writer = client_cmds::writer(&endpoints.endpoints, &dedup)?;
+            client_cmds::put(&writer, &key, value, file, durability, lease).await
         }
         Command::Lease { action } => match action {
             LeaseAction::Grant { endpoints, ttl } => watch_txn::lease_grant(&endpoints.endpoints, ttl).await,
@@ -410,9 +430,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get { endpoints, key, consistency, max_lag_ms, read_preference, raw, meta: false } => {
             client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms, read_preference, raw).await
         }
-        Command::Delete { endpoints, key } => client_cmds::delete(&endpoints.endpoints, &key).await,
-        Command::Cas { endpoints, key, value, expected, absent: _ } => {
-            client_cmds::cas(&endpoints.endpoints, &key, expected.as_deref(), &value).await
+        Command::Delete { endpoints, key, dedup } => {
+            client_cmds::delete(&client_cmds::writer(&endpoints.endpoints, &dedup)?, &key).await
+        }
+        Command::Cas { endpoints, key, value, expected, absent: _, dedup } => {
+            let writer = client_cmds::writer(&endpoints.endpoints, &dedup)?;
+            client_cmds::cas(&writer, &key, expected.as_deref(), &value).await
         }
         Command::Scan { endpoints, prefix, limit, consistency } => {
             client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await
@@ -422,7 +445,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 watch_txn::WatchArgs { target: prefix, exact_key: key, from, prev_kv, no_put, no_delete, json, count };
             watch_txn::watch(&endpoints.endpoints, args).await
         }
-        Command::Txn { endpoints, file, json } => watch_txn::txn(&endpoints.endpoints, &file, json).await,
+        Command::Txn { endpoints, file, json, dedup } => {
+            watch_txn::txn(&client_cmds::writer(&endpoints.endpoints, &dedup)?, &file, json).await
+        }
         Command::Status { endpoints, json, watch: false, .. } => client_cmds::status(&endpoints.endpoints, json).await,
         Command::Status { endpoints, json, watch: true, interval } => {
             client_cmds::status_watch(&endpoints.endpoints, json, interval).await

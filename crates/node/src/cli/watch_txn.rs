@@ -64,7 +64,7 @@ pub(crate) async fn watch(endpoints: &[String], args: WatchArgs) -> anyhow::Resu
 
 /// `raftkv txn`: runs the transaction in `file` (`-`: standard input); exits non-zero when its
 /// comparisons did not hold (the failure branch ran).
-pub(crate) async fn txn(endpoints: &[String], file: &Path, json: bool) -> anyhow::Result<()> {
+pub(crate) async fn txn(client: &Client, file: &Path, json: bool) -> anyhow::Result<()> {
     let text = if file.as_os_str() == "-" {
         let mut buf = String::new();
         std::io::stdin().read_to_string(&mut buf).context("read standard input")?;
@@ -74,7 +74,7 @@ pub(crate) async fn txn(endpoints: &[String], file: &Path, json: bool) -> anyhow
     };
     let request: TxnRequest =
         serde_json::from_str(&text).context("the transaction is not valid JSON of the /v1/txn body")?;
-    let response = Client::new(endpoints)?.txn(&request).await?;
+    let response = client.txn(&request).await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&response)?);
     } else {
