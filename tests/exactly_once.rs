@@ -174,7 +174,13 @@ async fn register(http: &reqwest::Client, node: &str, body: Value) -> String {
 }
 
 /// `PUT /v1/kv/{key}` with `headers`: status and JSON body.
-async fn put_with_headers(http: &reqwest::Client, node: &str, key: &str, value: &str, headers: &[(&str, String)]) -> (u16, Value) {
+async fn put_with_headers(
+    http: &reqwest::Client,
+    node: &str,
+    key: &str,
+    value: &str,
+    headers: &[(&str, String)],
+) -> (u16, Value) {
     let mut request = http.put(format!("{node}/v1/kv/{key}")).body(value.to_string());
     for (name, value) in headers {
         request = request.header(*name, value);
@@ -185,7 +191,11 @@ async fn put_with_headers(http: &reqwest::Client, node: &str, key: &str, value: 
 }
 
 fn stamp(session: &str, seq: u64) -> Vec<(&'static str, String)> {
-    vec![("x-raftkv-session", session.to_string()), ("x-raftkv-seq", seq.to_string()), ("x-raftkv-ack-below", seq.to_string())]
+    vec![
+        ("x-raftkv-session", session.to_string()),
+        ("x-raftkv-seq", seq.to_string()),
+        ("x-raftkv-ack-below", seq.to_string()),
+    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,7 +271,10 @@ async fn expired_sessions_and_reused_idempotency_keys_are_refused_without_applyi
         assert_eq!(status, 400, "{headers:?}: {body}");
         let code = body["error"]["code"].as_str().unwrap_or_default();
         assert!(code == "invalid_header" || code == "invalid_session", "{body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| m.contains("x-raftkv") || m.contains("session")), "{body}");
+        assert!(
+            body["error"]["message"].as_str().is_some_and(|m| m.contains("x-raftkv") || m.contains("session")),
+            "{body}"
+        );
     }
 
     phase("an Idempotency-Key retry gets the first answer; the key on another request is refused");
