@@ -77,6 +77,18 @@ async fn client_subcommands_against_a_cluster() {
     assert!(stdout(&run(&["delete", "cli/key"])).starts_with("DELETED"));
     assert_one_line_error(&run(&["get", "cli/key"]), "not found");
 
+    phase("an idempotency key makes a rerun of the same write a no-op, and refuses it for another");
+    let first = run(&["put", "cli/once", "1", "--idempotency-key", "cli-once-1"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let again = run(&["put", "cli/once", "1", "--idempotency-key", "cli-once-1"]);
+    assert_eq!(stdout(&again), stdout(&first), "the rerun answers the first revision");
+    assert_one_line_error(&run(&["put", "cli/once", "2", "--idempotency-key", "cli-once-1"]), "cli-once-1");
+    let deleted = run(&["delete", "cli/once", "--idempotency-key", "cli-once-2"]);
+    assert!(stdout(&deleted).starts_with("DELETED"), "{}", stderr(&deleted));
+    let redo = run(&["delete", "cli/once", "--idempotency-key", "cli-once-2"]);
+    assert_eq!(stdout(&redo), stdout(&deleted), "a rerun delete answers as the first did");
+    assert_one_line_error(&run(&["put", "k", "v", "--idempotency-key", ""]), "idempotency key");
+
     phase("status table");
     let status = run(&["status"]);
     let table = stdout(&status);

@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::checker::Verdict;
 use crate::nemesis::{Fault, parse_faults};
 use crate::run::{RunOptions, run};
+use crate::workload_kind::Workload;
 
 /// One fault mix and workload of the cycle.
 #[derive(Debug, Clone)]
@@ -29,13 +30,22 @@ pub struct Mix {
     pub standbys: usize,
     /// Linearizable backups taken every this many ms (0: none).
     pub backup_every_ms: u64,
+    /// What the clients do.
+    pub workload: Workload,
 }
 
 /// The cycle: every fault, alone and mixed, and every workload (reads on voters and on learners,
 /// backups, standbys and the autopilot).
 pub fn default_mixes() -> Vec<Mix> {
-    let mix =
-        |name, nemesis, learners, standbys, backup_every_ms| Mix { name, nemesis, learners, standbys, backup_every_ms };
+    let mix = |name, nemesis, learners, standbys, backup_every_ms| Mix {
+        name,
+        nemesis,
+        learners,
+        standbys,
+        backup_every_ms,
+        workload: Workload::Register,
+    };
+    let on = |name, nemesis, workload| Mix { name, nemesis, learners: 0, standbys: 0, backup_every_ms: 0, workload };
     vec![
         mix("process", "kill,pause", 0, 0, 0),
         mix("power-loss", "power-loss,power-loss-all", 0, 0, 0),
@@ -46,6 +56,9 @@ pub fn default_mixes() -> Vec<Mix> {
         mix("learner-reads", "kill,partition,power-loss", 1, 0, 0),
         mix("standbys", "kill,partition", 0, 2, 0),
         mix("everything", "kill,pause,partition,member,power-loss,slow-disk", 0, 0, 1000),
+        on("counter", "kill,pause,partition", Workload::Counter),
+        on("bank", "kill,pause,partition,power-loss", Workload::Bank),
+        on("watch", "kill,pause,partition", Workload::Watch),
     ]
 }
 
@@ -173,6 +186,7 @@ pub async fn campaign(opts: CampaignOptions) -> anyhow::Result<CampaignSummary> 
             run_opts.faults.retain(|f| *f != Fault::Member);
         }
         run_opts.backup_every = (mix.backup_every_ms > 0).then(|| Duration::from_millis(mix.backup_every_ms));
+        run_opts.workload = mix.workload;
         let run_started = Instant::now();
         eprintln!("campaign: run {number} ({}) starts", mix.name);
         let record = match run(run_opts).await {

@@ -63,14 +63,22 @@ pub struct KeyCheck {
     /// For a violation: a smallest set of this key's operations that cannot be ordered.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub failing: Vec<Operation>,
+    /// For a property of the counter, bank or watch workloads that does not hold: what broke
+    /// it, one line each (the first few).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// The result for a whole history.
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
-    /// Linearizable only if every key is; not linearizable if any key is not.
+    /// The workload checked: `register` (per-key linearizability), or `counter`, `bank`,
+    /// `watch`, whose properties are checked instead (see [`CheckReport::of_properties`]).
+    pub workload: String,
+    /// Linearizable only if every key is; not linearizable if any key is not. For the other
+    /// workloads: linearizable when every property holds.
     pub verdict: Verdict,
-    /// Per key, in key order.
+    /// Per key, in key order; for the other workloads, per property.
     pub keys: Vec<KeyCheck>,
     /// Time the check took, ms.
     pub elapsed_ms: u64,
@@ -84,6 +92,18 @@ impl CheckReport {
 
     /// A one-line verdict for people.
     pub fn summary(&self) -> String {
+        if self.workload != "register" {
+            let bad: Vec<String> = self
+                .violations()
+                .map(|k| format!("{} ({})", k.key, k.problems.first().map_or("", String::as_str)))
+                .collect();
+            let ops: usize = self.keys.iter().map(|k| k.operations).max().unwrap_or(0);
+            let mut line = format!("{}: {} workload, {ops} operations", self.verdict, self.workload);
+            if !bad.is_empty() {
+                line.push_str(&format!("; violated: {}", bad.join("; ")));
+            }
+            return line;
+        }
         let ops: usize = self.keys.iter().map(|k| k.operations).sum();
         let mut line =
             format!("{}: {} keys, {ops} operations, checked in {} ms", self.verdict, self.keys.len(), self.elapsed_ms);
@@ -111,7 +131,7 @@ pub fn check(events: &[Event], budget: Duration) -> Result<CheckReport> {
             Verdict::NotLinearizable => minimal_failing(&ops, deadline),
             _ => Vec::new(),
         };
-        keys.push(KeyCheck { key, verdict, operations: ops.len(), failing });
+        keys.push(KeyCheck { key, verdict, operations: ops.len(), failing, problems: Vec::new() });
     }
     let verdict = if keys.iter().any(|k| k.verdict == Verdict::NotLinearizable) {
         Verdict::NotLinearizable
@@ -120,7 +140,42 @@ pub fn check(events: &[Event], budget: Duration) -> Result<CheckReport> {
     } else {
         Verdict::Linearizable
     };
-    Ok(CheckReport { verdict, keys, elapsed_ms: started.elapsed().as_millis() as u64 })
+    Ok(CheckReport { workload: "register".into(), verdict, keys, elapsed_ms: started.elapsed().as_millis() as u64 })
+}
+
+/// One property a workload's checker tested: its name, the operations it looked at, and what
+/// broke it (empty: it holds).
+#[derive(Debug, Clone)]
+pub struct Property {
+    /// Its name (`conserved-total`, `watch-order`...).
+    pub name: String,
+    /// Operations it considered.
+    pub operations: usize,
+    /// Violations, one line each.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// The report of a workload checked by properties: `linearizable` (the history is
+    /// consistent) when every property holds, `not linearizable` when any does not.
+    pub fn of_properties(workload: &str, properties: Vec<Property>, started: Instant) -> CheckReport {
+        let keys: Vec<KeyCheck> = properties
+            .into_iter()
+            .map(|p| KeyCheck {
+                verdict: if p.problems.is_empty() { Verdict::Linearizable } else { Verdict::NotLinearizable },
+                key: p.name,
+                operations: p.operations,
+                failing: Vec::new(),
+                problems: p.problems.into_iter().take(20).collect(),
+            })
+            .collect();
+        let verdict = if keys.iter().all(|k| k.verdict == Verdict::Linearizable) {
+            Verdict::Linearizable
+        } else {
+            Verdict::NotLinearizable
+        };
+        CheckReport { workload: workload.into(), verdict, keys, elapsed_ms: started.elapsed().as_millis() as u64 }
+    }
 }
 
 /// Checks one register's operations (sorted by invocation) against an initially absent value.

@@ -87,3 +87,21 @@ pub fn write_history(mut out: impl Write, events: &[Event]) -> std::io::Result<(
     }
     out.flush()
 }
+
+/// Each client operation as its invocation and its completion (`None`: never completed), in
+/// invocation order. Nemesis events are left out; a completion without an invocation is
+/// skipped.
+pub fn paired(events: &[Event]) -> Vec<(&Event, Option<&Event>)> {
+    let mut pending: std::collections::HashMap<u64, usize> = std::collections::HashMap::new();
+    let mut ops: Vec<(&Event, Option<&Event>)> = Vec::new();
+    for event in events {
+        let Process::Client(p) = event.process else { continue };
+        if event.kind == EventType::Invoke {
+            pending.insert(p, ops.len());
+            ops.push((event, None));
+        } else if let Some(i) = pending.remove(&p) {
+            ops[i].1 = Some(event);
+        }
+    }
+    ops
+}

@@ -11,6 +11,11 @@
 //!   [`workload`] (the clients), [`nemesis`] (the faults), [`report`] (report.html);
 //!   [`backup_reads`] records linearizable backups as reads of every key in use. With power-loss
 //!   or slow-disk faults, each node runs on a `raftkv_faultfs` disk of its own.
+//! - [`workload_kind`]: the workloads. Beside the register workload ([`workload`]):
+//!   [`counter_workload`] (increments through client sessions: none lost, none twice),
+//!   [`bank_workload`] (transfers in transactions: totals conserved) and [`watch_workload`]
+//!   (watch sequences are the committed order), driven by [`workload_run`] and checked by
+//!   properties instead of per-key linearizability.
 //!
 //! # Example
 //! ```
@@ -29,9 +34,11 @@
 //! ```
 
 pub mod backup_reads;
+pub mod bank_workload;
 pub mod campaign;
 pub mod checker;
 pub mod cluster;
+pub mod counter_workload;
 mod error;
 pub mod history;
 pub mod lost_writes;
@@ -40,6 +47,9 @@ pub mod operation;
 pub mod report;
 pub mod run;
 pub mod testnet;
+pub mod watch_workload;
 pub mod workload;
+pub mod workload_kind;
+pub mod workload_run;
 
 pub use error::{JepsenError, Result};

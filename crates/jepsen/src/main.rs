@@ -12,6 +12,8 @@ use raftkv_jepsen::checker::check;
 use raftkv_jepsen::history::read_history;
 use raftkv_jepsen::nemesis::parse_faults;
 use raftkv_jepsen::run::{RunOptions, run};
+use raftkv_jepsen::workload_kind::Workload;
+use raftkv_jepsen::workload_run::check_workload;
 
 /// Jepsen-style linearizability testing of raftkv.
 #[derive(Debug, Parser)]
@@ -27,7 +29,8 @@ enum Command {
     /// results.json and report.html to --out; exits like `check` (3 when the run itself failed).
     Run(RunArgs),
     /// Many runs for --duration, cycling through fault mixes (process, power-loss, partition,
-    /// slow-disk, member, and mixes of them) and workloads (learner reads, standbys, backups).
+    /// slow-disk, member, and mixes of them) and workloads (learner reads, standbys, backups,
+    /// counter, bank, watch).
     /// Keeps the histories of failing runs, writes summary.json and summary.md to --out; exits 0
     /// if every run was linearizable, 1 if any was not, 2 if some were undecided, 3 on errors.
     Campaign(CampaignArgs),
@@ -41,6 +44,9 @@ enum Command {
         /// Print the per-key report as JSON.
         #[arg(long)]
         json: bool,
+        /// The workload that produced the history: register, counter, bank or watch.
+        #[arg(long, default_value = "register")]
+        workload: Workload,
     },
 }
 
@@ -115,9 +121,23 @@ struct RunArgs {
     /// asking an isolated node.
     #[arg(long, default_value_t = 0)]
     readers: usize,
-    /// Each client request's timeout in ms (a write that times out is recorded as unknown).
+    /// Each client request's timeout in ms.
     #[arg(long, default_value_t = 5000)]
     client_timeout_ms: u64,
+    /// How long, in ms, a client retries a write of unknown outcome through its session (same
+    /// sequence number, any node) before it records the write as unknown.
+    #[arg(long, default_value_t = 10000)]
+    retry_deadline_ms: u64,
+    /// What the clients do: register (read, write, cas; checked for linearizability), counter
+    /// (increments through sessions: none lost or doubled), bank (transfers in transactions:
+    /// totals conserved) or watch (every watch sees the committed order).
+    #[arg(long, default_value = "register")]
+    workload: Workload,
+    /// With --workload counter: clients without sessions that send a write of unknown outcome
+    /// again as a new write. A positive control the counter check must catch applying
+    /// increments twice. Never for a real test.
+    #[arg(long)]
+    unsafe_blind_retries: bool,
 }
 
 /// Parses `--clock-rate ID=RATE`.
@@ -200,6 +220,9 @@ fn campaign_command(args: CampaignArgs) -> ExitCode {
         initial_leader: None,
         readers: 0,
         client_timeout: Duration::from_secs(5),
+        retry_deadline: Duration::from_secs(10),
+        workload: Workload::Register,
+        unsafe_blind_retries: false,
     };
     let opts = CampaignOptions { base, duration: args.duration, mixes: default_mixes() };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
@@ -252,6 +275,11 @@ fn run_command(args: RunArgs) -> ExitCode {
             raftkv_jepsen::cluster::libfaketime()?;
         }
         anyhow::ensure!(args.nemesis_interval > 0.0, "--nemesis-interval must be positive");
+        anyhow::ensure!(
+            args.workload == Workload::Register
+                || (args.backup_every_ms == 0 && args.read_from == "voters" && args.readers == 0),
+            "--backup-every-ms, --read-from learners and --readers go with the register workload only"
+        );
         Ok(RunOptions {
             bin,
             nodes: args.nodes,
@@ -275,6 +303,9 @@ fn run_command(args: RunArgs) -> ExitCode {
             initial_leader: args.initial_leader,
             readers: args.readers,
             client_timeout: Duration::from_millis(args.client_timeout_ms.max(1)),
+            retry_deadline: Duration::from_millis(args.retry_deadline_ms),
+            workload: args.workload,
+            unsafe_blind_retries: args.unsafe_blind_retries,
         })
     };
     let opts = match setup() {
@@ -297,6 +328,12 @@ fn run_command(args: RunArgs) -> ExitCode {
     match result {
         Ok(results) => {
             for violation in results.check.violations() {
+                for problem in &violation.problems {
+                    eprintln!("{}: {problem}", violation.key);
+                }
+                if violation.failing.is_empty() {
+                    continue;
+                }
                 eprintln!("key {:?}: these operations cannot be ordered:", violation.key);
                 for op in &violation.failing {
                     eprintln!("  {}", serde_json::to_string(op).expect("operation serialises"));
@@ -318,7 +355,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run_command(args),
         Command::Campaign(args) => campaign_command(args),
-        Command::Check { history, budget_secs, json } => {
+        Command::Check { history, budget_secs, json, workload } => {
             let events = match File::open(&history)
                 .map_err(|e| format!("cannot open {}: {e}", history.display()))
                 .and_then(|f| read_history(BufReader::new(f)).map_err(|e| e.to_string()))
@@ -329,7 +366,12 @@ fn main() -> ExitCode {
                     return ExitCode::from(3);
                 }
             };
-            let report = match check(&events, Duration::from_secs(budget_secs)) {
+            let checked = if workload == Workload::Register {
+                check(&events, Duration::from_secs(budget_secs))
+            } else {
+                Ok(check_workload(workload, &events))
+            };
+            let report = match checked {
                 Ok(report) => report,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -340,6 +382,12 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&report).expect("report serialises"));
             }
             for violation in report.violations() {
+                for problem in &violation.problems {
+                    eprintln!("{}: {problem}", violation.key);
+                }
+                if violation.failing.is_empty() {
+                    continue;
+                }
                 eprintln!("key {:?}: these operations cannot be ordered:", violation.key);
                 for op in &violation.failing {
                     eprintln!("  {}", serde_json::to_string(op).expect("operation serialises"));

@@ -20,6 +20,8 @@ use crate::nemesis::{Fault, Nemesis, run_schedule};
 use crate::report::write_html;
 use crate::testnet::TestNet;
 use crate::workload::{ClientSpec, KeySpace, Recorder, final_read, run_client};
+use crate::workload_kind::Workload;
+use crate::workload_run::{WorkloadClient, check_workload, final_reads, prepare, spawn_clients};
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -69,8 +71,16 @@ pub struct RunOptions {
     pub initial_leader: Option<usize>,
     /// Extra clients that only read, each pinned to one voter (round robin), never moving on.
     pub readers: usize,
-    /// Each client request's timeout (a write that times out is `info`).
+    /// Each client request's timeout.
     pub client_timeout: Duration,
+    /// How long a client retries a write of unknown outcome through its session (same sequence
+    /// number, any node) before it records the write as `info`.
+    pub retry_deadline: Duration,
+    /// What the clients do, and how the history is checked.
+    pub workload: Workload,
+    /// A positive control for the counter workload: clients without sessions that send a write
+    /// of unknown outcome again as a new one (see [`WorkloadClient::blind_retries`]).
+    pub unsafe_blind_retries: bool,
 }
 
 /// An autopilot or cluster event, as the run saw it on the leader's event log.
@@ -177,6 +187,14 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("create {}", opts.out.display()))?;
     let data = tempfile::Builder::new().prefix("raftkv-jepsen-").tempdir()?;
 
+    if opts.workload != Workload::Register
+        && (opts.backup_every.is_some() || opts.read_from_learners || opts.readers > 0)
+    {
+        bail!("backups, learner reads and pinned readers are part of the register workload only");
+    }
+    if opts.unsafe_blind_retries && opts.workload != Workload::Counter {
+        bail!("blind retries are a positive control of the counter workload");
+    }
     if opts.read_from_learners && opts.learners == 0 {
         bail!("reading from learners needs --learners 1 or more");
     }
@@ -218,7 +236,21 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     let learners = cluster.learner_endpoints();
     let mut clients = Vec::new();
     let slots = (opts.concurrency + opts.readers) as u64;
-    for slot in 0..opts.concurrency + opts.readers {
+    if opts.workload != Workload::Register {
+        prepare(opts.workload, &endpoints).await.context("prepare the workload")?;
+        let template = WorkloadClient {
+            slot: 0,
+            slots: 1,
+            endpoints: cluster.endpoints(),
+            until,
+            timeout: opts.client_timeout,
+            retry_deadline: opts.retry_deadline,
+            blind_retries: opts.unsafe_blind_retries,
+        };
+        clients = spawn_clients(opts.workload, &template, opts.concurrency, &rec);
+    }
+    let register_slots = if opts.workload == Workload::Register { opts.concurrency + opts.readers } else { 0 };
+    for slot in 0..register_slots {
         let reads_only = slot >= opts.concurrency;
         let endpoint = endpoints[slot % endpoints.len()].clone();
         let read_endpoint =
@@ -236,6 +268,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
             consistency: opts.read_consistency,
             until,
             timeout: opts.client_timeout,
+            retry_deadline: opts.retry_deadline,
             reads_only,
         };
         let (keys, values, rec) = (keys.clone(), values.clone(), rec.clone());
@@ -272,7 +305,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
     cluster.wait_for_leader(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut process = FINAL_READ_PROCESS;
-    for key in keys.used() {
+    if opts.workload != Workload::Register {
+        final_reads(opts.workload, &endpoints, &rec).await;
+    }
+    let register_keys = if opts.workload == Workload::Register { keys.used() } else { Vec::new() };
+    for key in register_keys {
         for _ in 0..10 {
             process += 1;
             if final_read(&endpoints, &key, process, &rec).await {
@@ -288,8 +325,11 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         let _ = std::fs::copy(data.path().join(format!("n{i}.log")), opts.out.join(format!("n{i}.log")));
     }
 
-    let check = check(&events, opts.check_budget)?;
-    let lost = lost_writes(&events)?;
+    let (check, lost) = if opts.workload == Workload::Register {
+        (check(&events, opts.check_budget)?, lost_writes(&events)?)
+    } else {
+        (check_workload(opts.workload, &events), Vec::new())
+    };
     let mut summary = check.summary();
     if !lost.is_empty() {
         summary.push_str(&format!("; {} acknowledged writes lost", lost.len()));
@@ -303,6 +343,9 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         backups: backups.load(Ordering::Relaxed),
         cluster_events: marks.lock().expect("marks lock").clone(),
         settings: BTreeMap::from([
+            ("workload".into(), opts.workload.to_string()),
+            ("retry_deadline_ms".into(), opts.retry_deadline.as_millis().to_string()),
+            ("unsafe_blind_retries".into(), opts.unsafe_blind_retries.to_string()),
             ("nodes".into(), opts.nodes.to_string()),
             ("learners".into(), opts.learners.to_string()),
             ("standbys".into(), opts.standbys.to_string()),

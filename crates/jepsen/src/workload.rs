@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use raftkv_client::{Client, ClientError, Consistency};
+use raftkv_client::{Client, ClientError, Consistency, SessionOptions};
 use serde_json::{Value, json};
 
 use crate::history::{Event, EventType, Process};
@@ -154,8 +154,11 @@ pub struct ClientSpec {
     pub consistency: Consistency,
     /// When to stop.
     pub until: Instant,
-    /// Per-request timeout; a write that times out is `info`.
+    /// Per-request timeout.
     pub timeout: Duration,
+    /// How long a write of unknown outcome is retried through the client's session before it
+    /// is `info`.
+    pub retry_deadline: Duration,
     /// Only read (from `read_endpoint`, never moving on): a client that keeps asking one node
     /// whatever happens to the others.
     pub reads_only: bool,
@@ -186,6 +189,8 @@ fn as_text(v: &Value) -> Option<String> {
 pub async fn run_client(spec: ClientSpec, keys: &KeySpace, values: &AtomicU64, rec: &Recorder) {
     let endpoints = std::iter::once(spec.endpoint.clone()).chain(spec.fallbacks.iter().cloned());
     let Ok(client) = Client::with_timeout(endpoints, spec.timeout) else { return };
+    let client = client
+        .with_session_options(SessionOptions { retry_deadline: spec.retry_deadline, ..SessionOptions::default() });
     let Ok(reader) = Client::with_timeout([spec.read_endpoint.clone()], spec.timeout) else { return };
     let mut rng = Rng::new(spec.slot + 1);
     let mut process = spec.slot;
@@ -281,7 +286,7 @@ pub async fn final_read(endpoints: &[String], key: &str, process: u64, rec: &Rec
     }
 }
 
-fn error_code(e: &ClientError) -> String {
+pub(crate) fn error_code(e: &ClientError) -> String {
     match e {
         ClientError::Api { code, .. } => code.clone(),
         ClientError::Unreachable { .. } => "unreachable".into(),

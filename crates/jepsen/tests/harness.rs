@@ -1,6 +1,7 @@
 //! The harness end to end on real `raftkv` processes in network namespaces: it must catch a broken
 //! system (stale reads while the leader is isolated) and pass a correct one under kill, pause and
-//! partition, linearizable backups included. Needs root; without it the tests skip, except under `CI`, where they fail.
+//! partition, linearizable backups included; the counter, bank and watch workloads hold their
+//! properties, and blind retries without sessions are caught. Needs root; without it the tests skip, except under `CI`, where they fail.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -345,4 +346,91 @@ fn linearizable_reads_do_not_depend_on_clocks() {
     let (code, stdout, results) = skewed_leader_run("linearizable");
     assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
     assert_eq!(results["settings"]["clock_rates"], "{1: 0.2}", "{}", results["settings"]);
+}
+
+/// A run of `workload` under kill, pause and partition: it must pass with faults of each kind and
+/// `ops` (f, at least this many ok) done.
+fn workload_run_passes(workload: &str, ops: &[(&str, u64)]) -> serde_json::Value {
+    let (code, stdout, results) = jepsen(&[
+        "--workload",
+        workload,
+        "--nemesis",
+        "kill,pause,partition",
+        "--nemesis-interval",
+        "2",
+        "--time-limit",
+        "16",
+        "--concurrency",
+        "6",
+    ]);
+    assert_eq!(code, 0, "expected exit 0 (every property holds): {stdout}");
+    assert!(stdout.starts_with(&format!("linearizable: {workload} workload")), "{stdout}");
+    assert_eq!(results["check"]["workload"], workload);
+    for (f, at_least) in ops {
+        let ok = results["ops"][*f]["ok"].as_u64().unwrap_or(0);
+        assert!(ok >= *at_least, "only {ok} ok {f} operations: {}", results["ops"]);
+    }
+    let faults: Vec<&str> =
+        results["faults"].as_array().unwrap().iter().map(|f| f["fault"].as_str().unwrap()).collect();
+    for fault in ["kill", "pause", "partition"] {
+        assert!(faults.contains(&fault), "no {fault} fault in {faults:?}");
+    }
+    results
+}
+
+#[test]
+fn counter_increments_through_sessions_are_neither_lost_nor_doubled() {
+    if !root_or_skip("counter_increments_through_sessions_are_neither_lost_nor_doubled") {
+        return;
+    }
+    let results = workload_run_passes("counter", &[("add", 100), ("read", 20)]);
+    let properties: Vec<&str> =
+        results["check"]["keys"].as_array().unwrap().iter().map(|k| k["key"].as_str().unwrap()).collect();
+    assert!(properties.contains(&"counter-bounds"), "{properties:?}");
+}
+
+#[test]
+fn bank_transfers_conserve_the_total_under_faults() {
+    if !root_or_skip("bank_transfers_conserve_the_total_under_faults") {
+        return;
+    }
+    workload_run_passes("bank", &[("transfer", 50), ("read", 20)]);
+}
+
+#[test]
+fn watches_see_the_committed_order_across_faults_and_reconnects() {
+    if !root_or_skip("watches_see_the_committed_order_across_faults_and_reconnects") {
+        return;
+    }
+    let results = workload_run_passes("watch", &[("put", 100), ("watch", 10)]);
+    let sequences = results["check"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["key"] == "watch-sequences")
+        .expect("watch sequences checked")
+        .clone();
+    assert!(sequences["operations"].as_u64().unwrap() >= 10, "{sequences}");
+}
+
+#[test]
+fn blind_retries_without_sessions_are_caught_applying_increments_twice() {
+    if !root_or_skip("blind_retries_without_sessions_are_caught_applying_increments_twice") {
+        return;
+    }
+    let (code, stdout, _) = jepsen(&[
+        "--workload",
+        "counter",
+        "--unsafe-blind-retries",
+        "--nemesis",
+        "kill",
+        "--nemesis-interval",
+        "2",
+        "--time-limit",
+        "16",
+        "--concurrency",
+        "6",
+    ]);
+    assert_eq!(code, 1, "expected exit 1 (an add applied twice): {stdout}");
+    assert!(stdout.contains("applied twice"), "{stdout}");
 }
