@@ -211,14 +211,10 @@ pub fn check_bank(events: &[Event]) -> CheckReport {
             _ => {}
         }
     }
-    let mut properties = vec![Property { name: "conserved-total".into(), operations: reads, problems }];
-    if reads == 0 || transfers == 0 {
-        properties.push(Property {
-            name: "progress".into(),
-            operations: reads + transfers,
-            problems: vec![format!("{reads} reads and {transfers} transfers succeeded: both must be some")],
-        });
-    }
+    let properties = vec![
+        Property::new("conserved-total", reads, problems),
+        Property::progress(&[("read", reads), ("transfer", transfers)]),
+    ];
     CheckReport::of_properties("bank", properties, started)
 }
 

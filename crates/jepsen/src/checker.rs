@@ -155,6 +155,23 @@ pub struct Property {
     pub problems: Vec<String>,
 }
 
+impl Property {
+    /// `name` with the operations it considered and what broke it.
+    pub fn new(name: &str, operations: usize, problems: Vec<String>) -> Property {
+        Property { name: name.into(), operations, problems }
+    }
+
+    /// That the run did something: every count of ok operations (`what`, how many) above zero.
+    pub fn progress(counts: &[(&str, usize)]) -> Property {
+        let problems = counts
+            .iter()
+            .filter(|(_, n)| *n == 0)
+            .map(|(what, _)| format!("no {what} succeeded: a run that does nothing proves nothing"))
+            .collect();
+        Property::new("progress", counts.iter().map(|(_, n)| n).sum(), problems)
+    }
+}
+
 impl CheckReport {
     /// The report of a workload checked by properties: `linearizable` (the history is
     /// consistent) when every property holds, `not linearizable` when any does not.

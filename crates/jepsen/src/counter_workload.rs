@@ -137,10 +137,11 @@ pub fn check_counter(events: &[Event]) -> CheckReport {
             ));
         }
     }
-    let mut properties = vec![Property { name: "counter-bounds".into(), operations: ops.len(), problems }];
-    if reads.is_empty() {
-        properties.push(Property { name: "reads".into(), operations: 0, problems: vec!["no read succeeded".into()] });
-    }
+    let adds = done.len();
+    let properties = vec![
+        Property::new("counter-bounds", ops.len(), problems),
+        Property::progress(&[("add", adds), ("read", reads.len())]),
+    ];
     CheckReport::of_properties("counter", properties, started)
 }
 

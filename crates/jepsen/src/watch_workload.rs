@@ -223,7 +223,7 @@ pub fn check_watch(events: &[Event]) -> CheckReport {
         c.filter(|c| c.kind == EventType::Ok && c.f == "watch" && c.value["reference"] == json!(true))
     });
     let Some(reference) = reference else {
-        let missing = Property { name: "reference".into(), operations: 0, problems: vec!["no reference watch".into()] };
+        let missing = Property::new("reference", 0, vec!["no reference watch succeeded after the run".into()]);
         return CheckReport::of_properties("watch", vec![missing], started);
     };
     let committed = changes_of(&reference.value);
@@ -315,19 +315,13 @@ pub fn check_watch(events: &[Event]) -> CheckReport {
             ));
         }
     }
-    let mut properties = vec![
-        Property { name: "committed-order".into(), operations: committed.len(), problems: order },
-        Property { name: "acknowledged-puts".into(), operations: puts, problems: acknowledged },
-        Property { name: "watch-sequences".into(), operations: watch_count, problems: watches },
-        Property { name: "linearizable-start".into(), operations: watch_count, problems: linearizable_start },
+    let properties = vec![
+        Property::new("committed-order", committed.len(), order),
+        Property::new("acknowledged-puts", puts, acknowledged),
+        Property::new("watch-sequences", watch_count, watches),
+        Property::new("linearizable-start", watch_count, linearizable_start),
+        Property::progress(&[("put", puts), ("watch", watch_count)]),
     ];
-    if puts == 0 || watch_count == 0 {
-        properties.push(Property {
-            name: "progress".into(),
-            operations: puts + watch_count,
-            problems: vec![format!("{puts} puts and {watch_count} watches succeeded: both must be some")],
-        });
-    }
     CheckReport::of_properties("watch", properties, started)
 }
 

@@ -231,6 +231,15 @@ mod tests {
         Box::new(Command::Put { key: key.into(), value: value.as_bytes().to_vec() })
     }
 
+    /// A batch on `store` whose first entry founded the cluster at 1 000 ms.
+    fn founded(store: &crate::Store) -> ApplyBatch<'_> {
+        let mut batch = ApplyBatch::new(store.state_machine.db(), 0, AppliedState::default());
+        batch
+            .apply(entry(1, 1_000, Command::FoundCluster { cluster_id: "0123456789abcdef0123456789abcdef".into() }))
+            .unwrap();
+        batch
+    }
+
     fn in_session(session: u64, seq: u64, ack_below: u64, command: Box<Command>) -> Command {
         Command::InSession { stamp: SessionStamp { session, seq, ack_below }, command }
     }
@@ -239,10 +248,7 @@ mod tests {
     fn a_retried_session_write_answers_its_first_result_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::Store::open(dir.path()).unwrap();
-        let mut batch = ApplyBatch::new(store.state_machine.db(), 0, AppliedState::default());
-        batch
-            .apply(entry(1, 1_000, Command::FoundCluster { cluster_id: "0123456789abcdef0123456789abcdef".into() }))
-            .unwrap();
+        let mut batch = founded(&store);
         let registered = batch.apply(entry(2, 1_000, Command::RegisterSession { ttl_ms: 5_000 })).unwrap();
         assert_eq!(registered.outcome, Outcome::Session(SessionOutcome::Registered { id: 2, ttl_ms: 5_000 }));
 
@@ -290,10 +296,7 @@ mod tests {
     fn an_idempotency_key_answers_the_same_request_and_refuses_another() {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::Store::open(dir.path()).unwrap();
-        let mut batch = ApplyBatch::new(store.state_machine.db(), 0, AppliedState::default());
-        batch
-            .apply(entry(1, 1_000, Command::FoundCluster { cluster_id: "0123456789abcdef0123456789abcdef".into() }))
-            .unwrap();
+        let mut batch = founded(&store);
         let keyed = |fingerprint: u8, value: &str| Command::Idempotent {
             key: "k1".into(),
             fingerprint: [fingerprint; 32],
