@@ -49,6 +49,12 @@ fn help_and_bad_invocations() {
         "cannot listen on not-an-address",
     );
     assert_one_line_error(&raftkv(&["get", "k", "--endpoints", "http://127.0.0.1:1"]), "no endpoint reachable");
+
+    // TLS options: a certificate goes with its key and with a CA; files must exist.
+    assert_eq!(raftkv(&["get", "k", "--cert", "c.pem"]).status.code(), Some(2));
+    assert_one_line_error(&raftkv(&["get", "k", "--cert", "c.pem", "--key", "k.pem"]), "--cacert");
+    assert_one_line_error(&raftkv(&["get", "k", "--cacert", "/nonexistent/ca.pem"]), "/nonexistent/ca.pem");
+    assert_one_line_error(&raftkv(&["get", "k", "--endpoints", "https://127.0.0.1:1"]), "--cacert");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

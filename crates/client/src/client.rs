@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use raftkv_tls::ClientTlsFiles;
 use raftkv_types::NodeId;
 use raftkv_types::api::{
     CasRequest, CasResponse, Consistency, DeleteResponse, Durability, ErrorBody, LeaderTransferRequest,
@@ -81,21 +82,53 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        Client::build(endpoints, timeout, None)
+    }
+
+    /// A client of the nodes at `endpoints` (`https://host:port`, or `host:port`) over TLS:
+    /// every node's certificate must come from `tls.ca`, and `tls.cert` with `tls.key`, if
+    /// given, is presented to nodes that ask for a client certificate. Request timeout
+    /// `timeout`.
+    pub fn with_tls<I, S>(endpoints: I, timeout: Duration, tls: &ClientTlsFiles) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let config = tls.load().map_err(|e| ClientError::Config(format!("TLS: {e}")))?;
+        Client::build(endpoints, timeout, Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
+    }
+
+    fn build<I, S>(endpoints: I, timeout: Duration, tls: Option<tokio_rustls::TlsConnector>) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoints: Vec<String> = endpoints
             .into_iter()
             .filter(|e| !e.as_ref().trim().trim_end_matches('/').is_empty())
-            .map(|e| endpoint_url(e.as_ref()))
+            .map(|e| endpoint_url(e.as_ref(), scheme))
             .collect();
         if endpoints.is_empty() {
             return Err(ClientError::Config("no endpoints given".into()));
         }
         let authorities = endpoints.iter().map(|e| authority(e)).collect::<Result<Vec<_>>>()?;
+        if let Some(other) = endpoints.iter().find(|e| !e.starts_with(&format!("{scheme}://"))) {
+            return Err(ClientError::Config(if tls.is_some() {
+                format!("endpoint {other} is plain http, and this client speaks TLS: use https://")
+            } else {
+                format!(
+                    "endpoint {other} is https: give the CA that signed the cluster's certificates \
+                     (Client::with_tls, --cacert)"
+                )
+            }));
+        }
         Ok(Client {
             endpoints: Arc::new(endpoints),
             authorities: Arc::new(authorities),
             current: Arc::new(AtomicUsize::new(0)),
             leader: Arc::new(AtomicUsize::new(NO_LEADER)),
-            pool: Arc::new(ConnectionPool::new(Duration::from_secs(2))),
+            pool: Arc::new(ConnectionPool::new(Duration::from_secs(2), tls)),
             timeout,
             read_preference: ReadPreference::default(),
             read_targets: Arc::default(),
@@ -122,6 +155,11 @@ impl Client {
     /// The endpoints this client knows.
     pub fn endpoints(&self) -> &[String] {
         &self.endpoints
+    }
+
+    /// `https` when this client speaks TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.pool.is_tls() { "https" } else { "http" }
     }
 
     /// Writes `value` under `key`, acknowledged once a majority has it.
@@ -203,7 +241,7 @@ impl Client {
             && let Ok(members) = self.members().await
             && let Some(leader) = members.leader.and_then(|id| members.members.into_iter().find(|m| m.id == id))
         {
-            self.note_leader(&format!("http://{}", leader.addr));
+            self.note_leader(&leader.addr);
         }
         self.send_to(Method::GET, path, &Payload::Empty, true, &[]).await.map(|(_, body)| body)
     }
@@ -222,7 +260,7 @@ impl Client {
     /// `GET path` on the node at `endpoint` only (never another one): its URL and the answer's
     /// body, or the error it answered.
     pub(crate) async fn get_of(&self, endpoint: &str, path: &str) -> Result<(String, Bytes)> {
-        let endpoint = endpoint_url(endpoint);
+        let endpoint = endpoint_url(endpoint, self.scheme());
         let answer = self
             .request(&authority(&endpoint)?, Method::GET, path, false, Bytes::new(), &[])
             .await
@@ -385,9 +423,12 @@ impl Client {
 
     /// Remembers the leader a forwarding node named (its base URL), if it is one of the
     /// endpoints.
+    /// Remembers the endpoint at `url` (`http://host:port`, `https://...` or `host:port`, as
+    /// nodes name the leader) as the leader's, if it is one of this client's.
     fn note_leader(&self, url: &str) {
         let url = url.trim_end_matches('/');
-        if let Some(idx) = self.endpoints.iter().position(|e| e == url) {
+        let address = url.split_once("://").map_or(url, |(_, rest)| rest);
+        if let Some(idx) = self.authorities.iter().position(|a| a == address) {
             self.leader.store(idx, Ordering::Relaxed);
         }
     }
@@ -418,19 +459,26 @@ pub(crate) fn key_path(key: &str, suffix: &str) -> String {
     format!("/v1/kv/{}{suffix}", utf8_percent_encode(key, KEY_SEGMENT))
 }
 
-/// `endpoint` as a base URL: trimmed, without a trailing `/`, `http://` added when no scheme is
-/// given.
-pub(crate) fn endpoint_url(endpoint: &str) -> String {
+/// `endpoint` as a base URL: trimmed, without a trailing `/`, `{scheme}://` added when no
+/// scheme is given.
+pub(crate) fn endpoint_url(endpoint: &str, scheme: &str) -> String {
     let e = endpoint.trim().trim_end_matches('/');
-    if e.contains("://") { e.to_string() } else { format!("http://{e}") }
+    if e.contains("://") { e.to_string() } else { format!("{scheme}://{e}") }
 }
 
-/// The `host:port` of an `http://host[:port]` endpoint (port 80 when none is given).
+/// The `host:port` of an `http://host[:port]` or `https://host[:port]` endpoint (port 80 or 443
+/// when none is given).
 pub(crate) fn authority(endpoint: &str) -> Result<String> {
-    let bad = || ClientError::Config(format!("endpoint {endpoint:?} is not http://host:port"));
-    let rest = endpoint.strip_prefix("http://").ok_or_else(|| {
-        ClientError::Config(format!("endpoint {endpoint:?}: only http://host:port endpoints are supported"))
-    })?;
+    let bad = || ClientError::Config(format!("endpoint {endpoint:?} is not http://host:port or https://host:port"));
+    let (rest, default_port) = match (endpoint.strip_prefix("http://"), endpoint.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, 80),
+        (_, Some(rest)) => (rest, 443),
+        _ => {
+            return Err(ClientError::Config(format!(
+                "endpoint {endpoint:?}: only http://host:port and https://host:port endpoints are supported"
+            )));
+        }
+    };
     if rest.contains(['/', '?', '#', '@']) {
         return Err(bad());
     }
@@ -438,7 +486,7 @@ pub(crate) fn authority(endpoint: &str) -> Result<String> {
     if authority.host().is_empty() {
         return Err(bad());
     }
-    Ok(format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80)))
+    Ok(format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(default_port)))
 }
 
 pub(crate) fn transport_error(endpoint: &str, e: SendError) -> ClientError {

@@ -30,6 +30,8 @@ const MAX_IDLE_PER_NODE: usize = 512;
 pub(crate) struct ConnectionPool {
     idle: Mutex<HashMap<String, Vec<SendRequest<Full<Bytes>>>>>,
     connect_timeout: Duration,
+    /// Every connection is TLS through this, when set (`https://` endpoints).
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
 /// A complete answer.
@@ -62,8 +64,13 @@ pub(crate) enum SendError {
 pub(crate) const LEADER_HEADER: &str = "x-raftkv-leader";
 
 impl ConnectionPool {
-    pub(crate) fn new(connect_timeout: Duration) -> ConnectionPool {
-        ConnectionPool { idle: Mutex::new(HashMap::new()), connect_timeout }
+    pub(crate) fn new(connect_timeout: Duration, tls: Option<tokio_rustls::TlsConnector>) -> ConnectionPool {
+        ConnectionPool { idle: Mutex::new(HashMap::new()), connect_timeout, tls }
+    }
+
+    /// Whether connections are TLS.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Sends one request to the node at `authority` (`host:port`) and reads its whole answer.
@@ -161,16 +168,43 @@ impl ConnectionPool {
         };
         // Requests are small and each waits for its answer: send them at once.
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(format!("connect to {authority}: {e}")))?;
-        tokio::spawn(async move {
-            // Ends when the node closes the connection or the last sender is dropped.
-            let _ = connection.await;
-        });
-        Ok(sender)
+        let Some(tls) = &self.tls else { return handshake(authority, stream).await };
+        let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let name = rustls_pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| SendError::Invalid(format!("{host:?} is not a TLS server name: {e}")))?;
+        let stream = match tokio::time::timeout(self.connect_timeout, tls.connect(name, stream)).await {
+            Ok(Ok(stream)) => stream,
+            // A certificate the CA did not sign, or a server that does not speak TLS: nothing
+            // was sent.
+            Ok(Err(e)) => return Err(SendError::Connect(format!("TLS with {authority}: {e}"))),
+            Err(_) => {
+                return Err(SendError::Connect(format!(
+                    "TLS with {authority}: no handshake within {:?}",
+                    self.connect_timeout
+                )));
+            }
+        };
+        handshake(authority, stream).await
     }
 }
+
+/// Starts HTTP/1.1 on `stream`; a task drives the connection until the node closes it or the
+/// last sender is dropped.
+async fn handshake<S>(authority: &str, stream: S) -> Result<SendRequest<Full<Bytes>>, SendError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| SendError::Connect(format!("connect to {authority}: {e}")))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+impl ConnectionPool {}
 
 fn build_request(
     authority: &str,

@@ -42,6 +42,7 @@ pub use client::Client;
 pub use error::{ClientError, Result};
 pub use lock::Lock;
 pub use probes::{Probe, ProbeReport};
+pub use raftkv_tls::ClientTlsFiles;
 pub use raftkv_types::api::{
     BackupConsistency, CasResponse, Consistency, DeleteResponse, Durability, LeaderTransferResponse, MemberInfo,
     MemberRole, MemberStatus, MembersResponse, NodeStatus, PutResponse, Role, ScanEntry, ScanResponse,

@@ -41,7 +41,7 @@ impl Client {
     /// Runs `probe` on the node at `endpoint`. A node that answers is a report, passed or not;
     /// one that does not is an error.
     pub async fn probe_of(&self, endpoint: &str, probe: Probe) -> Result<ProbeReport> {
-        let endpoint = endpoint_url(endpoint);
+        let endpoint = endpoint_url(endpoint, self.scheme());
         let path = match probe {
             Probe::Live => "/livez?verbose".to_string(),
             Probe::Ready => "/readyz?verbose".to_string(),

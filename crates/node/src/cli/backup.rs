@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use base64::Engine;
 use clap::{Args, Subcommand};
-use raftkv_client::Client;
 use raftkv_storage::{FileSummary, SnapshotHeader, SnapshotReader, finish_backup_file, part_path};
 use raftkv_types::NodeId;
 use raftkv_types::api::BackupConsistency;
@@ -105,7 +104,7 @@ pub struct SaveOptions {
 pub async fn run(action: BackupAction) -> anyhow::Result<()> {
     match action {
         BackupAction::Save { endpoints, file, options } => {
-            let (header, summary) = save(&endpoints.endpoints, &file, &options).await?;
+            let (header, summary) = save(&endpoints, &file, &options).await?;
             outln!("{}", saved_line(&file, &header, &summary));
             Ok(())
         }
@@ -115,7 +114,7 @@ pub async fn run(action: BackupAction) -> anyhow::Result<()> {
             restore(&file, &data_dir, id, &initial_cluster, bump_revision).await
         }
         BackupAction::Schedule { endpoints, dir, every, keep, once, options } => {
-            schedule(&endpoints.endpoints, &dir, every, keep, once, &options).await
+            schedule(&endpoints, &dir, every, keep, once, &options).await
         }
     }
 }
@@ -136,7 +135,7 @@ fn saved_line(file: &Path, header: &SnapshotHeader, summary: &FileSummary) -> St
 /// Downloads a backup into `file` through `file.part`. With `skip_revision`, stops (returning
 /// `None`) when the backup's revision is that one: nothing changed since the last backup.
 async fn save_unless(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     file: &Path,
     options: &SaveOptions,
     skip_revision: Option<u64>,
@@ -144,7 +143,7 @@ async fn save_unless(
     if file.is_dir() {
         bail!("{} is a directory; give the path of the backup file to write", file.display());
     }
-    let client = Client::new(endpoints)?;
+    let client = endpoints.client()?;
     let mut download = client.backup(options.consistency, options.idle_timeout).await?;
     if skip_revision == Some(download.revision) {
         return Ok(None);
@@ -171,7 +170,7 @@ async fn save_unless(
 
 /// `raftkv backup save`.
 pub async fn save(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     file: &Path,
     options: &SaveOptions,
 ) -> anyhow::Result<(SnapshotHeader, FileSummary)> {
@@ -347,7 +346,7 @@ fn scheduled_backups(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 async fn schedule(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     dir: &Path,
     every: Duration,
     keep: usize,

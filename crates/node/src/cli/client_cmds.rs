@@ -1,5 +1,6 @@
 //! The client subcommands: put, get, delete, cas, scan, status, member, leader.
 
+use super::Endpoints;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,8 +13,8 @@ use raftkv_types::api::{Consistency, Durability, MembersResponse};
 use super::WriteDedup;
 use super::output::outln;
 
-fn client(endpoints: &[String]) -> anyhow::Result<Client> {
-    Ok(Client::new(endpoints)?)
+fn client(endpoints: &Endpoints) -> anyhow::Result<Client> {
+    endpoints.client()
 }
 
 /// How long a command's own session lives after its write: long enough for the write's
@@ -25,7 +26,7 @@ const COMMAND_RETRY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The client of a write command: through the command's own short session, or with the
 /// idempotency key given.
-pub(crate) fn writer(endpoints: &[String], dedup: &WriteDedup) -> anyhow::Result<Client> {
+pub(crate) fn writer(endpoints: &Endpoints, dedup: &WriteDedup) -> anyhow::Result<Client> {
     let options = SessionOptions { enabled: true, ttl: COMMAND_SESSION_TTL, retry_deadline: COMMAND_RETRY_DEADLINE };
     let client = client(endpoints)?.with_session_options(options);
     Ok(match &dedup.idempotency_key {
@@ -63,7 +64,7 @@ pub async fn put(
 
 /// `raftkv get`: the raw value on stdout; a missing key is an error.
 pub async fn get(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     key: &str,
     consistency: Consistency,
     max_lag_ms: Option<u64>,
@@ -94,7 +95,7 @@ pub async fn get(
 
 /// `raftkv get --meta`: the key, value and revisions as JSON; a missing key is an error.
 pub async fn get_meta(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     key: &str,
     consistency: Consistency,
     read_preference: raftkv_client::ReadPreference,
@@ -128,7 +129,7 @@ pub async fn cas(client: &Client, key: &str, expected: Option<&str>, value: &str
 }
 
 /// `raftkv scan`.
-pub async fn scan(endpoints: &[String], prefix: &str, limit: usize, consistency: Consistency) -> anyhow::Result<()> {
+pub async fn scan(endpoints: &Endpoints, prefix: &str, limit: usize, consistency: Consistency) -> anyhow::Result<()> {
     let resp = client(endpoints)?.scan(prefix, limit, None, consistency).await?;
     for e in &resp.entries {
         outln!("{}\t{}", e.key, e.value);
@@ -140,7 +141,7 @@ pub async fn scan(endpoints: &[String], prefix: &str, limit: usize, consistency:
 }
 
 /// `raftkv status`: asks every member for its own view and the leader for lag, and prints a table.
-pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
+pub async fn status(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
     let text = render_status(&client(endpoints)?, json).await?;
     super::output::write_bytes(text.as_bytes())?;
     Ok(())
@@ -148,7 +149,7 @@ pub async fn status(endpoints: &[String], json: bool) -> anyhow::Result<()> {
 
 /// `raftkv status --watch`: redraws the status every `interval` until interrupted. A node that
 /// does not answer is shown as an error line on the screen, and the next round tries again.
-pub async fn status_watch(endpoints: &[String], json: bool, interval: std::time::Duration) -> anyhow::Result<()> {
+pub async fn status_watch(endpoints: &Endpoints, json: bool, interval: std::time::Duration) -> anyhow::Result<()> {
     let client = client(endpoints)?;
     let terminal = super::output::is_terminal();
     // Registered once, before the first round: a signal that arrives while a round is being drawn
@@ -287,7 +288,7 @@ pub(crate) fn print_members(members: &MembersResponse) -> Result<(), super::outp
 }
 
 /// `raftkv member list`.
-pub async fn member_list(endpoints: &[String], json: bool) -> anyhow::Result<()> {
+pub async fn member_list(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
     let members = client(endpoints)?.members().await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&members)?);
@@ -299,7 +300,7 @@ pub async fn member_list(endpoints: &[String], json: bool) -> anyhow::Result<()>
 
 /// `raftkv member add-learner`.
 pub async fn member_add_learner(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     id: NodeId,
     addr: &str,
     zone: Option<&str>,
@@ -314,7 +315,7 @@ pub async fn member_add_learner(
 }
 
 /// `raftkv member promote`.
-pub async fn member_promote(endpoints: &[String], id: NodeId, force: bool) -> anyhow::Result<()> {
+pub async fn member_promote(endpoints: &Endpoints, id: NodeId, force: bool) -> anyhow::Result<()> {
     let members = client(endpoints)?.promote(id, force).await?;
     outln!("node {id} is a voter");
     print_members(&members)?;
@@ -322,7 +323,7 @@ pub async fn member_promote(endpoints: &[String], id: NodeId, force: bool) -> an
 }
 
 /// `raftkv member remove`.
-pub async fn member_remove(endpoints: &[String], id: NodeId, force: bool) -> anyhow::Result<()> {
+pub async fn member_remove(endpoints: &Endpoints, id: NodeId, force: bool) -> anyhow::Result<()> {
     let members = client(endpoints)?.remove_member(id, force).await?;
     outln!("node {id} removed");
     print_members(&members)?;
@@ -331,7 +332,7 @@ pub async fn member_remove(endpoints: &[String], id: NodeId, force: bool) -> any
 
 /// `raftkv member replace`.
 pub async fn member_replace(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     old: NodeId,
     id: NodeId,
     addr: &str,
@@ -344,7 +345,7 @@ pub async fn member_replace(
 }
 
 /// `raftkv leader transfer`.
-pub async fn leader_transfer(endpoints: &[String], to: NodeId) -> anyhow::Result<()> {
+pub async fn leader_transfer(endpoints: &Endpoints, to: NodeId) -> anyhow::Result<()> {
     let resp = client(endpoints)?.transfer_leader(to).await?;
     outln!("node {} leads", resp.leader);
     Ok(())

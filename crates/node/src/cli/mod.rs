@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use raftkv_client::{Client, ClientTlsFiles};
 use raftkv_types::NodeId;
 use raftkv_types::api::{Consistency, Durability};
 
@@ -391,17 +392,52 @@ pub(crate) struct WriteDedup {
     pub(crate) idempotency_key: Option<String>,
 }
 
-/// Where the cluster is.
+/// Where the cluster is, and how to reach it.
 #[derive(Debug, Args)]
 pub(crate) struct Endpoints {
-    /// Comma-separated node URLs; any node will do.
+    /// Comma-separated node URLs (`http://host:port`, `https://host:port`, or `host:port`,
+    /// which is https with --cacert); any node will do.
     #[arg(
         long,
         env = "RAFTKV_ENDPOINTS",
         value_delimiter = ',',
-        default_value = "http://127.0.0.1:7001,http://127.0.0.1:7002,http://127.0.0.1:7003"
+        default_value = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
     )]
     pub(crate) endpoints: Vec<String>,
+    /// Speak TLS, verifying the nodes' certificates against this CA (PEM).
+    #[arg(long, env = "RAFTKV_CACERT", value_name = "FILE")]
+    pub(crate) cacert: Option<PathBuf>,
+    /// With --cacert: a client certificate (PEM) for nodes that ask for one, with --key.
+    #[arg(long = "cert", id = "client_cert", env = "RAFTKV_CERT", value_name = "FILE", requires = "client_key")]
+    pub(crate) client_cert: Option<PathBuf>,
+    /// The private key of --cert (PEM).
+    #[arg(long = "key", id = "client_key", env = "RAFTKV_KEY", value_name = "FILE", requires = "client_cert")]
+    pub(crate) client_key: Option<PathBuf>,
+}
+
+impl Endpoints {
+    /// A client of the endpoints, with a 15 s request timeout.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
+        self.client_with_timeout(std::time::Duration::from_secs(15))
+    }
+
+    /// A client of the endpoints, over TLS when --cacert is given.
+    pub(crate) fn client_with_timeout(&self, timeout: std::time::Duration) -> anyhow::Result<Client> {
+        match &self.cacert {
+            Some(ca) => {
+                let files = ClientTlsFiles {
+                    ca: Some(ca.clone()),
+                    cert: self.client_cert.clone(),
+                    key: self.client_key.clone(),
+                };
+                Ok(Client::with_tls(&self.endpoints, timeout, &files)?)
+            }
+            None if self.client_cert.is_some() => {
+                anyhow::bail!("--cert needs --cacert: client certificates go with TLS")
+            }
+            None => Ok(Client::with_timeout(&self.endpoints, timeout)?),
+        }
+    }
 }
 
 /// Runs the parsed command line.
@@ -410,75 +446,65 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Put { endpoints, key, value, file, durability, lease, dedup } => {
-            let writer = client_cmds::writer(&endpoints.endpoints, &dedup)?;
+            let writer = client_cmds::writer(&endpoints, &dedup)?;
             client_cmds::put(&writer, &key, value, file, durability, lease).await
         }
         Command::Lease { action } => match action {
-            LeaseAction::Grant { endpoints, ttl } => watch_txn::lease_grant(&endpoints.endpoints, ttl).await,
-            LeaseAction::Keepalive { endpoints, id, every } => {
-                watch_txn::lease_keep_alive(&endpoints.endpoints, id, every).await
-            }
-            LeaseAction::Revoke { endpoints, id } => watch_txn::lease_revoke(&endpoints.endpoints, id).await,
-            LeaseAction::List { endpoints, json } => watch_txn::lease_list(&endpoints.endpoints, None, json).await,
-            LeaseAction::Show { endpoints, id, json } => {
-                watch_txn::lease_list(&endpoints.endpoints, Some(id), json).await
-            }
+            LeaseAction::Grant { endpoints, ttl } => watch_txn::lease_grant(&endpoints, ttl).await,
+            LeaseAction::Keepalive { endpoints, id, every } => watch_txn::lease_keep_alive(&endpoints, id, every).await,
+            LeaseAction::Revoke { endpoints, id } => watch_txn::lease_revoke(&endpoints, id).await,
+            LeaseAction::List { endpoints, json } => watch_txn::lease_list(&endpoints, None, json).await,
+            LeaseAction::Show { endpoints, id, json } => watch_txn::lease_list(&endpoints, Some(id), json).await,
         },
         Command::Get { endpoints, key, consistency, read_preference, meta: true, .. } => {
-            client_cmds::get_meta(&endpoints.endpoints, &key, consistency, read_preference).await
+            client_cmds::get_meta(&endpoints, &key, consistency, read_preference).await
         }
         Command::Get { endpoints, key, consistency, max_lag_ms, read_preference, raw, meta: false } => {
-            client_cmds::get(&endpoints.endpoints, &key, consistency, max_lag_ms, read_preference, raw).await
+            client_cmds::get(&endpoints, &key, consistency, max_lag_ms, read_preference, raw).await
         }
         Command::Delete { endpoints, key, dedup } => {
-            client_cmds::delete(&client_cmds::writer(&endpoints.endpoints, &dedup)?, &key).await
+            client_cmds::delete(&client_cmds::writer(&endpoints, &dedup)?, &key).await
         }
         Command::Cas { endpoints, key, value, expected, absent: _, dedup } => {
-            let writer = client_cmds::writer(&endpoints.endpoints, &dedup)?;
+            let writer = client_cmds::writer(&endpoints, &dedup)?;
             client_cmds::cas(&writer, &key, expected.as_deref(), &value).await
         }
         Command::Scan { endpoints, prefix, limit, consistency } => {
-            client_cmds::scan(&endpoints.endpoints, &prefix, limit, consistency).await
+            client_cmds::scan(&endpoints, &prefix, limit, consistency).await
         }
         Command::Watch { endpoints, prefix, key, from, prev_kv, no_put, no_delete, json, count } => {
             let args =
                 watch_txn::WatchArgs { target: prefix, exact_key: key, from, prev_kv, no_put, no_delete, json, count };
-            watch_txn::watch(&endpoints.endpoints, args).await
+            watch_txn::watch(&endpoints, args).await
         }
         Command::Txn { endpoints, file, json, dedup } => {
-            watch_txn::txn(&client_cmds::writer(&endpoints.endpoints, &dedup)?, &file, json).await
+            watch_txn::txn(&client_cmds::writer(&endpoints, &dedup)?, &file, json).await
         }
-        Command::Status { endpoints, json, watch: false, .. } => client_cmds::status(&endpoints.endpoints, json).await,
+        Command::Status { endpoints, json, watch: false, .. } => client_cmds::status(&endpoints, json).await,
         Command::Status { endpoints, json, watch: true, interval } => {
-            client_cmds::status_watch(&endpoints.endpoints, json, interval).await
+            client_cmds::status_watch(&endpoints, json, interval).await
         }
         Command::Member { action } => match action {
-            MemberAction::List { endpoints, json } => client_cmds::member_list(&endpoints.endpoints, json).await,
+            MemberAction::List { endpoints, json } => client_cmds::member_list(&endpoints, json).await,
             MemberAction::AddLearner { endpoints, id, addr, zone, standby } => {
-                client_cmds::member_add_learner(&endpoints.endpoints, id, &addr, zone.as_deref(), standby).await
+                client_cmds::member_add_learner(&endpoints, id, &addr, zone.as_deref(), standby).await
             }
-            MemberAction::Standby { endpoints, id, off } => {
-                operations::member_standby(&endpoints.endpoints, id, !off).await
-            }
-            MemberAction::Promote { endpoints, id, force } => {
-                client_cmds::member_promote(&endpoints.endpoints, id, force).await
-            }
-            MemberAction::Remove { endpoints, id, force } => {
-                client_cmds::member_remove(&endpoints.endpoints, id, force).await
-            }
+            MemberAction::Standby { endpoints, id, off } => operations::member_standby(&endpoints, id, !off).await,
+            MemberAction::Promote { endpoints, id, force } => client_cmds::member_promote(&endpoints, id, force).await,
+            MemberAction::Remove { endpoints, id, force } => client_cmds::member_remove(&endpoints, id, force).await,
             MemberAction::Replace { endpoints, old, id, addr, force } => {
-                client_cmds::member_replace(&endpoints.endpoints, old, id, &addr, force).await
+                client_cmds::member_replace(&endpoints, old, id, &addr, force).await
             }
         },
         Command::Leader { action: LeaderAction::Transfer { endpoints, to } } => {
-            client_cmds::leader_transfer(&endpoints.endpoints, to).await
+            client_cmds::leader_transfer(&endpoints, to).await
         }
         Command::Backup { action } => backup::run(action).await,
         Command::Recover { action } => recover::run(action).await,
         Command::Autopilot { action } => operations::autopilot(action).await,
-        Command::Health { endpoints, json } => operations::health(&endpoints.endpoints, json).await,
+        Command::Health { endpoints, json } => operations::health(&endpoints, json).await,
         Command::Probe { kind, addr, verbose, sync } => operations::probe(&kind, &addr, verbose, sync).await,
-        Command::Events { endpoints, json } => operations::events(&endpoints.endpoints, json).await,
+        Command::Events { endpoints, json } => operations::events(&endpoints, json).await,
         Command::Replication { action } => operations::replication(action).await,
     }
 }

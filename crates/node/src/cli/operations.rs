@@ -83,7 +83,7 @@ pub(crate) enum ReplicationAction {
 }
 
 fn client(endpoints: &Endpoints) -> anyhow::Result<Client> {
-    Ok(Client::new(&endpoints.endpoints)?)
+    endpoints.client()
 }
 
 /// `raftkv autopilot ...`.
@@ -158,8 +158,8 @@ pub(crate) async fn probe(kind: &str, addr: &str, verbose: bool, sync: Option<Du
 }
 
 /// `raftkv health`: exits 1 when the cluster is not healthy.
-pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<()> {
-    let health = Client::new(endpoints)?.health().await?;
+pub(crate) async fn health(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
+    let health = endpoints.client()?.health().await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&health)?);
     } else {
@@ -218,8 +218,8 @@ pub(crate) async fn health(endpoints: &[String], json: bool) -> anyhow::Result<(
 }
 
 /// `raftkv events`.
-pub(crate) async fn events(endpoints: &[String], json: bool) -> anyhow::Result<()> {
-    let events = Client::new(endpoints)?.events().await?;
+pub(crate) async fn events(endpoints: &Endpoints, json: bool) -> anyhow::Result<()> {
+    let events = endpoints.client()?.events().await?;
     if json {
         outln!("{}", serde_json::to_string_pretty(&events)?);
         return Ok(());
@@ -262,8 +262,8 @@ fn print_replication(status: &ReplicationStatus) -> Result<(), super::output::Ou
 }
 
 /// `raftkv member standby`.
-pub(crate) async fn member_standby(endpoints: &[String], id: NodeId, standby: bool) -> anyhow::Result<()> {
-    let members = Client::new(endpoints)?.set_standby(id, standby).await?;
+pub(crate) async fn member_standby(endpoints: &Endpoints, id: NodeId, standby: bool) -> anyhow::Result<()> {
+    let members = endpoints.client()?.set_standby(id, standby).await?;
     print_members(&members)?;
     Ok(())
 }

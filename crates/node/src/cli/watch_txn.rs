@@ -1,5 +1,6 @@
 //! `raftkv watch` and `raftkv txn`.
 
+use super::Endpoints;
 use std::io::Read;
 use std::path::Path;
 
@@ -22,8 +23,8 @@ pub(crate) struct WatchArgs {
 }
 
 /// `raftkv watch`: prints changes as they come, until interrupted (or `--count` changes).
-pub(crate) async fn watch(endpoints: &[String], args: WatchArgs) -> anyhow::Result<()> {
-    let client = Client::new(endpoints)?;
+pub(crate) async fn watch(endpoints: &Endpoints, args: WatchArgs) -> anyhow::Result<()> {
+    let client = endpoints.client()?;
     let mut options = if args.exact_key { WatchOptions::key(&args.target) } else { WatchOptions::prefix(&args.target) };
     options.start_revision = args.from;
     options.prev_kv = args.prev_kv;
@@ -97,19 +98,19 @@ pub(crate) async fn txn(client: &Client, file: &Path, json: bool) -> anyhow::Res
 }
 
 /// `raftkv lease grant`: prints the new lease's id.
-pub(crate) async fn lease_grant(endpoints: &[String], ttl: std::time::Duration) -> anyhow::Result<()> {
-    let lease = Client::new(endpoints)?.grant_lease(ttl.as_millis() as u64).await?;
+pub(crate) async fn lease_grant(endpoints: &Endpoints, ttl: std::time::Duration) -> anyhow::Result<()> {
+    let lease = endpoints.client()?.grant_lease(ttl.as_millis() as u64).await?;
     outln!("{} ttl_ms={}", lease.id, lease.ttl_ms);
     Ok(())
 }
 
 /// `raftkv lease keepalive`: renews once, or with `every` until interrupted.
 pub(crate) async fn lease_keep_alive(
-    endpoints: &[String],
+    endpoints: &Endpoints,
     id: u64,
     every: Option<std::time::Duration>,
 ) -> anyhow::Result<()> {
-    let client = Client::new(endpoints)?;
+    let client = endpoints.client()?;
     loop {
         let lease = client.keep_alive_lease(id).await?;
         outln!("KEPT {} ttl_ms={}", lease.id, lease.ttl_ms);
@@ -122,15 +123,15 @@ pub(crate) async fn lease_keep_alive(
 }
 
 /// `raftkv lease revoke`.
-pub(crate) async fn lease_revoke(endpoints: &[String], id: u64) -> anyhow::Result<()> {
-    let done = Client::new(endpoints)?.revoke_lease(id).await?;
+pub(crate) async fn lease_revoke(endpoints: &Endpoints, id: u64) -> anyhow::Result<()> {
+    let done = endpoints.client()?.revoke_lease(id).await?;
     outln!("REVOKED {} deleted={} revision={}", done.id, done.deleted, done.revision);
     Ok(())
 }
 
 /// `raftkv lease list` and `raftkv lease show`.
-pub(crate) async fn lease_list(endpoints: &[String], id: Option<u64>, json: bool) -> anyhow::Result<()> {
-    let client = Client::new(endpoints)?;
+pub(crate) async fn lease_list(endpoints: &Endpoints, id: Option<u64>, json: bool) -> anyhow::Result<()> {
+    let client = endpoints.client()?;
     let leases = match id {
         Some(id) => vec![client.lease(id).await?],
         None => client.leases().await?,
