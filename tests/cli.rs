@@ -16,9 +16,10 @@ use support::{Cluster, ClusterOptions, free_port, phase, raftkv_bin};
 fn help_and_bad_invocations() {
     let help = raftkv(&["--help"]);
     assert!(help.status.success());
-    for cmd in
-        ["serve", "cluster", "put", "get", "delete", "cas", "scan", "status", "member", "leader", "backup", "recover"]
-    {
+    for cmd in [
+        "serve", "cluster", "put", "get", "delete", "cas", "scan", "status", "member", "leader", "backup", "recover",
+        "auth",
+    ] {
         assert!(stdout(&help).contains(cmd), "--help lists {cmd}");
         assert!(raftkv(&[cmd, "--help"]).status.success(), "{cmd} --help");
     }
@@ -49,6 +50,23 @@ fn help_and_bad_invocations() {
         "cannot listen on not-an-address",
     );
     assert_one_line_error(&raftkv(&["get", "k", "--endpoints", "http://127.0.0.1:1"]), "no endpoint reachable");
+
+    // Auth file values: a hash of the password read from stdin, a token and its entry.
+    let mut hashing = Command::new(raftkv_bin())
+        .args(["auth", "hash-password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut hashing.stdin.take().unwrap(), b"correct horse\n").unwrap();
+    let hashed = hashing.wait_with_output().unwrap();
+    assert!(hashed.status.success());
+    let hash = stdout(&hashed);
+    assert!(hash.starts_with("$argon2id$") && !hash.contains("correct horse"), "{hash}");
+    let token = raftkv(&["auth", "new-token", "--name", "ci"]);
+    let printed = stdout(&token);
+    assert!(printed.starts_with("token: rk_") && printed.contains("name = \"ci\"") && printed.contains("sha256 = \""));
+    assert_one_line_error(&raftkv(&["auth", "new-token", "--name", "a\"b"]), "--name");
 
     // TLS options: a certificate goes with its key and with a CA; files must exist.
     assert_eq!(raftkv(&["get", "k", "--cert", "c.pem"]).status.code(), Some(2));

@@ -43,6 +43,8 @@ pub mod api_error;
 mod api_request;
 pub mod append_pipe;
 mod append_server;
+pub mod auth_config;
+pub mod authenticator;
 pub mod client_router;
 pub mod cluster_guard;
 pub mod cluster_router;

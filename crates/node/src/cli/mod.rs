@@ -7,6 +7,7 @@ use raftkv_client::{Client, ClientTlsFiles};
 use raftkv_types::NodeId;
 use raftkv_types::api::{Consistency, Durability};
 
+mod auth;
 mod backup;
 mod client_cmds;
 mod cluster;
@@ -188,6 +189,11 @@ enum Command {
     Leader {
         #[command(subcommand)]
         action: LeaderAction,
+    },
+    /// Values for an auth file: argon2id password hashes and bearer tokens.
+    Auth {
+        #[command(subcommand)]
+        action: auth::AuthAction,
     },
     /// Backups: save, inspect, export, restore into a new cluster, schedule.
     Backup {
@@ -499,6 +505,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Leader { action: LeaderAction::Transfer { endpoints, to } } => {
             client_cmds::leader_transfer(&endpoints, to).await
         }
+        Command::Auth { action } => auth::run(action),
         Command::Backup { action } => backup::run(action).await,
         Command::Recover { action } => recover::run(action).await,
         Command::Autopilot { action } => operations::autopilot(action).await,
