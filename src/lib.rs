@@ -16,7 +16,9 @@
 //! # Ok(()) }
 //! ```
 
-pub use raftkv_client::{Client, ClientError, Probe, ProbeReport, SessionOptions, WatchStream};
+pub use raftkv_client::{
+    Client, ClientError, ClientTlsFiles, Credentials, Probe, ProbeReport, SessionOptions, WatchStream,
+};
 /// The Prometheus client `Node`'s metrics are built with, for [`Node::register_metrics`]: use this
 /// one (or the same version) for the registry a node's metrics join.
 pub use raftkv_node::prometheus_client;

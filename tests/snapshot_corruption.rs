@@ -73,7 +73,7 @@ async fn start_proxy(target: String, snapshots: Arc<AtomicUsize>) -> String {
 async fn a_snapshot_damaged_in_transit_is_refused_and_sent_again() {
     phase("a cluster that has compacted its log");
     let extra = ["--snapshot-every", "100", "--keep-logs", "10"].map(String::from).to_vec();
-    let mut cluster = Cluster::start(ClusterOptions { nodes: 3, extra_args: extra }).await;
+    let mut cluster = Cluster::start(ClusterOptions { nodes: 3, extra_args: extra, ..ClusterOptions::default() }).await;
     let client = cluster.client();
     for i in 0..400 {
         client.put(&format!("key{i:04}"), format!("value {i} {}", "x".repeat(100))).await.unwrap();

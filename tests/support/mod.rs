@@ -52,6 +52,8 @@ pub struct ProcNode {
     pub addr: String,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// `http` or `https`.
+    pub scheme: &'static str,
     args: Vec<String>,
     child: Option<Child>,
 }
@@ -59,7 +61,7 @@ pub struct ProcNode {
 impl ProcNode {
     /// The node's base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// Whether the process is running (as far as this harness knows).
@@ -145,11 +147,16 @@ pub struct ClusterOptions {
     pub nodes: u64,
     /// Extra arguments for every `raftkv serve`.
     pub extra_args: Vec<String>,
+    /// Extra arguments for node N's `raftkv serve` only (index N - 1; missing: none).
+    pub node_args: Vec<Vec<String>>,
+    /// How the harness's clients speak to the nodes: TLS with these files (the nodes' port must
+    /// be TLS), or plain HTTP.
+    pub tls: Option<raftkv::ClientTlsFiles>,
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
-        ClusterOptions { nodes: 3, extra_args: Vec::new() }
+        ClusterOptions { nodes: 3, extra_args: Vec::new(), node_args: Vec::new(), tls: None }
     }
 }
 
@@ -158,6 +165,8 @@ impl Default for ClusterOptions {
 pub struct Cluster {
     pub nodes: Vec<ProcNode>,
     dir: Option<TempDir>,
+    /// The harness's TLS client files, for a cluster whose port is TLS.
+    pub tls: Option<raftkv::ClientTlsFiles>,
 }
 
 impl Cluster {
@@ -174,13 +183,15 @@ impl Cluster {
             let mut args = serve_args(id, addr, &data_dir);
             args.extend(["--initial-cluster".to_string(), initial.clone()]);
             args.extend(opts.extra_args.iter().cloned());
+            args.extend(opts.node_args.get(i).into_iter().flatten().cloned());
             let log = dir.path().join(format!("node-{id}.log"));
-            nodes.push(ProcNode { id, addr: addr.clone(), data_dir, log, args, child: None });
+            let scheme = if opts.tls.is_some() { "https" } else { "http" };
+            nodes.push(ProcNode { id, addr: addr.clone(), data_dir, log, scheme, args, child: None });
         }
         for node in &mut nodes {
             node.start();
         }
-        let cluster = Cluster { nodes, dir: Some(dir) };
+        let cluster = Cluster { nodes, dir: Some(dir), tls: opts.tls };
         cluster.wait_for_leader(Duration::from_secs(20)).await;
         cluster
     }
@@ -194,12 +205,12 @@ impl Cluster {
             let mut args = serve_args(id, &addr, &data_dir);
             args.extend(extra_args.iter().map(|a| a.to_string()));
             let log = dir.path().join(format!("node-{id}.log"));
-            procs.push(ProcNode { id, addr, data_dir, log, args, child: None });
+            procs.push(ProcNode { id, addr, data_dir, log, scheme: "http", args, child: None });
         }
         for node in &mut procs {
             node.start();
         }
-        let cluster = Cluster { nodes: procs, dir: Some(dir) };
+        let cluster = Cluster { nodes: procs, dir: Some(dir), tls: None };
         cluster.wait_for_leader(Duration::from_secs(20)).await;
         cluster
     }
@@ -217,7 +228,8 @@ impl Cluster {
         }
         args.extend(extra_args.iter().map(|a| a.to_string()));
         let log = self.dir().join(format!("node-{id}.log"));
-        self.nodes.push(ProcNode { id, addr, data_dir, log, args, child: None });
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.nodes.push(ProcNode { id, addr, data_dir, log, scheme, args, child: None });
         self.nodes.last_mut().expect("just pushed")
     }
 
@@ -256,22 +268,29 @@ impl Cluster {
         self.nodes.iter().map(ProcNode::url).collect()
     }
 
+    /// A client of `endpoints`, over TLS when the cluster's port is TLS.
+    pub fn client_for(&self, endpoints: &[String], timeout: Duration) -> Client {
+        match &self.tls {
+            Some(tls) => Client::with_tls(endpoints, timeout, tls).expect("TLS client"),
+            None => Client::with_timeout(endpoints, timeout).expect("client"),
+        }
+    }
+
     /// A client of every node.
     pub fn client(&self) -> Client {
-        Client::with_timeout(self.endpoints(), Duration::from_secs(10)).expect("client")
+        self.client_for(&self.endpoints(), Duration::from_secs(10))
     }
 
     /// A client of node `id` only.
     pub fn client_of(&self, id: u64) -> Client {
         let node = self.nodes.iter().find(|n| n.id == id).expect("node id");
-        Client::with_timeout([node.url()], Duration::from_secs(10)).expect("client")
+        self.client_for(&[node.url()], Duration::from_secs(10))
     }
 
     /// The status of node `id`, if it answers.
     pub async fn status(&self, id: u64) -> Option<NodeStatus> {
         let node = self.nodes.iter().find(|n| n.id == id)?;
-        let client = Client::with_timeout([node.url()], Duration::from_secs(2)).ok()?;
-        client.status().await.ok()
+        self.client_for(&[node.url()], Duration::from_secs(2)).status().await.ok()
     }
 
     /// Hands the leadership to node `id` and waits until it leads, retrying the transfer while a

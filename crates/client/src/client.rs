@@ -16,6 +16,7 @@ use raftkv_types::api::{
 use serde::de::DeserializeOwned;
 
 use crate::connection_pool::{Answer, ConnectionPool, SendError};
+use crate::credentials::Credentials;
 use crate::error::{ClientError, Result};
 use crate::read_spread::{ReadPreference, ReadTargets};
 use crate::session::{ClientSession, SessionOptions};
@@ -98,6 +99,20 @@ impl Client {
         Client::build(endpoints, timeout, Some(tokio_rustls::TlsConnector::from(Arc::new(config))))
     }
 
+    /// Like [`Client::with_tls`], with a rustls configuration made elsewhere (a member's own,
+    /// say, which follows reloads of its files).
+    pub fn with_tls_config<I, S>(
+        endpoints: I,
+        timeout: Duration,
+        config: Arc<tokio_rustls::rustls::ClientConfig>,
+    ) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Client::build(endpoints, timeout, Some(tokio_rustls::TlsConnector::from(config)))
+    }
+
     fn build<I, S>(endpoints: I, timeout: Duration, tls: Option<tokio_rustls::TlsConnector>) -> Result<Client>
     where
         I: IntoIterator<Item = S>,
@@ -145,6 +160,18 @@ impl Client {
         self.read_preference = preference;
         self.read_targets = Arc::default();
         self
+    }
+
+    /// This client presenting `credentials` with every request, to nodes that check an auth file
+    /// (`--auth-file`). Connections are not shared with the client it was made from.
+    pub fn with_credentials(mut self, credentials: &Credentials) -> Result<Client> {
+        self.pool = Arc::new(self.pool.with_authorization(credentials.authorization()?));
+        Ok(self)
+    }
+
+    /// This client presenting the bearer `token` (see [`Client::with_credentials`]).
+    pub fn with_token(self, token: &str) -> Result<Client> {
+        self.with_credentials(&Credentials::Token(token.to_string()))
     }
 
     /// Where this client sends reads.

@@ -32,6 +32,8 @@ pub(crate) struct ConnectionPool {
     connect_timeout: Duration,
     /// Every connection is TLS through this, when set (`https://` endpoints).
     tls: Option<tokio_rustls::TlsConnector>,
+    /// The `Authorization` every request carries, when the client has credentials.
+    authorization: Option<HeaderValue>,
 }
 
 /// A complete answer.
@@ -65,7 +67,15 @@ pub(crate) const LEADER_HEADER: &str = "x-raftkv-leader";
 
 impl ConnectionPool {
     pub(crate) fn new(connect_timeout: Duration, tls: Option<tokio_rustls::TlsConnector>) -> ConnectionPool {
-        ConnectionPool { idle: Mutex::new(HashMap::new()), connect_timeout, tls }
+        ConnectionPool { idle: Mutex::new(HashMap::new()), connect_timeout, tls, authorization: None }
+    }
+
+    /// A new pool like this one (no connections yet) whose requests carry `authorization`.
+    pub(crate) fn with_authorization(&self, authorization: HeaderValue) -> ConnectionPool {
+        ConnectionPool {
+            authorization: Some(authorization),
+            ..ConnectionPool::new(self.connect_timeout, self.tls.clone())
+        }
     }
 
     /// Whether connections are TLS.
@@ -84,7 +94,7 @@ impl ConnectionPool {
         body: Bytes,
         extra: &[(&'static str, String)],
     ) -> Result<Answer, SendError> {
-        let mut request = build_request(authority, method, path, json, body, extra)?;
+        let mut request = build_request(authority, method, path, json, body, extra, self.authorization.as_ref())?;
         loop {
             let (mut sender, reused) = match self.checkout(authority) {
                 Some(sender) => (sender, true),
@@ -123,7 +133,8 @@ impl ConnectionPool {
     /// Sends a GET for `path` to `authority` on a connection of its own (it may carry a long
     /// answer) and returns the answer's head, with the body still to be read.
     pub(crate) async fn get_streaming(&self, authority: &str, path: &str) -> Result<StreamingAnswer, SendError> {
-        let request = build_request(authority, Method::GET, path, false, Bytes::new(), &[])?;
+        let request =
+            build_request(authority, Method::GET, path, false, Bytes::new(), &[], self.authorization.as_ref())?;
         let mut sender = self.connect(authority).await?;
         let response = sender.send_request(request).await.map_err(|e| SendError::NoAnswer(e.to_string()))?;
         let (parts, body) = response.into_parts();
@@ -204,8 +215,6 @@ where
     Ok(sender)
 }
 
-impl ConnectionPool {}
-
 fn build_request(
     authority: &str,
     method: Method,
@@ -213,6 +222,7 @@ fn build_request(
     json: bool,
     body: Bytes,
     extra: &[(&'static str, String)],
+    authorization: Option<&HeaderValue>,
 ) -> Result<Request<Full<Bytes>>, SendError> {
     let mut builder = Request::builder().method(method).uri(path);
     let host = HeaderValue::from_str(authority)
@@ -220,6 +230,9 @@ fn build_request(
     builder = builder.header(HOST, host);
     if json {
         builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
+    if let Some(authorization) = authorization {
+        builder = builder.header(hyper::header::AUTHORIZATION, authorization.clone());
     }
     for (name, value) in extra {
         let value = HeaderValue::from_str(value)

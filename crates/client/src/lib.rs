@@ -10,6 +10,8 @@
 //!   election ([`Client::campaign`]) whose holder has a fencing token ([`Lock`]).
 //! - Exactly-once writes: writes go through a client session and are retried while their
 //!   outcome is unknown ([`SessionOptions`], `session`).
+//! - TLS ([`Client::with_tls`], [`ClientTlsFiles`]) and credentials for nodes with an auth file
+//!   ([`Client::with_credentials`], [`Credentials`]).
 //! - [`BackupDownload`]: a backup streamed piece by piece ([`Client::backup`]).
 //! - [`ClientError`]: what failed, and whether a failed write may still have been applied.
 //!
@@ -28,6 +30,7 @@ mod backup_download;
 mod client;
 mod cluster_ops;
 mod connection_pool;
+mod credentials;
 mod error;
 mod leases;
 mod lock;
@@ -39,6 +42,7 @@ mod watch_stream;
 
 pub use backup_download::BackupDownload;
 pub use client::Client;
+pub use credentials::Credentials;
 pub use error::{ClientError, Result};
 pub use lock::Lock;
 pub use probes::{Probe, ProbeReport};

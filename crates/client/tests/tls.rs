@@ -25,6 +25,7 @@ async fn server(dir: &Path) -> String {
         key: dir.join("server.key"),
         client_ca: Some(dir.join("ca.crt")),
         client_auth: ClientAuth::Required,
+        peer_ca: None,
     };
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let listener =

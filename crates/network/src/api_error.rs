@@ -1,7 +1,7 @@
 //! Error answers of the HTTP API.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use raftkv_types::api::{ErrorBody, ErrorDetail, LaggingMember};
 use raftkv_types::{NodeId, PeerNode};
@@ -132,6 +132,13 @@ pub enum ApiError {
     /// 422: the idempotency key was used before with a different request. Nothing was written.
     #[error("idempotency key {0:?} was used before for a different request")]
     IdempotencyKeyReused(String),
+    /// 401: credentials are missing or wrong. The answer carries `WWW-Authenticate`.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// 403: the caller is known but lacks the permission, or the key is outside its prefixes;
+    /// or a peer RPC lacks the cluster's peer identity.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// 500: an internal failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -174,6 +181,8 @@ impl ApiError {
             | ApiError::Stopping
             | ApiError::NotMember(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown(_) | ApiError::NotConfirmedOnAll { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
@@ -197,6 +206,8 @@ impl ApiError {
             ApiError::TooStale { .. } => "too_stale",
             ApiError::NotConfirmedOnAll { .. } => "not_confirmed_on_all",
             ApiError::OutcomeUnknown(_) => "outcome_unknown",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::Internal(_) => "internal",
             ApiError::InsufficientStorage(_) => "insufficient_storage",
             ApiError::Compacted { .. } => "compacted",
@@ -222,7 +233,17 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail { code: self.code().to_string(), message: self.to_string(), lagging, compact_revision },
         };
+        let challenge = matches!(self, ApiError::Unauthenticated(_));
         let mut response = (self.status(), Json(body)).into_response();
+        if challenge {
+            // Both schemes the node takes, so that a client (curl, a browser) knows what to send.
+            let headers = response.headers_mut();
+            headers.append(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"raftkv\""));
+            headers.append(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"raftkv\", charset=\"UTF-8\""),
+            );
+        }
         response.extensions_mut().insert(crate::network_metrics::ErrorCode(self.code()));
         response
     }

@@ -114,10 +114,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Origin {
             method: parts.method.clone(),
             path_and_query: uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.as_str().to_string()),
             forwarded: parts.headers.contains_key(FORWARDED_HEADER),
-            headers: Dedup::headers_of(parts),
+            headers: forwarded_headers(parts),
             dedup: Dedup::from_headers(&parts.headers),
         })
     }
+}
+
+/// The headers a forward carries to the leader: those of exactly-once writes, and the caller's
+/// credentials, which the leader checks again.
+fn forwarded_headers(parts: &Parts) -> Vec<(axum::http::HeaderName, axum::http::HeaderValue)> {
+    let mut headers = Dedup::headers_of(parts);
+    if let Some(authorization) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        headers.push((axum::http::header::AUTHORIZATION, authorization.clone()));
+    }
+    headers
 }
 
 impl Origin {

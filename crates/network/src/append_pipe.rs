@@ -41,14 +41,15 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use raftkv_types::{NodeId, TypeConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use crate::cluster_guard::ClusterGuard;
 use crate::network_metrics::{NetworkMetrics, PeerLabels};
 use crate::peer_router::{MAX_PEER_REQUEST_BYTES, RemoteResult};
+use crate::peer_transport::PeerIo;
 use crate::stream_frame::{self, StreamFrame};
 use crate::wire;
 
@@ -104,8 +105,8 @@ pub fn set_keepalive(tcp: &TcpStream) -> std::io::Result<()> {
 
 /// One upgraded connection to a peer, shared by the replication sessions to it one after another.
 pub struct AppendPipe {
-    reader: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
-    writer: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    reader: FramedRead<ReadHalf<Box<dyn PeerIo>>, LengthDelimitedCodec>,
+    writer: FramedWrite<WriteHalf<Box<dyn PeerIo>>, LengthDelimitedCodec>,
     /// Requests sent whose answers have not been read.
     outstanding: usize,
     /// Answers still owed to an earlier session, to be read and dropped.
@@ -146,9 +147,12 @@ impl AppendPipe {
     }
 
     async fn handshake(addr: &str, guard: &ClusterGuard, protocol: &str) -> Result<AppendPipe, Refused> {
-        let mut tcp = TcpStream::connect(addr).await.map_err(Refused::Connect)?;
+        let tcp = TcpStream::connect(addr).await.map_err(Refused::Connect)?;
         tcp.set_nodelay(true).map_err(|e| Refused::Protocol(format!("set TCP_NODELAY: {e}")))?;
         set_keepalive(&tcp).map_err(|e| Refused::Protocol(format!("set TCP keepalive: {e}")))?;
+        // With peer TLS the handshake is part of connecting: a peer whose certificate is refused
+        // is as unreachable as one that is down.
+        let mut tcp = guard.transport().connect(addr, tcp).await.map_err(Refused::Connect)?;
         let identity: String = guard
             .headers()
             .iter()
@@ -186,7 +190,7 @@ impl AppendPipe {
             let status = String::from_utf8_lossy(status_line);
             return Err(Refused::Protocol(format!("peer refused the append stream: {status}")));
         }
-        let (read, write) = tcp.into_split();
+        let (read, write) = tokio::io::split(tcp);
         Ok(AppendPipe {
             reader: FramedRead::new(read, codec()),
             writer: FramedWrite::new(write, codec()),

@@ -11,6 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use openraft::raft::{AppendEntriesRequest, StreamAppendResult};
+use openraft::vote::RaftLeaderId;
 use raftkv_types::TypeConfig;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -51,6 +52,7 @@ pub(crate) async fn serve_append_stream<IO>(
     storage: StorageGate,
     io: IO,
     v2: bool,
+    member: Option<raftkv_types::NodeId>,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
@@ -74,8 +76,13 @@ pub(crate) async fn serve_append_stream<IO>(
                 } else {
                     &frame[..]
                 };
-                wire::decode::<AppendEntriesRequest<TypeConfig>>("append entries request", body)
-                    .map_err(|e| e.to_string())
+                let rpc = wire::decode::<AppendEntriesRequest<TypeConfig>>("append entries request", body)
+                    .map_err(|e| e.to_string())?;
+                // With peer TLS, the stream speaks only for the member its certificate names.
+                let member = member.map(crate::cluster_guard::PeerMember);
+                crate::cluster_guard::speaks_for(member.as_ref(), *rpc.vote.leader_id().node_id(), "append")
+                    .map_err(|e| e.to_string())?;
+                Ok(rpc)
             });
             let next = match rpc {
                 // A nearly full disk takes no more entries: the stream ends, and the leader retries

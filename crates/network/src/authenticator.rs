@@ -31,6 +31,17 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// A member of the cluster (it presented the peer secret): every permission.
+    pub fn member() -> Principal {
+        let all = Role { permissions: Permission::ALL.into_iter().collect(), prefixes: None };
+        Principal { name: Some("member".into()), roles: vec![all] }
+    }
+
+    /// Who this is, for messages: `"app"` or `anonymous requests`.
+    pub fn describe(&self) -> String {
+        self.name.as_ref().map_or_else(|| "anonymous requests".to_string(), |n| format!("{n:?}"))
+    }
+
     /// Whether some role grants `permission` (for any key, when the permission is scoped).
     pub fn allows(&self, permission: Permission) -> bool {
         self.roles.iter().any(|r| r.permissions.contains(&permission))

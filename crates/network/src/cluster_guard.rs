@@ -4,14 +4,17 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use raftkv_storage::KvStateMachine;
-use raftkv_types::ClusterIdentity;
+use raftkv_tls::ConnectionInfo;
+use raftkv_types::{ClusterIdentity, NodeId};
 
 use crate::api_error::ApiError;
+use crate::peer_secret::PeerSecret;
+use crate::peer_transport::PeerTransport;
 
 /// Header of a peer RPC naming the sender's cluster id.
 pub const HEADER_CLUSTER: HeaderName = HeaderName::from_static("x-raftkv-cluster");
@@ -29,16 +32,49 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// it. A node without an identity yet (a new or wiped node, or a cluster whose first leader has
 /// not founded it) sends none and accepts any: it learns its identity from the log or a snapshot
 /// of the cluster that adds it.
+///
+/// With a [`PeerSecret`], every outgoing RPC presents it and every incoming one must
+/// (`403 permission_denied` otherwise, checked before anything else).
 #[derive(Clone)]
 pub struct ClusterGuard {
     state_machine: KvStateMachine,
+    secret: Option<PeerSecret>,
+    transport: PeerTransport,
     last_logged: Arc<Mutex<Option<Instant>>>,
 }
 
 impl ClusterGuard {
     /// The guard of the node whose applied state is `state_machine`.
     pub fn new(state_machine: KvStateMachine) -> ClusterGuard {
-        ClusterGuard { state_machine, last_logged: Arc::default() }
+        ClusterGuard { state_machine, secret: None, transport: PeerTransport::plain(), last_logged: Arc::default() }
+    }
+
+    /// The same guard, presenting and requiring `secret` when it is `Some`.
+    pub fn with_peer_secret(mut self, secret: Option<PeerSecret>) -> ClusterGuard {
+        self.secret = secret;
+        self
+    }
+
+    /// The same guard over `transport`: with peer TLS, every incoming peer RPC must come with a
+    /// member certificate, and speaks only for the member it names.
+    pub fn with_transport(mut self, transport: PeerTransport) -> ClusterGuard {
+        self.transport = transport;
+        self
+    }
+
+    /// How this node reaches other members.
+    pub fn transport(&self) -> &PeerTransport {
+        &self.transport
+    }
+
+    /// The peer secret, if the cluster has one.
+    pub fn peer_secret(&self) -> Option<&PeerSecret> {
+        self.secret.as_ref()
+    }
+
+    /// The state machine whose identity it guards.
+    pub fn state_machine(&self) -> &KvStateMachine {
+        &self.state_machine
     }
 
     /// This node's identity, once it has one.
@@ -49,6 +85,9 @@ impl ClusterGuard {
     /// The headers an outgoing peer RPC carries (none before this node has an identity).
     pub fn headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
+        if let Some(secret) = &self.secret {
+            headers.insert(header::AUTHORIZATION, secret.authorization());
+        }
         if let Some(identity) = self.identity()
             && let Ok(cluster) = HeaderValue::from_str(&identity.cluster_id)
         {
@@ -60,6 +99,15 @@ impl ClusterGuard {
 
     /// Checks the identity an incoming peer RPC carries against this node's.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        if let Some(secret) = &self.secret
+            && !secret.presented_in(headers)
+        {
+            let refusal = ApiError::PermissionDenied(
+                "peer RPC needs the cluster's peer secret (a client cannot speak Raft to a member)".into(),
+            );
+            self.log_refusal(&refusal);
+            return Err(refusal);
+        }
         let Some(ours) = self.identity() else { return Ok(()) };
         let Some(cluster) = headers.get(HEADER_CLUSTER) else { return Ok(()) };
         let cluster = cluster.to_str().unwrap_or_default();
@@ -111,8 +159,38 @@ impl std::fmt::Debug for ClusterGuard {
     }
 }
 
-/// Middleware of the peer routes: refuses RPCs that fail [`ClusterGuard::check`].
-pub async fn check_identity(State(guard): State<ClusterGuard>, request: Request, next: Next) -> Response {
+/// The member an incoming peer RPC comes from, as its verified certificate names it (peer TLS
+/// only). Handlers refuse messages that speak for another member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerMember(pub NodeId);
+
+/// Refuses a message that claims to come from `claimed` on a connection whose certificate names
+/// another member.
+pub(crate) fn speaks_for(member: Option<&PeerMember>, claimed: NodeId, what: &str) -> Result<(), ApiError> {
+    match member {
+        Some(PeerMember(id)) if *id != claimed => Err(ApiError::PermissionDenied(format!(
+            "a {what} claiming to come from node {claimed} arrived with the certificate of member {id}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Middleware of the peer routes: refuses RPCs that fail [`ClusterGuard::check`], and with peer
+/// TLS those without a member certificate; leaves the [`PeerMember`] in the request.
+pub async fn check_identity(State(guard): State<ClusterGuard>, mut request: Request, next: Next) -> Response {
+    let connection = request.extensions().get::<ConnectInfo<ConnectionInfo>>().map(|c| &c.0);
+    match guard.transport.member_of(connection) {
+        Ok(Some(id)) => {
+            request.extensions_mut().insert(PeerMember(id));
+        }
+        Ok(None) => {}
+        Err(reason) => {
+            let refusal =
+                ApiError::PermissionDenied(format!("peer RPC needs a member certificate of the peer CA: {reason}"));
+            guard.log_refusal(&refusal);
+            return refusal.into_response();
+        }
+    }
     match guard.check(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(refusal) => refusal.into_response(),

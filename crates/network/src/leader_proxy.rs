@@ -9,6 +9,7 @@ use raftkv_types::PeerNode;
 
 use crate::api_error::ApiError;
 use crate::error::{NetworkError, Result};
+use crate::peer_transport::PeerTransport;
 
 /// Header set on a forwarded request. A node never forwards a request that carries it, so a
 /// stale leader hint cannot make requests bounce between nodes.
@@ -38,18 +39,19 @@ pub struct ReceivedRequest {
 #[derive(Clone)]
 pub struct LeaderProxy {
     http: reqwest::Client,
+    transport: PeerTransport,
 }
 
 impl LeaderProxy {
-    /// A proxy with its own connection pool.
-    pub fn new() -> Result<LeaderProxy> {
-        let http = reqwest::Client::builder()
+    /// A proxy with its own connection pool, reaching the leader over `transport` (with peer
+    /// TLS, the leader sees this node's member certificate and the caller's credentials).
+    pub fn new(transport: PeerTransport) -> Result<LeaderProxy> {
+        let builder = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(NetworkError::Client)?;
-        Ok(LeaderProxy { http })
+            .connect_timeout(Duration::from_secs(2));
+        let http = transport.http_client(builder).map_err(NetworkError::Client)?;
+        Ok(LeaderProxy { http, transport })
     }
 
     /// Sends `req` to `leader` and returns its answer. A leader that cannot be connected to is
@@ -61,7 +63,8 @@ impl LeaderProxy {
         req: &ReceivedRequest,
         timeout: Duration,
     ) -> Result<Response, ForwardError> {
-        let url = format!("{}{}", leader.url(), req.path_and_query);
+        let leader_url = self.transport.url(&leader.addr);
+        let url = format!("{leader_url}{}", req.path_and_query);
         let mut request = self.http.request(req.method.clone(), &url).header(FORWARDED_HEADER, "1");
         for (name, value) in &req.headers {
             request = request.header(name.as_str(), value.as_bytes());
@@ -83,7 +86,7 @@ impl LeaderProxy {
                 if let Some(ct) = content_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
                     response.headers_mut().insert(header::CONTENT_TYPE, ct);
                 }
-                if let Ok(url) = HeaderValue::from_str(&leader.url()) {
+                if let Ok(url) = HeaderValue::from_str(&leader_url) {
                     response.headers_mut().insert(LEADER_HEADER, url);
                 }
                 response.extensions_mut().insert(crate::network_metrics::Relayed);

@@ -29,7 +29,7 @@
 //! # async fn demo(raft: raftkv_network::KvRaft, sm: raftkv_storage::KvStateMachine) {
 //! let router = raftkv_network::peer_router(
 //!     raft,
-//!     sm,
+//!     raftkv_network::ClusterGuard::new(sm),
 //!     raftkv_network::LeaderContact::new(),
 //!     raftkv_network::StorageGate::new(64 << 20),
 //! );
@@ -44,6 +44,7 @@ mod api_request;
 pub mod append_pipe;
 mod append_server;
 pub mod auth_config;
+pub mod auth_gate;
 pub mod authenticator;
 pub mod client_router;
 pub mod cluster_guard;
@@ -59,6 +60,8 @@ pub mod network_metrics;
 pub mod ops_router;
 pub mod peer_client;
 pub mod peer_router;
+pub mod peer_secret;
+pub mod peer_transport;
 mod probe_routes;
 pub mod session_routes;
 pub mod storage_gate;
@@ -68,6 +71,7 @@ pub mod watch_routes;
 pub mod wire;
 
 pub use api_error::ApiError;
+pub use auth_gate::AuthGate;
 pub use client_router::client_router;
 pub use cluster_guard::ClusterGuard;
 pub use error::{NetworkError, Result};
@@ -79,4 +83,6 @@ pub use network_metrics::NetworkMetrics;
 pub use ops_router::{ops_only_router, ops_router};
 pub use peer_client::{PeerClient, PeerNetwork};
 pub use peer_router::{KvRaft, ReadIndexRefusal, peer_router};
+pub use peer_secret::PeerSecret;
+pub use peer_transport::PeerTransport;
 pub use storage_gate::StorageGate;

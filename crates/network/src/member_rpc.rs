@@ -36,12 +36,11 @@ pub struct MemberRpc {
 impl MemberRpc {
     /// A caller with its own connection pool, whose calls carry the identity `guard` gives.
     pub fn new(guard: ClusterGuard) -> Result<MemberRpc> {
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .pool_max_idle_per_host(32)
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(NetworkError::Client)?;
+            .connect_timeout(Duration::from_secs(2));
+        let http = guard.transport().http_client(builder).map_err(NetworkError::Client)?;
         Ok(MemberRpc { http, guard })
     }
 
@@ -94,8 +93,14 @@ impl MemberRpc {
         timeout: Duration,
     ) -> Result<bytes::Bytes, MemberRpcError> {
         let headers = self.guard.headers();
-        let sent =
-            self.http.post(format!("{}{path}", to.url())).headers(headers).timeout(timeout).body(body).send().await;
+        let sent = self
+            .http
+            .post(format!("{}{path}", self.guard.transport().url(&to.addr)))
+            .headers(headers)
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await;
         let response = sent.map_err(|e| {
             if e.is_connect() {
                 MemberRpcError::Unreachable(format!("{}: {e}", to.addr))

@@ -48,6 +48,22 @@ impl PeerLabels {
     }
 }
 
+/// Labels of a configuration file's reload: which file, and whether the new version was taken.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `auth`, `tls` or `peer_tls`.
+    pub file: String,
+    /// `ok`, or `failed` (the previous version stays in force).
+    pub result: String,
+}
+
+impl ReloadLabels {
+    /// The labels of a reload of `file` that ended in `result`.
+    pub fn of(file: &str, result: &str) -> ReloadLabels {
+        ReloadLabels { file: file.to_string(), result: result.to_string() }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The network layer's metrics. Cheap to clone: clones share the values.
@@ -76,6 +92,8 @@ pub struct NetworkMetrics {
     pub snapshot_send_duration: HistogramFamily<PeerLabels>,
     /// Bytes of snapshots sent to each peer.
     pub snapshot_sent_bytes: Family<PeerLabels, Counter>,
+    /// Reloads of the auth file and the TLS files, taken or refused.
+    pub config_reloads: Family<ReloadLabels, Counter>,
 }
 
 fn request_buckets() -> Histogram {
@@ -106,6 +124,7 @@ impl Default for NetworkMetrics {
             peer_round_trip: Family::new_with_constructor(rtt_buckets),
             snapshot_send_duration: Family::new_with_constructor(snapshot_buckets),
             snapshot_sent_bytes: Family::default(),
+            config_reloads: Family::default(),
         }
     }
 }
@@ -170,6 +189,11 @@ impl NetworkMetrics {
             "Bytes of snapshots sent to a peer",
             Unit::Bytes,
             self.snapshot_sent_bytes.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Reloads of the auth file and TLS files after they changed (result=failed: the previous version stays)",
+            self.config_reloads.clone(),
         );
     }
 

@@ -45,13 +45,12 @@ impl PeerNetwork {
     /// A factory for node `id`'s outgoing peer connections, which carry the identity `guard` gives
     /// and count their traffic in `metrics`.
     pub fn new(id: NodeId, guard: ClusterGuard, metrics: NetworkMetrics) -> Result<PeerNetwork> {
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
             .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2))
-            .build()
-            .map_err(NetworkError::Client)?;
+            .connect_timeout(Duration::from_secs(2));
+        let http = guard.transport().http_client(builder).map_err(NetworkError::Client)?;
         Ok(PeerNetwork { id, http, guard, metrics })
     }
 }
@@ -64,7 +63,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             id: self.id,
             target,
             addr: node.addr.clone(),
-            base: node.url(),
+            base: self.guard.transport().url(&node.addr),
             http: self.http.clone(),
             guard: self.guard.clone(),
             pipe: None,

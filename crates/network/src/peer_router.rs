@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -14,6 +14,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use openraft::error::{LinearizableReadError, RaftError};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, TransferLeaderRequest, VoteRequest};
+use openraft::vote::RaftLeaderId;
 use openraft::{ReadPolicy, Snapshot};
 use raftkv_storage::{KvStateMachine, SnapshotFile};
 use raftkv_types::{NodeId, TypeConfig, Vote};
@@ -23,7 +24,7 @@ use tokio::io::AsyncWriteExt;
 use crate::api_error::ApiError;
 use crate::append_pipe::{PATH_APPEND_STREAM, UPGRADE_PROTOCOL, UPGRADE_PROTOCOL_V1};
 use crate::append_server::serve_append_stream;
-use crate::cluster_guard::{ClusterGuard, check_identity};
+use crate::cluster_guard::{ClusterGuard, PeerMember, check_identity, speaks_for};
 use crate::leader_contact::LeaderContact;
 use crate::storage_gate::StorageGate;
 use crate::wire;
@@ -106,16 +107,12 @@ struct PeerState {
 
 /// Routes for peer RPC under `/raft/v1/`. Bodies are bincode; a body that does not decode gets a
 /// 400 with a JSON error and changes nothing. Accepted AppendEntries are recorded in `contact`.
-/// Every route first checks the sender's cluster identity ([`ClusterGuard`]). While `storage`
+/// Every route first checks the sender's cluster identity and, when the cluster has one, its peer
+/// secret ([`ClusterGuard`], whose state machine the routes serve). While `storage`
 /// says the disk is nearly full, appends that carry entries and snapshots are refused (the leader
 /// retries them; the rest of the cluster commits without this node).
-pub fn peer_router(
-    raft: KvRaft,
-    state_machine: KvStateMachine,
-    contact: LeaderContact,
-    storage: StorageGate,
-) -> Router {
-    let guard = ClusterGuard::new(state_machine.clone());
+pub fn peer_router(raft: KvRaft, guard: ClusterGuard, contact: LeaderContact, storage: StorageGate) -> Router {
+    let state_machine = guard.state_machine().clone();
     let state = PeerState { raft, state_machine, contact, storage };
     Router::new()
         .route(PATH_APPEND, post(append))
@@ -146,9 +143,14 @@ fn decode<T: serde::de::DeserializeOwned>(what: &'static str, body: &[u8]) -> Re
     wire::decode(what, body).map_err(|e| ApiError::bad_request("invalid_rpc", e.to_string()))
 }
 
-async fn append(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
+async fn append(
+    State(s): State<PeerState>,
+    member: Option<Extension<PeerMember>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let received = Instant::now();
     let rpc: AppendEntriesRequest<TypeConfig> = decode("append entries request", &body)?;
+    speaks_for(member.as_deref(), *rpc.vote.leader_id().node_id(), "append")?;
     if !rpc.entries.is_empty() && s.storage.is_low() {
         return Err(s.storage.refusal());
     }
@@ -164,6 +166,7 @@ async fn append(State(s): State<PeerState>, body: Bytes) -> Result<Response, Api
 /// Switches the connection to the append stream protocol (see [`crate::append_pipe`]) and serves
 /// it on a task of its own. Anything but a proper upgrade request gets a 400 with a JSON error.
 async fn append_stream(State(s): State<PeerState>, mut request: Request) -> Response {
+    let member = request.extensions().get::<PeerMember>().map(|m| m.0);
     let wants = request.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok());
     let (protocol, v2) = match wants {
         Some(UPGRADE_PROTOCOL) => (UPGRADE_PROTOCOL, true),
@@ -178,7 +181,7 @@ async fn append_stream(State(s): State<PeerState>, mut request: Request) -> Resp
     };
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(upgraded) => serve_append_stream(s.raft, s.contact, s.storage, TokioIo::new(upgraded), v2).await,
+            Ok(upgraded) => serve_append_stream(s.raft, s.contact, s.storage, TokioIo::new(upgraded), v2, member).await,
             Err(e) => tracing::debug!("append stream upgrade failed: {e}"),
         }
     });
@@ -242,24 +245,43 @@ async fn await_applied(State(s): State<PeerState>, body: Bytes) -> Result<Respon
     }
 }
 
-async fn vote(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
+async fn vote(
+    State(s): State<PeerState>,
+    member: Option<Extension<PeerMember>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let rpc: VoteRequest<TypeConfig> = decode("vote request", &body)?;
+    speaks_for(member.as_deref(), *rpc.vote.leader_id().node_id(), "vote request")?;
     Ok(reply(s.raft.vote(rpc).await))
 }
 
-async fn pre_vote(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
+async fn pre_vote(
+    State(s): State<PeerState>,
+    member: Option<Extension<PeerMember>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let rpc: VoteRequest<TypeConfig> = decode("pre-vote request", &body)?;
+    speaks_for(member.as_deref(), *rpc.vote.leader_id().node_id(), "pre-vote request")?;
     Ok(reply(s.raft.pre_vote(rpc).await))
 }
 
-async fn transfer_leader(State(s): State<PeerState>, body: Bytes) -> Result<Response, ApiError> {
+async fn transfer_leader(
+    State(s): State<PeerState>,
+    member: Option<Extension<PeerMember>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let rpc: TransferLeaderRequest<TypeConfig> = decode("transfer leader request", &body)?;
+    speaks_for(member.as_deref(), *rpc.from_leader().leader_id().node_id(), "leader transfer")?;
     Ok(reply(s.raft.handle_transfer_leader(rpc).await))
 }
 
 /// Receives a snapshot: the vote, then the file, written to disk as it arrives, fsynced, verified
 /// end to end, and only then handed to openraft for installation.
-async fn snapshot(State(s): State<PeerState>, body: Body) -> Result<Response, ApiError> {
+async fn snapshot(
+    State(s): State<PeerState>,
+    member: Option<Extension<PeerMember>>,
+    body: Body,
+) -> Result<Response, ApiError> {
     if s.storage.is_low() {
         return Err(s.storage.refusal());
     }
@@ -272,6 +294,10 @@ async fn snapshot(State(s): State<PeerState>, body: Body) -> Result<Response, Ap
             return Err(err);
         }
     };
+    if let Err(refusal) = speaks_for(member.as_deref(), *vote.leader_id().node_id(), "snapshot") {
+        let _ = tokio::fs::remove_file(&path).await;
+        return Err(refusal);
+    }
     let verify_file = file.clone();
     let meta = tokio::task::spawn_blocking(move || verify_file.verify())
         .await

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use raftkv_types::api::{KeyValue, TxnCompare, TxnGet, TxnRequest, TxnRequestOp, TxnResponse, TxnResult};
@@ -14,6 +14,7 @@ use raftkv_types::{Command, Compare, CompareOp, CompareTarget, Outcome, Txn, Txn
 
 use crate::api_error::ApiError;
 use crate::api_request::{ApiState, Origin, parsed, read_body};
+use crate::authenticator::Principal;
 use crate::client_router::{WriteParams, fenced, validate_key, write_params_of};
 use crate::kv_service::KvService;
 
@@ -25,6 +26,7 @@ pub(crate) async fn txn<S: KvService>(
     State(s): State<ApiState<S>>,
     query: Result<Query<WriteParams>, QueryRejection>,
     origin: Origin,
+    principal: Option<Extension<Principal>>,
     body: Body,
 ) -> Response {
     let limit = s.service.limits().max_value_bytes;
@@ -35,6 +37,7 @@ pub(crate) async fn txn<S: KvService>(
     let request: TxnRequest = parsed!(
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request("invalid_json", format!("txn body: {e}")))
     );
+    parsed!(crate::auth_gate::check_txn(principal.as_ref().map(|p| &p.0), &request));
     let txn = parsed!(txn_of(request, limit));
     let (req, dedup) = origin.write_with_body(body.clone());
     let write = parsed!(s.dedup_write(&req, dedup, fenced(Command::Txn(txn.clone()), token)));

@@ -186,7 +186,7 @@ impl KvService for MapService {
 }
 
 async fn call(service: &MapService, req: Request<Body>) -> (StatusCode, Vec<u8>) {
-    let router = client_router(service.clone(), LeaderProxy::new().unwrap());
+    let router = client_router(service.clone(), LeaderProxy::new(raftkv_network::PeerTransport::plain()).unwrap());
     let resp = router.oneshot(req).await.unwrap();
     let status = resp.status();
     (status, to_bytes(resp.into_body(), usize::MAX).await.unwrap().to_vec())

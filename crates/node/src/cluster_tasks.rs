@@ -5,20 +5,25 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use openraft::async_runtime::watch::WatchReceiver;
-use raftkv_client::{Client, ClientError};
+use raftkv_client::ClientError;
 use raftkv_types::NodeId;
 
-use crate::kv_handle::KvHandle;
+use crate::kv_handle::{KvHandle, MemberAccess};
 
 /// Whether another founding member already holds a cluster (it has founded one, or has log
 /// entries): then a founder with an empty data directory (a lost volume, a pod rescheduled onto
 /// an empty disk) must not initialise a cluster of its own. It starts empty instead, and the
 /// leader, which still counts it a member, brings it back with a snapshot and the log. Members
 /// that do not answer (a new cluster whose other members are not up yet) hold nothing.
-pub(crate) async fn a_founder_holds_a_cluster(own: NodeId, founders: &BTreeMap<NodeId, String>) -> Option<NodeId> {
-    let client = Client::with_timeout(founders.values().map(|a| format!("http://{a}")), Duration::from_secs(1)).ok()?;
+pub(crate) async fn a_founder_holds_a_cluster(
+    own: NodeId,
+    founders: &BTreeMap<NodeId, String>,
+    access: &MemberAccess,
+) -> Option<NodeId> {
+    let endpoints = founders.values().map(|a| access.url(a));
+    let client = access.client(endpoints, Duration::from_secs(1)).ok()?;
     for (id, addr) in founders.iter().filter(|(id, _)| **id != own) {
-        match client.status_of(&format!("http://{addr}")).await {
+        match client.status_of(&access.url(addr)).await {
             Ok(status) if status.cluster_id.is_some() || status.last_log_index > 0 => {
                 return Some(*id);
             }
@@ -36,16 +41,17 @@ pub(crate) async fn announce_data_lost(
     own: NodeId,
     founders: &BTreeMap<NodeId, String>,
     rpc: &raftkv_network::MemberRpc,
+    access: &MemberAccess,
 ) -> bool {
     const PATIENCE: Duration = Duration::from_secs(20);
-    let Ok(client) = Client::with_timeout(founders.values().map(|a| format!("http://{a}")), Duration::from_secs(1))
-    else {
+    let endpoints = founders.values().map(|a| access.url(a));
+    let Ok(client) = access.client(endpoints, Duration::from_secs(1)) else {
         return false;
     };
     let deadline = std::time::Instant::now() + PATIENCE;
     while std::time::Instant::now() < deadline {
         for addr in founders.iter().filter(|(id, _)| **id != own).map(|(_, a)| a) {
-            let Ok(status) = client.status_of(&format!("http://{addr}")).await else { continue };
+            let Ok(status) = client.status_of(&access.url(addr)).await else { continue };
             let Some(leader) = status.leader.and_then(|l| status.members.get(&l)) else { continue };
             let leader = raftkv_types::PeerNode::new(leader.addr.clone());
             match rpc.data_lost(&leader, own, Duration::from_secs(2)).await {
@@ -82,9 +88,10 @@ pub(crate) async fn join_cluster(
     standby: bool,
     endpoints: Vec<String>,
     raft: raftkv_network::KvRaft,
+    access: MemberAccess,
 ) {
     const RETRY: Duration = Duration::from_secs(1);
-    let client = match Client::with_timeout(&endpoints, Duration::from_secs(10)) {
+    let client = match access.client(&endpoints, Duration::from_secs(10)) {
         Ok(client) => client,
         Err(err) => {
             tracing::error!(%err, "cannot join: bad --join endpoints");
@@ -130,7 +137,7 @@ pub(crate) async fn announce_return(handle: KvHandle) {
         } else if handle.staleness().is_some_and(|s| s < FRESH)
             && let Some((_, leader)) = handle.known_leader()
         {
-            match Client::with_timeout([leader.url()], Duration::from_secs(5)) {
+            match handle.member_client([handle.access.url(&leader.addr)], Duration::from_secs(5)) {
                 Ok(client) => client.leaving(handle.id, Duration::ZERO).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             }

@@ -68,6 +68,25 @@ pub struct NodeConfig {
     /// 100 000 revisions, at most one hour old by the state-machine clock. A watch that starts
     /// below it is refused with `410 compacted`.
     pub watch_history: raftkv_storage::HistoryRetention,
+    /// The auth file (TOML; `docs/operations.md`, Authentication): who may do what on the client
+    /// API. Reloaded when it changes. By default none: every request is allowed. Needs
+    /// [`NodeConfig::peer_secret`], without which anyone could speak Raft to the node instead.
+    pub auth_file: Option<PathBuf>,
+    /// The secret every member of the cluster shares (at least 16 bytes): peer RPC must present
+    /// it, and with an auth file it is the members' own credential. By default none.
+    pub peer_secret: Option<String>,
+    /// TLS for the node's port (`--tls-cert`, `--tls-key`, `--tls-client-ca`,
+    /// `--tls-client-auth`): its certificate, and whether clients present certificates of the
+    /// client CA. Needs [`NodeConfig::peer_tls`]: members share the port. Reloaded when the
+    /// files change. By default none: plain HTTP.
+    pub tls: Option<raftkv_tls::ServerTlsFiles>,
+    /// Members' mutual TLS (`--peer-tls-ca`, `--peer-tls-cert`, `--peer-tls-key`): every
+    /// connection between members is TLS, each side verifying the other's certificate against
+    /// the peer CA, and a member's certificate must name its member id (a URI name
+    /// `spiffe://raftkv/node/<id>`); a peer RPC speaks only for the member its certificate
+    /// names. Without [`NodeConfig::tls`], the peer certificate serves clients too. Reloaded
+    /// when the files change. By default none.
+    pub peer_tls: Option<raftkv_tls::PeerTlsFiles>,
 }
 
 /// Raft timing and log compaction. The defaults suit a LAN: an election starts 300-600 ms after
@@ -100,6 +119,21 @@ impl Default for RaftTuning {
 }
 
 impl NodeConfig {
+    /// The TLS files of the node's port, if it is TLS: [`NodeConfig::tls`] (or the peer
+    /// certificate), accepting member certificates of the peer CA too.
+    pub fn port_tls(&self) -> Option<raftkv_tls::ServerTlsFiles> {
+        let peer = self.peer_tls.as_ref()?;
+        let mut files = self.tls.clone().unwrap_or_else(|| raftkv_tls::ServerTlsFiles {
+            cert: peer.cert.clone(),
+            key: peer.key.clone(),
+            client_ca: None,
+            client_auth: raftkv_tls::ClientAuth::Off,
+            peer_ca: None,
+        });
+        files.peer_ca = Some(peer.ca.clone());
+        Some(files)
+    }
+
     /// A configuration with defaults for everything but identity, address and data directory.
     pub fn new(id: NodeId, listen: impl Into<String>, data_dir: impl Into<PathBuf>) -> NodeConfig {
         NodeConfig {
@@ -121,6 +155,10 @@ impl NodeConfig {
             min_free_disk_bytes: 64 << 20,
             ops_listen: None,
             watch_history: raftkv_storage::HistoryRetention::default(),
+            auth_file: None,
+            peer_secret: None,
+            tls: None,
+            peer_tls: None,
         }
     }
 
@@ -177,6 +215,21 @@ impl NodeConfig {
         }
         if self.max_value_bytes == 0 {
             return bad("max value size must be at least 1 byte".into());
+        }
+        if let Some(secret) = &self.peer_secret {
+            raftkv_network::PeerSecret::new(secret).map_err(NodeError::Config)?;
+        }
+        if self.auth_file.is_some() && self.peer_secret.is_none() && self.peer_tls.is_none() {
+            return bad(
+                "--auth-file needs peer TLS (--peer-tls-*) or --peer-secret-file: without either, anyone who reaches the port could speak Raft to the node and bypass the auth file"
+                    .into(),
+            );
+        }
+        if self.tls.is_some() && self.peer_tls.is_none() {
+            return bad(
+                "--tls-cert needs peer TLS too (--peer-tls-ca, --peer-tls-cert, --peer-tls-key): members share the TLS port and must verify each other"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -63,9 +63,61 @@ pub struct KvHandle {
     pub(crate) metrics: crate::node_metrics::NodeMetrics,
     /// Set when the node starts shutting down: watches end.
     pub(crate) draining: Arc<std::sync::atomic::AtomicBool>,
+    /// How this node's own calls reach other members (TLS, peer secret).
+    pub(crate) access: MemberAccess,
+}
+
+/// How this node's own calls reach other members' client API (joining, forwarding an embedded
+/// call, announcing a restart): over the peer transport (TLS with this node's member
+/// certificate, when peer TLS is on), presenting the peer secret when the cluster has one, so
+/// that they pass any auth file.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MemberAccess {
+    pub(crate) secret: Option<raftkv_network::PeerSecret>,
+    pub(crate) transport: raftkv_network::PeerTransport,
+}
+
+impl MemberAccess {
+    /// The base URL of the member at `addr`.
+    pub(crate) fn url(&self, addr: &str) -> String {
+        self.transport.url(addr)
+    }
+
+    /// A client of `endpoints` for this node's own calls.
+    pub(crate) fn client<I, S>(
+        &self,
+        endpoints: I,
+        timeout: Duration,
+    ) -> Result<raftkv_client::Client, raftkv_client::ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let client = match self.transport.client_config() {
+            Some(tls) => raftkv_client::Client::with_tls_config(endpoints, timeout, tls)?,
+            None => raftkv_client::Client::with_timeout(endpoints, timeout)?,
+        };
+        match &self.secret {
+            Some(secret) => client.with_token(secret.token()),
+            None => Ok(client),
+        }
+    }
 }
 
 impl KvHandle {
+    /// A client of `endpoints` for this node's own calls (see [`MemberAccess`]).
+    pub(crate) fn member_client<I, S>(
+        &self,
+        endpoints: I,
+        timeout: Duration,
+    ) -> Result<raftkv_client::Client, raftkv_client::ClientError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.access.client(endpoints, timeout)
+    }
+
     /// Waits until a read at `consistency` may be served from the local state machine.
     ///
     /// - `stale`: at once.

@@ -6,6 +6,7 @@ mod kv_ops;
 mod lease_ops;
 mod membership_ops;
 mod observability;
+mod security;
 mod session_ops;
 mod startup;
 mod watch_ops;
@@ -21,10 +22,11 @@ use std::time::{Duration, Instant};
 use openraft::error::{InitializeError, RaftError};
 use prometheus_client::registry::Registry;
 use raftkv_client::{Client, ClientError};
+use raftkv_network::auth_gate::authorize;
 use raftkv_network::network_metrics::track_requests;
 use raftkv_network::{
-    ApiError, ApiLimits, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, PeerNetwork, StorageGate,
-    client_router, ops_only_router, ops_router, peer_router,
+    ApiError, ApiLimits, AuthGate, ClusterGuard, KvService, LeaderContact, LeaderProxy, MemberRpc, PeerNetwork,
+    StorageGate, client_router, ops_only_router, ops_router, peer_router,
 };
 use raftkv_storage::{FileSummary, SnapshotHeader, StoreClosed, StoreOptions};
 use raftkv_types::api::{BackupConsistency, Consistency, MembersResponse, NodeStatus};
@@ -58,6 +60,8 @@ const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Node {
     handle: KvHandle,
     addr: SocketAddr,
+    /// `https` when the port is TLS, else `http`.
+    scheme: &'static str,
     /// The operations port's address, when it has one.
     ops_addr: Option<SocketAddr>,
     /// This node's metrics, as `/metrics` serves them.
@@ -108,14 +112,19 @@ impl Node {
         let store_closed = store.closed.clone();
         let state_machine = store.state_machine.clone();
         let raft_config = startup::raft_config(&config)?;
-        let guard = ClusterGuard::new(state_machine.clone());
+        let security = security::Security::open(&config)?;
+        let peer_secret = security.access.secret.clone();
+        let transport = security.access.transport.clone();
+        let guard = ClusterGuard::new(state_machine.clone())
+            .with_peer_secret(peer_secret.clone())
+            .with_transport(transport.clone());
         let network = PeerNetwork::new(config.id, guard.clone(), metrics.network.clone())?;
         let raft = openraft::Raft::new(config.id, raft_config, network, store.log, store.state_machine)
             .await
             .map_err(|e| NodeError::Raft(e.to_string()))?;
         raft.set_metrics_recorder(Some(metrics.raft.clone())).await.map_err(|e| NodeError::Raft(e.to_string()))?;
 
-        let rpc = MemberRpc::new(guard)?;
+        let rpc = MemberRpc::new(guard.clone())?;
         let contact = LeaderContact::new();
         let handle = KvHandle {
             id: config.id,
@@ -147,6 +156,7 @@ impl Node {
             storage: StorageGate::new(config.min_free_disk_bytes),
             metrics: metrics.clone(),
             draining: Arc::new(AtomicBool::new(false)),
+            access: security.access.clone(),
         };
         let registry = Arc::new(observability::node_registry(&handle));
         // A founder with an empty data directory initialises the cluster, unless another founder
@@ -154,7 +164,7 @@ impl Node {
         let founding = !config.initial_cluster.is_empty()
             && !raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))?;
         let holder = if founding {
-            crate::cluster_tasks::a_founder_holds_a_cluster(config.id, &config.initial_cluster).await
+            crate::cluster_tasks::a_founder_holds_a_cluster(config.id, &config.initial_cluster, &security.access).await
         } else {
             None
         };
@@ -164,7 +174,14 @@ impl Node {
                 "empty data directory, but founding member {peer} already holds the cluster: not initialising a new one; \
                  waiting for the leader to bring this node back (if this member was removed, add it again with raftkv member add-learner)"
             );
-            if !crate::cluster_tasks::announce_data_lost(config.id, &config.initial_cluster, &handle.rpc).await {
+            if !crate::cluster_tasks::announce_data_lost(
+                config.id,
+                &config.initial_cluster,
+                &handle.rpc,
+                &security.access,
+            )
+            .await
+            {
                 tracing::warn!("no leader took the notice that this node lost its data; its replication may stall");
             }
         } else if founding {
@@ -184,20 +201,32 @@ impl Node {
             }
         }
         let draining = handle.draining.clone();
-        let proxy = LeaderProxy::new()?;
+        let proxy = LeaderProxy::new(transport.clone())?;
+        let gate = match &config.auth_file {
+            Some(file) => AuthGate::from_file(file, peer_secret.clone(), transport.clone(), metrics.network.clone())
+                .map_err(NodeError::Config)?,
+            None => AuthGate::open(),
+        };
+        if !gate.enabled() {
+            tracing::info!("no --auth-file: every client request is allowed");
+        }
         let track = axum::middleware::from_fn_with_state(metrics.network.clone(), track_requests);
-        let router = peer_router(raft.clone(), state_machine, contact, handle.storage.clone())
+        let router = peer_router(raft.clone(), guard, contact, handle.storage.clone())
             .merge(client_router(handle.clone(), proxy.clone()))
             .merge(ops_router(handle.clone(), proxy.clone(), registry.clone()))
+            .layer(axum::middleware::from_fn_with_state(gate.clone(), authorize))
             .layer(track.clone())
             .layer(axum::middleware::from_fn_with_state(draining.clone(), startup::refuse_when_draining));
         let (stop_server, stopped) = watch::channel(false);
-        let mut servers = vec![startup::serve(listener, router, stopped.clone())];
-        let ops_addr = ops.map(|(ops_listener, ops_addr)| {
-            let ops_router = ops_only_router(handle.clone(), proxy, registry.clone()).layer(track);
-            servers.push(startup::serve(ops_listener, ops_router, stopped));
-            ops_addr
-        });
+        let mut servers = vec![startup::serve(listener, security.port_tls.clone(), router, stopped.clone())?];
+        let ops_addr = match ops {
+            Some((ops_listener, ops_addr)) => {
+                let ops_router = ops_only_router(handle.clone(), proxy, registry.clone()).layer(track);
+                servers.push(startup::serve(ops_listener, None, ops_router, stopped)?);
+                Some(ops_addr)
+            }
+            None => None,
+        };
 
         tracing::info!(id = config.id, %addr, ?ops_addr, data_dir = %config.data_dir.display(), "node started");
         let joiner = if config.join.is_empty() {
@@ -214,10 +243,12 @@ impl Node {
             };
             let zone = config.zone.clone();
             let join = config.join.clone();
-            Some(tokio::spawn(join_cluster(config.id, advertise, zone, config.standby, join, raft.clone())))
+            let access = security.access.clone();
+            Some(tokio::spawn(join_cluster(config.id, advertise, zone, config.standby, join, raft.clone(), access)))
         };
         let founder = Some(tokio::spawn(found_cluster(handle.clone())));
-        let background = vec![
+        let reloads = security.watch(gate, metrics.network.clone());
+        let mut background = vec![
             tokio::spawn(handle.clone().run_autopilot()),
             tokio::spawn(handle.clone().watch_leadership()),
             tokio::spawn(announce_return(handle.clone())),
@@ -225,7 +256,9 @@ impl Node {
             tokio::spawn(metrics.watch_leader(handle.clone())),
             tokio::spawn(handle.clone().keep_leases()),
         ];
+        background.extend(reloads);
         Ok(Node {
+            scheme: security.scheme(),
             handle,
             addr,
             ops_addr,
@@ -286,7 +319,7 @@ impl Node {
 
     /// The base URL of this node's HTTP API.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// This node's view of the cluster.
@@ -335,6 +368,7 @@ impl Node {
             ops_addr: _,
             registry: _,
             restart_grace: _,
+            scheme: _,
         } = self;
         for task in [&joiner, &founder].into_iter().flatten().chain(&background) {
             task.abort();
@@ -398,7 +432,9 @@ impl Node {
         }
         // One endpoint, the leader: a session's retries would only go back to it. Forwarded
         // writes keep the outcome the leader gives (as the HTTP API does).
-        let client = Client::with_timeout([node.url()], self.handle.limits.forward_timeout)
+        let client = self
+            .handle
+            .member_client([node.url()], self.handle.limits.forward_timeout)
             .map_err(|source| NodeError::Forward { leader: Some(id), source })?
             .with_session_options(raftkv_client::SessionOptions { enabled: false, ..Default::default() });
         *cached = Some((id, client.clone()));

@@ -14,7 +14,7 @@ use crate::error::TlsError;
 
 /// The URI subject alternative name that names member `id` in a peer certificate.
 pub fn member_uri(id: u64) -> String {
-    format!("spiffe://raftkv/node/{id}")
+    format!("{}{id}", crate::peer_tls::MEMBER_URI_PREFIX)
 }
 
 /// A certificate and its key, as PEM.

@@ -55,6 +55,10 @@ pub struct ServerTlsFiles {
     pub client_ca: Option<PathBuf>,
     /// Whether clients must, may or need not present one.
     pub client_auth: ClientAuth,
+    /// The CA of the cluster's members, when peer RPC shares this listener: their certificates
+    /// are accepted as client certificates too, and the listener asks for one (at least
+    /// optionally) so that a member can prove who it is.
+    pub peer_ca: Option<PathBuf>,
 }
 
 impl ServerTlsFiles {
@@ -62,6 +66,7 @@ impl ServerTlsFiles {
     pub fn paths(&self) -> Vec<&Path> {
         let mut paths = vec![self.cert.as_path(), self.key.as_path()];
         paths.extend(self.client_ca.as_deref());
+        paths.extend(self.peer_ca.as_deref());
         paths
     }
 
@@ -72,16 +77,26 @@ impl ServerTlsFiles {
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| rejected("TLS versions", e))?;
-        let builder = match (self.client_auth, &self.client_ca) {
+        let cas: Vec<&PathBuf> = self.client_ca.iter().chain(&self.peer_ca).collect();
+        let mode = match (self.client_auth, &self.peer_ca) {
+            (ClientAuth::Off, Some(_)) => ClientAuth::Optional,
+            (mode, _) => mode,
+        };
+        let builder = match (mode, cas.is_empty()) {
             (ClientAuth::Off, _) => builder.with_no_client_auth(),
-            (mode, Some(ca)) => {
-                let roots = Arc::new(root_store(ca)?);
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
+            (mode, false) => {
+                let mut roots = RootCertStore::empty();
+                for ca in &cas {
+                    for cert in certificates(ca)? {
+                        roots.add(cert).map_err(|e| rejected(&format!("CA {}", ca.display()), e))?;
+                    }
+                }
+                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
                 let verifier = if mode == ClientAuth::Optional { verifier.allow_unauthenticated() } else { verifier };
-                let verifier = verifier.build().map_err(|e| rejected(&format!("client CA {}", ca.display()), e))?;
+                let verifier = verifier.build().map_err(|e| rejected("client CA", e))?;
                 builder.with_client_cert_verifier(verifier)
             }
-            (_, None) => {
+            (_, true) => {
                 return Err(TlsError::Rejected {
                     what: "client certificates".into(),
                     reason: "optional or required client certificates need a client CA".into(),
@@ -152,7 +167,7 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn rejected(what: &str, error: impl std::fmt::Display) -> TlsError {
+pub(crate) fn rejected(what: &str, error: impl std::fmt::Display) -> TlsError {
     TlsError::Rejected { what: what.into(), reason: error.to_string() }
 }
 
@@ -172,13 +187,13 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
     Ok(certs)
 }
 
-fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = read(path)?;
     PrivateKeyDer::from_pem_slice(&pem)
         .map_err(|e| TlsError::Pem { path: path.to_path_buf(), reason: format!("holds no private key: {e}") })
 }
 
-fn root_store(path: &Path) -> Result<RootCertStore, TlsError> {
+pub(crate) fn root_store(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certificates(path)? {
         roots.add(cert).map_err(|e| rejected(&format!("CA {}", path.display()), e))?;

@@ -38,6 +38,7 @@ impl Pki {
             key: self.path("server.key"),
             client_ca: (client_auth != ClientAuth::Off).then(|| self.path("ca.crt")),
             client_auth,
+            peer_ca: None,
         }
     }
 

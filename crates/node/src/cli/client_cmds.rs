@@ -180,7 +180,9 @@ async fn render_status(client: &Client, json: bool) -> anyhow::Result<String> {
     let first = client.status().await?;
     // The leader knows every member's matched index; ask it when it is known.
     let leader_status = match first.leader.and_then(|l| first.members.get(&l)) {
-        Some(m) if first.leader != Some(first.id) => client.status_of(&format!("http://{}", m.addr)).await.ok(),
+        Some(m) if first.leader != Some(first.id) => {
+            client.status_of(&format!("{}://{}", client.scheme(), m.addr)).await.ok()
+        }
         _ => Some(first.clone()),
     }
     .filter(|s| s.role == Role::Leader);
@@ -223,7 +225,7 @@ async fn render_status(client: &Client, json: bool) -> anyhow::Result<String> {
     )?;
     let mut full = Vec::new();
     for (id, member) in &reference.members {
-        let own: Option<NodeStatus> = client.status_of(&format!("http://{}", member.addr)).await.ok();
+        let own: Option<NodeStatus> = client.status_of(&format!("{}://{}", client.scheme(), member.addr)).await.ok();
         let (role, term, commit, applied) = match &own {
             Some(s) => {
                 let role =

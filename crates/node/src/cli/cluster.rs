@@ -26,6 +26,48 @@ pub struct ClusterArgs {
     /// Port of node 1; node N listens on base-port + N - 1.
     #[arg(long, default_value_t = 7001)]
     base_port: u16,
+    /// Make a throwaway CA and node and client certificates (in DATA_DIR/tls, new each run) and
+    /// run the cluster over TLS: members verify each other (mutual TLS), clients verify the
+    /// nodes.
+    #[arg(long)]
+    tls: bool,
+}
+
+/// The throwaway certificates of `raftkv cluster --tls`.
+struct ExampleTls {
+    dir: PathBuf,
+    ca: PathBuf,
+    client: raftkv_client::ClientTlsFiles,
+}
+
+impl ExampleTls {
+    /// Writes a new CA, a certificate for each of `nodes` (for 127.0.0.1 and localhost, naming
+    /// its member id) and a client certificate into `dir`.
+    fn generate(dir: PathBuf, nodes: u64) -> anyhow::Result<ExampleTls> {
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let ca = raftkv_tls::ThrowawayCa::new("raftkv example cluster CA")?;
+        let ca_path = dir.join("ca.crt");
+        ca.write_cert(&ca_path)?;
+        for id in 1..=nodes {
+            ca.issue_node(&["127.0.0.1", "localhost"], Some(id))?.write(&dir, &format!("node-{id}"))?;
+        }
+        let (cert, key) = ca.issue_client("raftkv-example-client")?.write(&dir, "client")?;
+        let client = raftkv_client::ClientTlsFiles { ca: Some(ca_path.clone()), cert: Some(cert), key: Some(key) };
+        Ok(ExampleTls { dir, ca: ca_path, client })
+    }
+
+    /// The `raftkv serve` arguments of node `id`.
+    fn serve_args(&self, id: u64) -> Vec<String> {
+        let file = |name: String| self.dir.join(name).display().to_string();
+        vec![
+            "--peer-tls-ca".into(),
+            self.ca.display().to_string(),
+            "--peer-tls-cert".into(),
+            file(format!("node-{id}.crt")),
+            "--peer-tls-key".into(),
+            file(format!("node-{id}.key")),
+        ]
+    }
 }
 
 struct Member {
@@ -49,10 +91,12 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let addr = |id: u64| format!("127.0.0.1:{}", u64::from(args.base_port) + id - 1);
     let initial: Vec<String> = (1..=args.nodes).map(|id| format!("{id}={}", addr(id))).collect();
     let initial = initial.join(",");
+    let tls = if args.tls { Some(ExampleTls::generate(data_dir.join("tls"), args.nodes)?) } else { None };
+    let scheme = if tls.is_some() { "https" } else { "http" };
 
     let mut members = Vec::new();
     for id in 1..=args.nodes {
-        let node_args = vec![
+        let mut node_args = vec![
             "serve".to_string(),
             "--id".into(),
             id.to_string(),
@@ -63,7 +107,8 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             "--initial-cluster".into(),
             initial.clone(),
         ];
-        members.push(Member { id, url: format!("http://{}", addr(id)), args: node_args, child: None });
+        node_args.extend(tls.iter().flat_map(|t| t.serve_args(id)));
+        members.push(Member { id, url: format!("{scheme}://{}", addr(id)), args: node_args, child: None });
     }
     for m in &mut members {
         let log_path = data_dir.join(format!("node-{}.log", m.id));
@@ -76,9 +121,23 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     if let Some(first) = endpoints.first() {
         outln!("dashboard: {first}/ui   metrics: {first}/metrics");
     }
-    outln!("try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
-
-    let client = Client::with_timeout(&endpoints, Duration::from_secs(2))?;
+    let client = match &tls {
+        Some(tls) => {
+            let ca = tls.ca.display();
+            let (cert, key) = (tls.dir.join("client.crt"), tls.dir.join("client.key"));
+            outln!("TLS: CA {ca}, client certificate {} (key {})", cert.display(), key.display());
+            outln!("try: export RAFTKV_CACERT={ca}");
+            outln!("     raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
+            if let Some(first) = endpoints.first() {
+                outln!("     curl --cacert {ca} {first}/v1/status");
+            }
+            Client::with_tls(&endpoints, Duration::from_secs(2), &tls.client)?
+        }
+        None => {
+            outln!("try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
+            Client::with_timeout(&endpoints, Duration::from_secs(2))?
+        }
+    };
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut last_leader = None;

@@ -419,6 +419,13 @@ pub(crate) struct Endpoints {
     /// The private key of --cert (PEM).
     #[arg(long = "key", id = "client_key", env = "RAFTKV_KEY", value_name = "FILE", requires = "client_cert")]
     pub(crate) client_key: Option<PathBuf>,
+    /// A bearer token for nodes with an auth file (raftkv auth new-token).
+    #[arg(long, env = "RAFTKV_TOKEN", value_name = "TOKEN", hide_env_values = true, conflicts_with = "user")]
+    pub(crate) token: Option<String>,
+    /// A user for nodes with an auth file, as USER:PASSWORD, or USER with the password in
+    /// RAFTKV_PASSWORD.
+    #[arg(long, env = "RAFTKV_USER", value_name = "USER[:PASSWORD]", hide_env_values = true)]
+    pub(crate) user: Option<String>,
 }
 
 impl Endpoints {
@@ -427,8 +434,34 @@ impl Endpoints {
         self.client_with_timeout(std::time::Duration::from_secs(15))
     }
 
-    /// A client of the endpoints, over TLS when --cacert is given.
+    /// A client of the endpoints, over TLS when --cacert is given, presenting --token or --user.
     pub(crate) fn client_with_timeout(&self, timeout: std::time::Duration) -> anyhow::Result<Client> {
+        let client = self.bare_client(timeout)?;
+        Ok(match self.credentials()? {
+            Some(credentials) => client.with_credentials(&credentials)?,
+            None => client,
+        })
+    }
+
+    fn credentials(&self) -> anyhow::Result<Option<raftkv_client::Credentials>> {
+        use raftkv_client::Credentials;
+        if let Some(token) = &self.token {
+            anyhow::ensure!(!token.trim().is_empty(), "--token is empty");
+            return Ok(Some(Credentials::Token(token.trim().to_string())));
+        }
+        let Some(user) = &self.user else { return Ok(None) };
+        let (user, password) = match user.split_once(':') {
+            Some((user, password)) => (user.to_string(), password.to_string()),
+            None => match std::env::var("RAFTKV_PASSWORD") {
+                Ok(password) => (user.clone(), password),
+                Err(_) => anyhow::bail!("--user {user}: give USER:PASSWORD, or the password in RAFTKV_PASSWORD"),
+            },
+        };
+        anyhow::ensure!(!user.is_empty(), "--user needs a user name before ':'");
+        Ok(Some(Credentials::Basic { user, password }))
+    }
+
+    fn bare_client(&self, timeout: std::time::Duration) -> anyhow::Result<Client> {
         match &self.cacert {
             Some(ca) => {
                 let files = ClientTlsFiles {

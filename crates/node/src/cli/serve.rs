@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use raftkv_network::PeerSecret;
 use raftkv_node::{Node, NodeConfig, RaftTuning, parse_members};
+use raftkv_tls::{ClientAuth, PeerTlsFiles, ServerTlsFiles};
 use tokio::signal::unix::{SignalKind, signal};
 
 /// Arguments of `raftkv serve`.
@@ -87,6 +89,40 @@ pub struct ServeArgs {
     /// limit by age).
     #[arg(long, default_value = "1h", value_parser = parse_age)]
     watch_history_age: Duration,
+    /// Check client requests against this auth file (TOML: users, tokens, roles; see
+    /// docs/operations.md). Reloaded when it changes. Needs --peer-secret-file.
+    #[arg(long, value_name = "FILE", requires = "peer_secret_file")]
+    auth_file: Option<PathBuf>,
+    /// A file whose first line is the secret every member of the cluster shares (at least 16
+    /// bytes; raftkv auth new-token makes one): peer RPC must present it.
+    #[arg(long, value_name = "FILE")]
+    peer_secret_file: Option<PathBuf>,
+    /// Serve clients over TLS with this certificate chain (PEM), with --tls-key. Needs peer TLS
+    /// (members share the port); without it, the peer certificate serves clients too.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// The CA of client certificates (PEM), for --tls-client-auth optional or required.
+    #[arg(long, value_name = "FILE")]
+    tls_client_ca: Option<PathBuf>,
+    /// Whether clients present certificates of --tls-client-ca: off, optional (verified when
+    /// presented) or required.
+    #[arg(long, value_name = "MODE", default_value = "off", value_parser = parse_client_auth)]
+    tls_client_auth: ClientAuth,
+    /// Members' mutual TLS: the CA every member's certificate comes from (PEM). With
+    /// --peer-tls-cert and --peer-tls-key, all traffic between members is TLS, each verifying
+    /// the other, and the port is TLS.
+    #[arg(long, value_name = "FILE", requires_all = ["peer_tls_cert", "peer_tls_key"])]
+    peer_tls_ca: Option<PathBuf>,
+    /// This member's certificate (PEM), naming its member id as a URI spiffe://raftkv/node/ID
+    /// (raftkv cluster --tls shows how to make one).
+    #[arg(long, value_name = "FILE", requires = "peer_tls_ca")]
+    peer_tls_cert: Option<PathBuf>,
+    /// The private key of --peer-tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "peer_tls_ca")]
+    peer_tls_key: Option<PathBuf>,
     /// TEST ONLY, LOSES ACKNOWLEDGED WRITES ON POWER LOSS: never fsync log appends and votes.
     /// For power-loss tests that must show their checker catches lost writes.
     #[arg(long)]
@@ -128,6 +164,26 @@ impl ServeArgs {
             revisions: self.watch_history_revisions,
             max_age: self.watch_history_age,
         };
+        config.auth_file = self.auth_file.clone();
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config.tls = Some(ServerTlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+                client_auth: self.tls_client_auth,
+                peer_ca: None,
+            });
+        } else if self.tls_client_ca.is_some() || self.tls_client_auth != ClientAuth::Off {
+            anyhow::bail!("--tls-client-ca and --tls-client-auth go with --tls-cert and --tls-key");
+        }
+        if let (Some(ca), Some(cert), Some(key)) = (&self.peer_tls_ca, &self.peer_tls_cert, &self.peer_tls_key) {
+            config.peer_tls = Some(PeerTlsFiles { ca: ca.clone(), cert: cert.clone(), key: key.clone() });
+        }
+        if let Some(file) = &self.peer_secret_file {
+            config.peer_secret = Some(
+                PeerSecret::from_file(file).map_err(|e| anyhow::anyhow!("--peer-secret-file {e}"))?.token().to_string(),
+            );
+        }
         config.validate()?;
         Ok(config)
     }
@@ -200,4 +256,8 @@ mod tests {
             assert!(err.contains("give --id"), "{bad:?}: {err}");
         }
     }
+}
+
+fn parse_client_auth(s: &str) -> Result<ClientAuth, String> {
+    s.parse()
 }

@@ -22,7 +22,9 @@ impl Node {
         let own = self.url();
         let mut endpoints = vec![own.clone()];
         endpoints.extend(membership.membership().nodes().map(|(_, node)| node.url()).filter(|url| *url != own));
-        let client = Client::with_timeout(endpoints, self.handle.limits.forward_timeout)
+        let client = self
+            .handle
+            .member_client(endpoints, self.handle.limits.forward_timeout)
             .map_err(|source| NodeError::Forward { leader: None, source })?;
         Ok(client.with_session_options(SessionOptions { enabled: true, ..options }))
     }

@@ -9,6 +9,9 @@ use axum::Router;
 use openraft::{Config, SnapshotPolicy};
 use raftkv_network::ApiError;
 use raftkv_storage::{Store, StoreOptions};
+use raftkv_tls::{
+    ConnectionInfo, DEFAULT_HANDSHAKE_TIMEOUT, PlainListener, ReloadingConfig, ServerTlsFiles, TlsListener,
+};
 use raftkv_types::NodeId;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -25,26 +28,49 @@ pub(super) async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr)> {
     Ok((listener, bound))
 }
 
-/// Serves `router` on `listener` until `stopped` turns true, then lets in-flight requests finish.
-pub(super) fn serve(listener: TcpListener, router: Router, mut stopped: watch::Receiver<bool>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        };
-        // Small answers (acks, votes, responses) go out at once rather than waiting on Nagle;
-        // keepalive ends a long-lived append stream whose leader was cut off.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::warn!(%err, "could not set TCP_NODELAY");
-            }
-            if let Err(err) = raftkv_network::append_pipe::set_keepalive(tcp) {
-                tracing::warn!(%err, "could not set TCP keepalive");
-            }
-        });
-        if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
-            tracing::error!(%err, "http server failed");
+/// Serves `router` on `listener` (TLS with `tls`, handshakes concurrent and within
+/// [`DEFAULT_HANDSHAKE_TIMEOUT`]) until `stopped` turns true, then lets in-flight requests
+/// finish. Handlers may ask for the connection's [`ConnectionInfo`] (a client certificate).
+pub(super) fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingConfig<ServerTlsFiles>>>,
+    router: Router,
+    mut stopped: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>> {
+    let shutdown = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let service = router.into_make_service_with_connect_info::<ConnectionInfo>();
+    Ok(match tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls, DEFAULT_HANDSHAKE_TIMEOUT, socket_options)
+                .map_err(|source| NodeError::Bind { addr: "the TLS listener".into(), source })?;
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
+                    tracing::error!(%err, "https server failed");
+                }
+            })
+        }
+        None => {
+            let listener = PlainListener::new(listener, socket_options);
+            tokio::spawn(async move {
+                if let Err(err) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
+                    tracing::error!(%err, "http server failed");
+                }
+            })
         }
     })
+}
+
+/// Small answers (acks, votes, responses) go out at once rather than waiting on Nagle;
+/// keepalive ends a long-lived append stream whose leader was cut off.
+fn socket_options(tcp: &tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::warn!(%err, "could not set TCP_NODELAY");
+    }
+    if let Err(err) = raftkv_network::append_pipe::set_keepalive(tcp) {
+        tracing::warn!(%err, "could not set TCP keepalive");
+    }
 }
 
 /// Once `draining` is set, refuses new client requests with `503 node_stopping` and
