@@ -32,7 +32,7 @@ pub async fn run_backup_reads(
     rec: &Recorder,
     completed: &AtomicUsize,
 ) {
-    let Ok(client) = Client::with_timeout(endpoints, IDLE_TIMEOUT) else { return };
+    let Ok(client) = crate::cluster_client::client(endpoints, IDLE_TIMEOUT) else { return };
     let mut process = FIRST_PROCESS;
     while Instant::now() + every < until {
         tokio::time::sleep(every).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use raftkv_client::{Client, Role};
+use raftkv_client::Role;
 use raftkv_faultfs::{FaultFs, PowerCut};
 
 use crate::testnet::TestNet;
@@ -45,6 +45,56 @@ pub struct ClusterSpec {
     /// Nodes whose clocks run at another rate (`id -> rate`, 0.5: half speed), started under
     /// libfaketime: every clock the node reads, monotonic ones included, runs at that rate.
     pub clock_rates: std::collections::BTreeMap<usize, f64>,
+    /// Run over TLS: a throwaway CA, members' mutual TLS with certificates naming their ids,
+    /// and client certificates required of every client (the harness's included).
+    pub tls: bool,
+}
+
+/// The certificates of a run over TLS.
+struct ClusterPki {
+    dir: PathBuf,
+    client: raftkv_client::ClientTlsFiles,
+}
+
+impl ClusterPki {
+    /// A new CA in `dir`, a certificate per node (for its address's host, naming its member id)
+    /// and one for the harness's clients.
+    fn generate(dir: &Path, addrs: &[String]) -> anyhow::Result<ClusterPki> {
+        std::fs::create_dir_all(dir)?;
+        let ca = raftkv_tls::ThrowawayCa::new("raftkv-jepsen CA")?;
+        let ca_path = dir.join("ca.crt");
+        ca.write_cert(&ca_path)?;
+        for (i, addr) in addrs.iter().enumerate() {
+            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+            ca.issue_node(&[host, "127.0.0.1", "localhost"], Some(i as u64 + 1))?.write(dir, &format!("n{}", i + 1))?;
+        }
+        let (cert, key) = ca.issue_client("raftkv-jepsen")?.write(dir, "client")?;
+        let client = raftkv_client::ClientTlsFiles { ca: Some(ca_path), cert: Some(cert), key: Some(key) };
+        Ok(ClusterPki { dir: dir.to_path_buf(), client })
+    }
+
+    fn serve_args(&self, id: usize) -> Vec<String> {
+        let file = |name: &str| self.dir.join(name).display().to_string();
+        let (cert, key) = (file(&format!("n{id}.crt")), file(&format!("n{id}.key")));
+        [
+            "--peer-tls-ca",
+            &file("ca.crt"),
+            "--peer-tls-cert",
+            &cert,
+            "--peer-tls-key",
+            &key,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--tls-client-ca",
+            &file("ca.crt"),
+            "--tls-client-auth",
+            "required",
+        ]
+        .map(str::to_string)
+        .to_vec()
+    }
 }
 
 /// Port every node listens on inside its namespace.
@@ -67,7 +117,7 @@ pub struct NodeProc {
 impl NodeProc {
     /// Base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", crate::cluster_client::scheme(), self.addr)
     }
 
     fn start(&mut self, bin: &Path) -> anyhow::Result<()> {
@@ -148,7 +198,9 @@ impl Cluster {
         let initial: Vec<String> =
             addrs.iter().take(voters).enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
         let initial = initial.join(",");
-        let join: Vec<String> = addrs.iter().take(voters).map(|a| format!("http://{a}")).collect();
+        let tls = if spec.tls { Some(ClusterPki::generate(&dir.join("tls"), &addrs)?) } else { None };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let join: Vec<String> = addrs.iter().take(voters).map(|a| format!("{scheme}://{a}")).collect();
         let join = join.join(",");
         let mut nodes = Vec::new();
         let mut disks = Vec::new();
@@ -182,6 +234,9 @@ impl Cluster {
             if spec.unsafe_no_fsync {
                 args.push("--unsafe-no-fsync".into());
             }
+            if let Some(tls) = &tls {
+                args.extend(tls.serve_args(id));
+            }
             nodes.push(NodeProc {
                 id,
                 addr: addr.clone(),
@@ -191,6 +246,9 @@ impl Cluster {
                 log: dir.join(format!("n{id}.log")),
                 child: None,
             });
+        }
+        if let Some(tls) = tls {
+            crate::cluster_client::use_tls(tls.client);
         }
         let mut cluster = Cluster { nodes, voters, learners, net, bin, disks };
         for i in 0..n {
@@ -264,7 +322,7 @@ impl Cluster {
     /// The current voters as the leader lists them (standbys promoted by the autopilot
     /// included), or the founding voters when no leader answers.
     pub async fn current_voters(&self) -> Vec<usize> {
-        if let Ok(client) = Client::with_timeout(self.endpoints(), Duration::from_secs(2))
+        if let Ok(client) = crate::cluster_client::client(self.endpoints(), Duration::from_secs(2))
             && let Ok(members) = client.members().await
         {
             let voters: Vec<usize> = members
@@ -283,7 +341,9 @@ impl Cluster {
     /// Waits until every learner is a member and has applied what the leader had committed.
     pub async fn wait_for_learners(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let Ok(client) = Client::with_timeout(self.voter_endpoints(), Duration::from_secs(2)) else { return false };
+        let Ok(client) = crate::cluster_client::client(self.voter_endpoints(), Duration::from_secs(2)) else {
+            return false;
+        };
         while Instant::now() < deadline {
             let mut ready = true;
             let committed = client.status().await.map(|s| s.commit_index).unwrap_or(u64::MAX);
@@ -303,7 +363,7 @@ impl Cluster {
     pub async fn leader(&self) -> Option<usize> {
         let mut best: Option<(u64, usize)> = None;
         for node in &self.nodes {
-            let Ok(client) = Client::with_timeout([node.url()], Duration::from_millis(500)) else { continue };
+            let Ok(client) = crate::cluster_client::client([node.url()], Duration::from_millis(500)) else { continue };
             if let Ok(s) = client.status().await
                 && s.role == Role::Leader
                 && best.is_none_or(|(term, _)| s.term > term)

@@ -38,6 +38,7 @@ pub mod bank_workload;
 pub mod campaign;
 pub mod checker;
 pub mod cluster;
+pub mod cluster_client;
 pub mod counter_workload;
 mod error;
 pub mod history;

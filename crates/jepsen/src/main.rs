@@ -110,6 +110,10 @@ struct RunArgs {
     /// catch losing acknowledged writes. Never for a real test.
     #[arg(long)]
     unsafe_no_fsync: bool,
+    /// Run the cluster over TLS: a throwaway CA, members' mutual TLS (certificates naming
+    /// member ids), and client certificates required of every client.
+    #[arg(long)]
+    tls: bool,
     /// Run node ID's clocks at RATE (0.2: a fifth of real speed; 3: three times) under
     /// libfaketime: ID=RATE, repeatable. For showing what lease reads assume about clocks.
     #[arg(long = "clock-rate", value_parser = parse_clock_rate)]
@@ -216,6 +220,7 @@ fn campaign_command(args: CampaignArgs) -> ExitCode {
         standbys: 0,
         autopilot_dead_after: Duration::from_millis(3000),
         unsafe_no_fsync: false,
+        tls: false,
         clock_rates: Default::default(),
         initial_leader: None,
         readers: 0,
@@ -299,6 +304,7 @@ fn run_command(args: RunArgs) -> ExitCode {
             standbys: args.standbys,
             autopilot_dead_after: Duration::from_millis(args.autopilot_dead_after_ms),
             unsafe_no_fsync: args.unsafe_no_fsync,
+            tls: args.tls,
             clock_rates: args.clock_rates.iter().copied().collect(),
             initial_leader: args.initial_leader,
             readers: args.readers,

@@ -343,7 +343,7 @@ pub async fn run_schedule(
 
 /// A client of the voters, for membership changes.
 fn admin_client(cluster: &Cluster) -> anyhow::Result<raftkv_client::Client> {
-    Ok(raftkv_client::Client::with_timeout(cluster.voter_endpoints(), Duration::from_secs(10))?)
+    Ok(crate::cluster_client::client(cluster.voter_endpoints(), Duration::from_secs(10))?)
 }
 
 /// Runs a membership change, retrying for up to 20 s while another change, an election or a

@@ -62,6 +62,9 @@ pub struct RunOptions {
     pub standbys: usize,
     /// The autopilot's dead period, with standbys.
     pub autopilot_dead_after: Duration,
+    /// Run the cluster over TLS: members' mutual TLS, and client certificates required of the
+    /// harness's clients.
+    pub tls: bool,
     /// Start the nodes with `--unsafe-no-fsync`: a positive control, which power-loss faults must
     /// catch losing acknowledged writes.
     pub unsafe_no_fsync: bool,
@@ -205,6 +208,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         fault_disks,
         unsafe_no_fsync: opts.unsafe_no_fsync,
         clock_rates: opts.clock_rates.clone(),
+        tls: opts.tls,
     };
     let mut cluster = Cluster::start(opts.bin.clone(), &spec, data.path(), net)?;
     if cluster.wait_for_leader(Duration::from_secs(30)).await.is_none() {
@@ -217,7 +221,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
         hand_leadership_to(&cluster, want).await?;
     }
     if opts.standbys > 0 {
-        let admin = raftkv_client::Client::with_timeout(cluster.endpoints(), Duration::from_secs(10))?;
+        let admin = crate::cluster_client::client(cluster.endpoints(), Duration::from_secs(10))?;
         let update = raftkv_client::AutopilotUpdate {
             enabled: Some(true),
             dead_after_ms: Some(opts.autopilot_dead_after.as_millis() as u64),
@@ -359,6 +363,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
             ("ops_per_key".into(), opts.ops_per_key.to_string()),
             ("fault_disks".into(), fault_disks.to_string()),
             ("unsafe_no_fsync".into(), opts.unsafe_no_fsync.to_string()),
+            ("tls".into(), opts.tls.to_string()),
             ("clock_rates".into(), format!("{:?}", opts.clock_rates)),
         ]),
         check,
@@ -372,7 +377,7 @@ pub async fn run(opts: RunOptions) -> anyhow::Result<RunResults> {
 /// Moves the leadership to node `want` and waits until it leads (retrying while an election or a
 /// catching-up member stands in the way).
 async fn hand_leadership_to(cluster: &Cluster, want: usize) -> anyhow::Result<()> {
-    let admin = raftkv_client::Client::with_timeout(cluster.voter_endpoints(), Duration::from_secs(10))?;
+    let admin = crate::cluster_client::client(cluster.voter_endpoints(), Duration::from_secs(10))?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if cluster.leader().await == Some(want) {
@@ -392,7 +397,7 @@ async fn watch_cluster_events(
     rec: &Recorder,
     marks: &std::sync::Mutex<Vec<ClusterMark>>,
 ) {
-    let Ok(client) = raftkv_client::Client::with_timeout(endpoints, Duration::from_secs(2)) else { return };
+    let Ok(client) = crate::cluster_client::client(endpoints, Duration::from_secs(2)) else { return };
     let mut seen = std::collections::HashSet::new();
     while Instant::now() < until {
         if let Ok(events) = client.events().await {

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use raftkv_client::{Client, TxnRequest, TxnRequestOp, WatchEvent, WatchOptions, WatchSelector};
+use raftkv_client::{TxnRequest, TxnRequestOp, WatchEvent, WatchOptions, WatchSelector};
 use serde_json::{Value, json};
 
 use crate::checker::{CheckReport, Property};
@@ -114,7 +114,7 @@ pub async fn run_watcher(spec: WorkloadClient, rec: &Recorder) {
         round += 1;
         let n = spec.endpoints.len();
         let endpoints: Vec<String> = (0..n).map(|i| spec.endpoints[(round + i) % n].clone()).collect();
-        let Ok(client) = Client::with_timeout(endpoints, spec.timeout) else { return };
+        let Ok(client) = crate::cluster_client::client(endpoints, spec.timeout) else { return };
         let p = Process::Client(process);
         rec.record(EventType::Invoke, p.clone(), "watch", Some(WATCH), json!({"start": resume}), None);
         let options = WatchOptions {
@@ -160,7 +160,7 @@ pub async fn run_watcher(spec: WorkloadClient, rec: &Recorder) {
 /// recorded as a watch by `process` (from the first node that still holds the whole history).
 pub async fn reference_watch(endpoints: &[String], process: u64, rec: &Recorder) -> bool {
     for endpoint in endpoints {
-        let Ok(client) = Client::with_timeout([endpoint.clone()], Duration::from_secs(10)) else { continue };
+        let Ok(client) = crate::cluster_client::client([endpoint.clone()], Duration::from_secs(10)) else { continue };
         // The revision now: a transaction goes through the log and answers it.
         let Ok(now) = client.txn(&TxnRequest::new().then(TxnRequestOp::get("w/0"))).await else { continue };
         let p = Process::Client(process);

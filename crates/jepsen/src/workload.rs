@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use raftkv_client::{Client, ClientError, Consistency, SessionOptions};
+use raftkv_client::{ClientError, Consistency, SessionOptions};
 use serde_json::{Value, json};
 
 use crate::history::{Event, EventType, Process};
@@ -188,10 +188,10 @@ fn as_text(v: &Value) -> Option<String> {
 /// and a completion. After an `info` the client continues as a fresh process, as Jepsen does.
 pub async fn run_client(spec: ClientSpec, keys: &KeySpace, values: &AtomicU64, rec: &Recorder) {
     let endpoints = std::iter::once(spec.endpoint.clone()).chain(spec.fallbacks.iter().cloned());
-    let Ok(client) = Client::with_timeout(endpoints, spec.timeout) else { return };
+    let Ok(client) = crate::cluster_client::client(endpoints, spec.timeout) else { return };
     let client = client
         .with_session_options(SessionOptions { retry_deadline: spec.retry_deadline, ..SessionOptions::default() });
-    let Ok(reader) = Client::with_timeout([spec.read_endpoint.clone()], spec.timeout) else { return };
+    let Ok(reader) = crate::cluster_client::client([spec.read_endpoint.clone()], spec.timeout) else { return };
     let mut rng = Rng::new(spec.slot + 1);
     let mut process = spec.slot;
     let mut backoff = false;
@@ -271,7 +271,7 @@ pub async fn run_client(spec: ClientSpec, keys: &KeySpace, values: &AtomicU64, r
 
 /// A read of `key` at the end of the run by a fresh process, recorded like any other.
 pub async fn final_read(endpoints: &[String], key: &str, process: u64, rec: &Recorder) -> bool {
-    let Ok(client) = Client::with_timeout(endpoints, Duration::from_secs(5)) else { return false };
+    let Ok(client) = crate::cluster_client::client(endpoints, Duration::from_secs(5)) else { return false };
     let p = Process::Client(process);
     rec.record(EventType::Invoke, p.clone(), "read", Some(key), Value::Null, None);
     match client.get(key, Consistency::Linearizable).await {

@@ -59,6 +59,6 @@ impl FromStr for Workload {
 /// A client of `endpoints` (tried in order) whose writes go through a session and are retried,
 /// with the same sequence number, while their outcome is unknown, for up to `retry_deadline`.
 pub fn session_client(endpoints: Vec<String>, timeout: Duration, retry_deadline: Duration) -> Option<Client> {
-    let client = Client::with_timeout(endpoints, timeout).ok()?;
+    let client = crate::cluster_client::client(endpoints, timeout).ok()?;
     Some(client.with_session_options(SessionOptions { retry_deadline, ..SessionOptions::default() }))
 }

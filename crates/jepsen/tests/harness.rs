@@ -434,3 +434,29 @@ fn blind_retries_without_sessions_are_caught_applying_increments_twice() {
     assert_eq!(code, 1, "expected exit 1 (an add applied twice): {stdout}");
     assert!(stdout.contains("applied twice"), "{stdout}");
 }
+
+#[test]
+fn a_mutual_tls_cluster_stays_linearizable_under_failover() {
+    if !root_or_skip("a_mutual_tls_cluster_stays_linearizable_under_failover") {
+        return;
+    }
+    // Members speak mutual TLS (certificates naming member ids), clients must present
+    // certificates: replication, votes, forwarding and read-index rounds all go over TLS while
+    // leaders are killed, paused and partitioned away.
+    let (code, stdout, results) = jepsen(&[
+        "--tls",
+        "--nemesis",
+        "kill,pause,partition-leader",
+        "--nemesis-interval",
+        "2",
+        "--time-limit",
+        "20",
+    ]);
+    assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
+    assert!(stdout.starts_with("linearizable"), "{stdout}");
+    assert_eq!(results["settings"]["tls"], "true", "the run was over TLS");
+    for f in ["read", "write", "cas"] {
+        let ok = results["ops"][f]["ok"].as_u64().unwrap_or(0);
+        assert!(ok >= 100, "only {ok} ok {f} operations over TLS");
+    }
+}

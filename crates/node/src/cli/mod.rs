@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one node: client API and peer RPC on one port.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run an example cluster on loopback in the foreground; Ctrl-C stops it.
     Cluster(cluster::ClusterArgs),
     /// Write a value.
@@ -482,7 +482,7 @@ impl Endpoints {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Cluster(args) => cluster::run(args).await,
         Command::Put { endpoints, key, value, file, durability, lease, dedup } => {
             let writer = client_cmds::writer(&endpoints, &dedup)?;

@@ -190,6 +190,10 @@ impl ServeArgs {
 }
 
 /// A duration such as `1h`, or `0` for none.
+fn parse_client_auth(s: &str) -> Result<ClientAuth, String> {
+    s.parse()
+}
+
 fn parse_age(raw: &str) -> Result<Duration, String> {
     if raw.trim() == "0" {
         return Ok(Duration::ZERO);
@@ -256,8 +260,4 @@ mod tests {
             assert!(err.contains("give --id"), "{bad:?}: {err}");
         }
     }
-}
-
-fn parse_client_auth(s: &str) -> Result<ClientAuth, String> {
-    s.parse()
 }
