@@ -13,6 +13,8 @@ use crate::target::{Placement, System};
 /// Settings of a comparison.
 #[derive(Debug, Clone)]
 pub struct CompareSpec {
+    /// The rows, in order: workload and clients.
+    pub rows: Vec<(Workload, usize)>,
     /// raftkv endpoints.
     pub raftkv: Vec<String>,
     /// etcd endpoints.
@@ -101,20 +103,32 @@ fn placement(workload: Workload) -> Placement {
     if workload == Workload::Read { Placement::Spread } else { Placement::Leader }
 }
 
-/// Runs the rows: writes with 1, 16, 64 and 256 clients, then linearizable reads with 64.
+/// A row given as `WORKLOAD:CLIENTS`: `write:64`, `read:64` (linearizable reads).
+pub fn parse_row(row: &str) -> anyhow::Result<(Workload, usize)> {
+    let (workload, clients) =
+        row.split_once(':').ok_or_else(|| anyhow::anyhow!("row {row:?} is not WORKLOAD:CLIENTS (e.g. write:64)"))?;
+    let workload = match workload {
+        "write" => Workload::Write,
+        "read" => Workload::Read,
+        other => anyhow::bail!("row {row:?}: workload {other:?} is not write or read"),
+    };
+    let clients: usize = clients
+        .parse()
+        .ok()
+        .filter(|c| *c > 0)
+        .ok_or_else(|| anyhow::anyhow!("row {row:?}: clients must be a positive number"))?;
+    Ok((workload, clients))
+}
+
+/// Runs the rows of `spec` (the reads after the state is preloaded, once).
 pub async fn compare(spec: CompareSpec) -> anyhow::Result<Comparison> {
-    let rows_spec: [(Workload, usize); 5] = [
-        (Workload::Write, 1),
-        (Workload::Write, 16),
-        (Workload::Write, 64),
-        (Workload::Write, 256),
-        (Workload::Read, 64),
-    ];
     let mut rows = Vec::new();
     let mut warnings = Vec::new();
     let mut rss = (Vec::new(), Vec::new());
-    for (workload, clients) in rows_spec {
-        if workload == Workload::Read {
+    let mut preloaded = false;
+    for (workload, clients) in spec.rows.clone() {
+        if workload == Workload::Read && !preloaded {
+            preloaded = true;
             rss = (peak_rss_mib(&spec.raftkv_pids), peak_rss_mib(&spec.etcd_pids));
             for system in [System::Raftkv, System::Etcd] {
                 let endpoints = if system == System::Raftkv { &spec.raftkv } else { &spec.etcd };
@@ -231,4 +245,18 @@ pub fn markdown(c: &Comparison) -> String {
         out.push_str(&format!("\nwarning: {w}"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_parse_and_bad_ones_are_named() {
+        assert_eq!(parse_row("write:64").unwrap(), (Workload::Write, 64));
+        assert_eq!(parse_row("read:1").unwrap(), (Workload::Read, 1));
+        assert!(parse_row("write").unwrap_err().to_string().contains("WORKLOAD:CLIENTS"));
+        assert!(parse_row("scan:4").unwrap_err().to_string().contains("scan"));
+        assert!(parse_row("write:0").is_err());
+    }
 }

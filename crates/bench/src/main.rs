@@ -73,8 +73,31 @@ enum Command {
         /// Trials per row and system.
         #[arg(long, default_value_t = 3)]
         trials: usize,
+        /// The rows, as WORKLOAD:CLIENTS (write or read), comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "write:1,write:16,write:64,write:256,read:64")]
+        rows: Vec<String>,
+        /// Speak TLS to both systems, verifying their certificates against this CA (PEM).
+        #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+        tls_ca: Option<PathBuf>,
+        /// The client certificate presented to both systems (PEM), with --tls-key.
+        #[arg(long, requires = "tls_ca")]
+        tls_cert: Option<PathBuf>,
+        /// The key of --tls-cert (PEM).
+        #[arg(long, requires = "tls_ca")]
+        tls_key: Option<PathBuf>,
         #[command(flatten)]
         shape: Shape,
+    },
+    /// Writes a throwaway CA, a certificate per member (for 127.0.0.1, naming member ids 1..N,
+    /// usable by raftkv and etcd members alike) and a client certificate into DIR, for runs over
+    /// TLS (scripts/bench-vs-etcd.sh with BENCH_TLS=1).
+    Certs {
+        /// Where the files go: ca.crt, member-N.crt/.key, client.crt/.key.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Members.
+        #[arg(long, default_value_t = 3)]
+        members: u64,
     },
     /// Backup and restore of a bulk-loaded state on a node this command starts itself: duration,
     /// throughput and peak memory of the node and of the command line, per state size.
@@ -247,10 +270,19 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             raftkv_pids,
             etcd_pids,
             trials,
+            rows,
+            tls_ca,
+            tls_cert,
+            tls_key,
             shape: Shape { duration, warmup, value_size, keys, json },
         } => {
             anyhow::ensure!(trials >= 1, "--trials must be at least 1");
+            if let (Some(ca), Some(cert), Some(key)) = (tls_ca, tls_cert, tls_key) {
+                raftkv_bench::target::use_tls(raftkv_bench::target::BenchTls { ca, cert, key });
+            }
+            let rows = rows.iter().map(|r| raftkv_bench::compare::parse_row(r)).collect::<anyhow::Result<Vec<_>>>()?;
             let comparison = compare(CompareSpec {
+                rows,
                 raftkv,
                 etcd,
                 raftkv_pids,
@@ -264,6 +296,17 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             .await?;
             println!("{}", markdown(&comparison));
             write_json(json.as_deref(), &comparison)?;
+            Ok(())
+        }
+        Command::Certs { dir, members } => {
+            std::fs::create_dir_all(&dir)?;
+            let ca = raftkv_tls::ThrowawayCa::new("raftkv-bench CA")?;
+            ca.write_cert(&dir.join("ca.crt"))?;
+            for id in 1..=members {
+                ca.issue_node(&["127.0.0.1", "localhost"], Some(id))?.write(&dir, &format!("member-{id}"))?;
+            }
+            ca.issue_client("raftkv-bench")?.write(&dir, "client")?;
+            println!("{}", dir.display());
             Ok(())
         }
         Command::Backup(args) => backup(args).await,

@@ -33,6 +33,73 @@ pub struct ConnectOptions {
     pub read_preference: raftkv_client::ReadPreference,
 }
 
+/// The TLS files every client of this process uses, when the systems under test are served
+/// over TLS (one setting per process, made once at the start: [`use_tls`]).
+static TLS: std::sync::OnceLock<BenchTls> = std::sync::OnceLock::new();
+
+/// TLS for the benchmark's clients of both systems: the CA the servers' certificates come from
+/// and a client certificate for servers that require one.
+#[derive(Debug, Clone)]
+pub struct BenchTls {
+    /// The CA (PEM).
+    pub ca: std::path::PathBuf,
+    /// A client certificate (PEM), with `key`.
+    pub cert: std::path::PathBuf,
+    /// Its key (PEM).
+    pub key: std::path::PathBuf,
+}
+
+/// Makes every later client of this process (both systems) speak TLS with `tls`.
+pub fn use_tls(tls: BenchTls) {
+    let _ = TLS.set(tls);
+}
+
+/// `https` once [`use_tls`] was called, else `http`.
+fn scheme() -> &'static str {
+    if TLS.get().is_some() { "https" } else { "http" }
+}
+
+/// `host:port` of an endpoint given with or without a scheme.
+fn host_of(endpoint: &str) -> &str {
+    endpoint.trim_start_matches("http://").trim_start_matches("https://")
+}
+
+/// A raftkv client of `endpoints`, over TLS when the process uses it.
+fn raftkv_client(endpoints: &[String], timeout: Duration) -> anyhow::Result<Client> {
+    let endpoints: Vec<String> = endpoints.iter().map(|e| format!("{}://{}", scheme(), host_of(e))).collect();
+    Ok(match TLS.get() {
+        Some(tls) => {
+            let files = raftkv_client::ClientTlsFiles {
+                ca: Some(tls.ca.clone()),
+                cert: Some(tls.cert.clone()),
+                key: Some(tls.key.clone()),
+            };
+            Client::with_tls(&endpoints, timeout, &files)?
+        }
+        None => Client::with_timeout(&endpoints, timeout)?,
+    })
+}
+
+/// etcd connection options, over TLS when the process uses it, and the endpoints to give it.
+fn etcd_options(
+    hosts: &[String],
+    timeout: Option<Duration>,
+) -> anyhow::Result<(Vec<String>, Option<etcd_client::ConnectOptions>)> {
+    let mut options = timeout.map(|t| etcd_client::ConnectOptions::new().with_timeout(t));
+    let hosts: Vec<String> = match TLS.get() {
+        Some(tls) => {
+            let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()));
+            let tls_options = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(&tls.ca)?))
+                .identity(etcd_client::Identity::from_pem(read(&tls.cert)?, read(&tls.key)?));
+            options = Some(options.unwrap_or_default().with_tls(tls_options));
+            hosts.iter().map(|h| format!("https://{}", host_of(h))).collect()
+        }
+        None => hosts.iter().map(|h| host_of(h).to_string()).collect(),
+    };
+    Ok((hosts, options))
+}
+
 /// Which members the clients of a run talk to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,7 +134,7 @@ impl std::fmt::Display for System {
 /// Whether the member at `endpoint` reports that it leads (no answer within 500 ms: no).
 pub async fn leads(system: System, endpoint: &str) -> bool {
     match system {
-        System::Raftkv => match Client::with_timeout([endpoint], Duration::from_millis(500)) {
+        System::Raftkv => match raftkv_client(&[endpoint.to_string()], Duration::from_millis(500)) {
             Ok(client) => client.status().await.is_ok_and(|s| s.role == Role::Leader),
             Err(_) => false,
         },
@@ -103,9 +170,8 @@ pub struct EtcdStatus {
 
 /// The status of the etcd member at `url`.
 pub async fn etcd_status(url: &str) -> anyhow::Result<EtcdStatus> {
-    let host = url.trim_start_matches("http://").to_string();
-    let options = etcd_client::ConnectOptions::new().with_timeout(Duration::from_millis(500));
-    let mut client = etcd_client::Client::connect([host], Some(options)).await?;
+    let (hosts, options) = etcd_options(&[url.to_string()], Some(Duration::from_millis(500)))?;
+    let mut client = etcd_client::Client::connect(hosts, options).await?;
     let s = client.status().await?;
     Ok(EtcdStatus {
         member_id: s.header().map_or(0, |h| h.member_id()),
@@ -141,18 +207,14 @@ impl Target {
         rotated.rotate_left(n % endpoints.len().max(1));
         Ok(match system {
             System::Raftkv => {
-                let client = match options.timeout {
-                    Some(timeout) => Client::with_timeout(&rotated, timeout)?,
-                    None => Client::new(&rotated)?,
-                };
+                let client = raftkv_client(&rotated, options.timeout.unwrap_or(Duration::from_secs(15)))?;
                 let client = client.with_read_preference(options.read_preference);
                 Target::Raftkv { client, consistency }
             }
             System::Etcd => {
                 let members = if options.fail_over { rotated.len() } else { 1 };
-                let hosts: Vec<String> =
-                    rotated.iter().map(|e| e.trim_start_matches("http://").to_string()).take(members).collect();
-                let etcd_options = options.timeout.map(|t| etcd_client::ConnectOptions::new().with_timeout(t));
+                let hosts: Vec<String> = rotated.iter().take(members).cloned().collect();
+                let (hosts, etcd_options) = etcd_options(&hosts, options.timeout)?;
                 let client = Box::new(etcd_client::Client::connect(hosts, etcd_options).await?);
                 Target::Etcd { client, linearizable: consistency != Consistency::Stale }
             }

@@ -51,3 +51,23 @@ impl fmt::Debug for Credentials {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_become_sensitive_authorization_headers() {
+        let token = Credentials::Token(" rk_abc ".into()).authorization().unwrap();
+        assert_eq!(token.to_str().unwrap(), "Bearer rk_abc");
+        assert!(token.is_sensitive());
+        let basic = Credentials::Basic { user: "app".into(), password: "pw".into() }.authorization().unwrap();
+        assert_eq!(basic.to_str().unwrap(), "Basic YXBwOnB3");
+        assert!(Credentials::Basic { user: "a:b".into(), password: String::new() }.authorization().is_err());
+        assert!(Credentials::Token("bad\ntoken".into()).authorization().is_err());
+        assert_eq!(format!("{:?}", Credentials::Token("secret".into())), "Token(..)");
+        assert!(
+            !format!("{:?}", Credentials::Basic { user: "u".into(), password: "secret".into() }).contains("secret")
+        );
+    }
+}

@@ -28,6 +28,6 @@ where
 {
     match TLS.get() {
         Some(files) => Client::with_tls(endpoints, timeout, files),
-        None => crate::cluster_client::client(endpoints, timeout),
+        None => Client::with_timeout(endpoints, timeout),
     }
 }

@@ -443,15 +443,8 @@ fn a_mutual_tls_cluster_stays_linearizable_under_failover() {
     // Members speak mutual TLS (certificates naming member ids), clients must present
     // certificates: replication, votes, forwarding and read-index rounds all go over TLS while
     // leaders are killed, paused and partitioned away.
-    let (code, stdout, results) = jepsen(&[
-        "--tls",
-        "--nemesis",
-        "kill,pause,partition-leader",
-        "--nemesis-interval",
-        "2",
-        "--time-limit",
-        "20",
-    ]);
+    let (code, stdout, results) =
+        jepsen(&["--tls", "--nemesis", "kill,pause,partition-leader", "--nemesis-interval", "2", "--time-limit", "20"]);
     assert_eq!(code, 0, "expected exit 0 (linearizable): {stdout}");
     assert!(stdout.starts_with("linearizable"), "{stdout}");
     assert_eq!(results["settings"]["tls"], "true", "the run was over TLS");
