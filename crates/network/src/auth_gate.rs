@@ -3,7 +3,7 @@
 //!
 //! Every `/v1/` route, `/metrics` and `/ui` need a permission ([`Permission`]); routes that name
 //! a key, a prefix or a watch also need it on that key or for every key under that prefix. A
-//! transaction is checked key by key by its handler ([`check_txn`]). `/livez` and `/readyz`
+//! transaction is checked key by key by its handler (`check_txn`). `/livez` and `/readyz`
 //! stay open (orchestrators probe them without credentials); peer RPC (`/raft/`) is guarded by
 //! the peer secret or peer TLS instead ([`ClusterGuard`](crate::ClusterGuard)).
 //!
