@@ -434,7 +434,7 @@ impl Node {
         // writes keep the outcome the leader gives (as the HTTP API does).
         let client = self
             .handle
-            .member_client([node.url()], self.handle.limits.forward_timeout)
+            .member_client([self.handle.access.url(&node.addr)], self.handle.limits.forward_timeout)
             .map_err(|source| NodeError::Forward { leader: Some(id), source })?
             .with_session_options(raftkv_client::SessionOptions { enabled: false, ..Default::default() });
         *cached = Some((id, client.clone()));

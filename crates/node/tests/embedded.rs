@@ -234,3 +234,33 @@ async fn leadership_fencing_and_cluster_operations_through_the_embedding_api() {
         node.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_calls_are_forwarded_over_peer_tls() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = raftkv_tls::ThrowawayCa::new("embedded test CA").unwrap();
+    ca.write_cert(&pki.path().join("ca.crt")).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let members: BTreeMap<u64, String> = (1..=3).map(|id| (id, free_addr())).collect();
+    let mut nodes = Vec::new();
+    for (id, addr) in &members {
+        let (cert, key) =
+            ca.issue_node(&["127.0.0.1"], Some(*id)).unwrap().write(pki.path(), &format!("n{id}")).unwrap();
+        let mut config =
+            NodeConfig::new(*id, addr.clone(), dirs[*id as usize - 1].path()).with_initial_cluster(members.clone());
+        config.peer_tls = Some(raftkv_tls::PeerTlsFiles { ca: pki.path().join("ca.crt"), cert, key });
+        nodes.push(Node::start(config).await.unwrap());
+    }
+    let leader = nodes[0].wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    let follower = nodes.iter().find(|n| n.id() != leader).unwrap();
+    assert!(follower.url().starts_with("https://"), "{}", follower.url());
+    // A follower forwards the call to the leader over the members' TLS, and a session client
+    // reaches every member over it too.
+    follower.put("k", "v").await.expect("write forwarded to the leader over TLS");
+    let session = follower.session_client(raftkv_client::SessionOptions::default()).expect("session client");
+    session.put("s", "1").await.expect("session write over TLS");
+    assert_eq!(follower.get("s", Consistency::Linearizable).await.unwrap(), Some(b"1".to_vec()));
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}

@@ -21,7 +21,8 @@ impl Node {
         let (_, membership) = self.handle.state_machine.applied();
         let own = self.url();
         let mut endpoints = vec![own.clone()];
-        endpoints.extend(membership.membership().nodes().map(|(_, node)| node.url()).filter(|url| *url != own));
+        let urls = membership.membership().nodes().map(|(_, node)| self.handle.access.url(&node.addr));
+        endpoints.extend(urls.filter(|url| *url != own));
         let client = self
             .handle
             .member_client(endpoints, self.handle.limits.forward_timeout)
