@@ -299,13 +299,9 @@ async fn main_async(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Certs { dir, members } => {
-            std::fs::create_dir_all(&dir)?;
             let ca = raftkv_tls::ThrowawayCa::new("raftkv-bench CA")?;
-            ca.write_cert(&dir.join("ca.crt"))?;
-            for id in 1..=members {
-                ca.issue_node(&["127.0.0.1", "localhost"], Some(id))?.write(&dir, &format!("member-{id}"))?;
-            }
-            ca.issue_client("raftkv-bench")?.write(&dir, "client")?;
+            let members: Vec<(u64, Vec<String>)> = (1..=members).map(|id| (id, Vec::new())).collect();
+            ca.write_cluster(&dir, &members, "raftkv-bench")?;
             println!("{}", dir.display());
             Ok(())
         }

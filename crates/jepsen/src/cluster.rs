@@ -50,51 +50,30 @@ pub struct ClusterSpec {
     pub tls: bool,
 }
 
-/// The certificates of a run over TLS.
-struct ClusterPki {
-    dir: PathBuf,
-    client: raftkv_client::ClientTlsFiles,
-}
-
-impl ClusterPki {
-    /// A new CA in `dir`, a certificate per node (for its address's host, naming its member id)
-    /// and one for the harness's clients.
-    fn generate(dir: &Path, addrs: &[String]) -> anyhow::Result<ClusterPki> {
-        std::fs::create_dir_all(dir)?;
-        let ca = raftkv_tls::ThrowawayCa::new("raftkv-jepsen CA")?;
-        let ca_path = dir.join("ca.crt");
-        ca.write_cert(&ca_path)?;
-        for (i, addr) in addrs.iter().enumerate() {
-            let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-            ca.issue_node(&[host, "127.0.0.1", "localhost"], Some(i as u64 + 1))?.write(dir, &format!("n{}", i + 1))?;
-        }
-        let (cert, key) = ca.issue_client("raftkv-jepsen")?.write(dir, "client")?;
-        let client = raftkv_client::ClientTlsFiles { ca: Some(ca_path), cert: Some(cert), key: Some(key) };
-        Ok(ClusterPki { dir: dir.to_path_buf(), client })
-    }
-
-    fn serve_args(&self, id: usize) -> Vec<String> {
-        let file = |name: &str| self.dir.join(name).display().to_string();
-        let (cert, key) = (file(&format!("n{id}.crt")), file(&format!("n{id}.key")));
-        [
-            "--peer-tls-ca",
-            &file("ca.crt"),
-            "--peer-tls-cert",
-            &cert,
-            "--peer-tls-key",
-            &key,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--tls-client-ca",
-            &file("ca.crt"),
-            "--tls-client-auth",
-            "required",
-        ]
-        .map(str::to_string)
-        .to_vec()
-    }
+/// The `raftkv serve` arguments of node `id` of a run over TLS: members' mutual TLS, and client
+/// certificates required on the port.
+fn tls_serve_args(tls: &raftkv_tls::ThrowawayCluster, id: usize) -> Vec<String> {
+    let files = tls.member(id as u64);
+    let (ca, cert, key) =
+        (files.ca.display().to_string(), files.cert.display().to_string(), files.key.display().to_string());
+    [
+        "--peer-tls-ca",
+        &ca,
+        "--peer-tls-cert",
+        &cert,
+        "--peer-tls-key",
+        &key,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--tls-client-ca",
+        &ca,
+        "--tls-client-auth",
+        "required",
+    ]
+    .map(str::to_string)
+    .to_vec()
 }
 
 /// Port every node listens on inside its namespace.
@@ -198,7 +177,22 @@ impl Cluster {
         let initial: Vec<String> =
             addrs.iter().take(voters).enumerate().map(|(i, a)| format!("{}={a}", i + 1)).collect();
         let initial = initial.join(",");
-        let tls = if spec.tls { Some(ClusterPki::generate(&dir.join("tls"), &addrs)?) } else { None };
+        let tls = if spec.tls {
+            // A new CA, a certificate per node for its address's host naming its member id, and
+            // one for the harness's clients.
+            let members: Vec<(u64, Vec<String>)> = addrs
+                .iter()
+                .enumerate()
+                .map(|(i, a)| (i as u64 + 1, vec![a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h).to_string()]))
+                .collect();
+            Some(raftkv_tls::ThrowawayCa::new("raftkv-jepsen CA")?.write_cluster(
+                &dir.join("tls"),
+                &members,
+                "raftkv-jepsen",
+            )?)
+        } else {
+            None
+        };
         let scheme = if tls.is_some() { "https" } else { "http" };
         let join: Vec<String> = addrs.iter().take(voters).map(|a| format!("{scheme}://{a}")).collect();
         let join = join.join(",");
@@ -235,7 +229,7 @@ impl Cluster {
                 args.push("--unsafe-no-fsync".into());
             }
             if let Some(tls) = &tls {
-                args.extend(tls.serve_args(id));
+                args.extend(tls_serve_args(tls, id));
             }
             nodes.push(NodeProc {
                 id,
@@ -248,7 +242,7 @@ impl Cluster {
             });
         }
         if let Some(tls) = tls {
-            crate::cluster_client::use_tls(tls.client);
+            crate::cluster_client::use_tls(tls.client());
         }
         let mut cluster = Cluster { nodes, voters, learners, net, bin, disks };
         for i in 0..n {

@@ -56,13 +56,11 @@ impl Principal {
         })
     }
 
-    /// Whether some role grants `permission` on every key under `prefix` (a scan or a watch).
+    /// Whether some role grants `permission` on every key under `prefix` (a scan or a watch):
+    /// the same test as for a key, since every key under `prefix` starts with a role's prefix
+    /// exactly when `prefix` itself does.
     pub fn allows_prefix(&self, permission: Permission, prefix: &str) -> bool {
-        self.roles.iter().any(|r| {
-            r.permissions.contains(&permission)
-                && (!permission.is_scoped()
-                    || r.prefixes.as_ref().is_none_or(|ps| ps.iter().any(|p| prefix.starts_with(p.as_str()))))
-        })
+        self.allows_key(permission, prefix)
     }
 }
 

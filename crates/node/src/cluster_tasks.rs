@@ -137,7 +137,7 @@ pub(crate) async fn announce_return(handle: KvHandle) {
         } else if handle.staleness().is_some_and(|s| s < FRESH)
             && let Some((_, leader)) = handle.known_leader()
         {
-            match handle.member_client([handle.access.url(&leader.addr)], Duration::from_secs(5)) {
+            match handle.access.client([handle.access.url(&leader.addr)], Duration::from_secs(5)) {
                 Ok(client) => client.leaving(handle.id, Duration::ZERO).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             }

@@ -105,19 +105,6 @@ impl MemberAccess {
 }
 
 impl KvHandle {
-    /// A client of `endpoints` for this node's own calls (see [`MemberAccess`]).
-    pub(crate) fn member_client<I, S>(
-        &self,
-        endpoints: I,
-        timeout: Duration,
-    ) -> Result<raftkv_client::Client, raftkv_client::ClientError>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        self.access.client(endpoints, timeout)
-    }
-
     /// Waits until a read at `consistency` may be served from the local state machine.
     ///
     /// - `stale`: at once.

@@ -60,8 +60,6 @@ const STORE_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Node {
     handle: KvHandle,
     addr: SocketAddr,
-    /// `https` when the port is TLS, else `http`.
-    scheme: &'static str,
     /// The operations port's address, when it has one.
     ops_addr: Option<SocketAddr>,
     /// This node's metrics, as `/metrics` serves them.
@@ -258,7 +256,6 @@ impl Node {
         ];
         background.extend(reloads);
         Ok(Node {
-            scheme: security.scheme(),
             handle,
             addr,
             ops_addr,
@@ -319,7 +316,8 @@ impl Node {
 
     /// The base URL of this node's HTTP API.
     pub fn url(&self) -> String {
-        format!("{}://{}", self.scheme, self.addr)
+        // The port is TLS exactly when members speak TLS to each other.
+        self.handle.access.url(&self.addr.to_string())
     }
 
     /// This node's view of the cluster.
@@ -368,7 +366,6 @@ impl Node {
             ops_addr: _,
             registry: _,
             restart_grace: _,
-            scheme: _,
         } = self;
         for task in [&joiner, &founder].into_iter().flatten().chain(&background) {
             task.abort();
@@ -434,7 +431,8 @@ impl Node {
         // writes keep the outcome the leader gives (as the HTTP API does).
         let client = self
             .handle
-            .member_client([self.handle.access.url(&node.addr)], self.handle.limits.forward_timeout)
+            .access
+            .client([self.handle.access.url(&node.addr)], self.handle.limits.forward_timeout)
             .map_err(|source| NodeError::Forward { leader: Some(id), source })?
             .with_session_options(raftkv_client::SessionOptions { enabled: false, ..Default::default() });
         *cached = Some((id, client.clone()));

@@ -24,6 +24,6 @@ pub use connection_info::{ConnectionInfo, PlainListener};
 pub use error::TlsError;
 pub use peer_tls::{MEMBER_URI_PREFIX, PeerTls, PeerTlsFiles, following_client_config, member_id_of};
 pub use reloading_config::{ReloadingConfig, TlsFiles};
-pub use throwaway_ca::{IssuedPem, ThrowawayCa, member_uri};
+pub use throwaway_ca::{IssuedPem, ThrowawayCa, ThrowawayCluster, member_uri};
 pub use tls_files::{ClientAuth, ClientTlsFiles, ServerTlsFiles, certificates, provider};
 pub use tls_listener::{DEFAULT_HANDSHAKE_TIMEOUT, TlsListener};

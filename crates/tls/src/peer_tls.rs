@@ -85,10 +85,12 @@ impl PeerTls {
     /// peer CA as a client certificate and name exactly one member id.
     pub fn member_of(&self, chain: &[CertificateDer<'_>]) -> Result<u64, String> {
         let (leaf, intermediates) = chain.split_first().ok_or("no certificate presented")?;
+        // The name first: a client certificate (no member) is refused without a signature check.
+        let member = member_id_of(leaf)?;
         self.members
             .verify_client_cert(leaf, intermediates, UnixTime::now())
             .map_err(|e| format!("the certificate does not come from the peer CA: {e}"))?;
-        member_id_of(leaf)
+        Ok(member)
     }
 
     /// The member id of this node's own certificate.

@@ -17,6 +17,37 @@ pub fn member_uri(id: u64) -> String {
     format!("{}{id}", crate::peer_tls::MEMBER_URI_PREFIX)
 }
 
+/// The files [`ThrowawayCa::write_cluster`] wrote.
+#[derive(Debug, Clone)]
+pub struct ThrowawayCluster {
+    dir: PathBuf,
+}
+
+impl ThrowawayCluster {
+    /// The CA certificate.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    /// Member `id`'s peer files.
+    pub fn member(&self, id: u64) -> crate::PeerTlsFiles {
+        crate::PeerTlsFiles {
+            ca: self.ca(),
+            cert: self.dir.join(format!("member-{id}.crt")),
+            key: self.dir.join(format!("member-{id}.key")),
+        }
+    }
+
+    /// The client's files: the CA and the client certificate.
+    pub fn client(&self) -> crate::ClientTlsFiles {
+        crate::ClientTlsFiles {
+            ca: Some(self.ca()),
+            cert: Some(self.dir.join("client.crt")),
+            key: Some(self.dir.join("client.key")),
+        }
+    }
+}
+
 /// A certificate and its key, as PEM.
 #[derive(Debug, Clone)]
 pub struct IssuedPem {
@@ -76,6 +107,27 @@ impl ThrowawayCa {
         }
         let name = hosts.first().copied().unwrap_or("raftkv");
         self.issue(name, sans, vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth])
+    }
+
+    /// Writes a whole throwaway cluster's files into `dir`: `ca.crt`; for each member `(id,
+    /// hosts)`, `member-<id>.crt` and `.key`, for 127.0.0.1, localhost and `hosts`, naming member
+    /// `id`; and `client.crt` and `.key`, a client certificate for `client_name`.
+    pub fn write_cluster(
+        &self,
+        dir: &Path,
+        members: &[(u64, Vec<String>)],
+        client_name: &str,
+    ) -> Result<ThrowawayCluster, TlsError> {
+        std::fs::create_dir_all(dir).map_err(|source| TlsError::Read { path: dir.to_path_buf(), source })?;
+        let cluster = ThrowawayCluster { dir: dir.to_path_buf() };
+        self.write_cert(&cluster.ca())?;
+        for (id, hosts) in members {
+            let mut names = vec!["127.0.0.1", "localhost"];
+            names.extend(hosts.iter().map(String::as_str).filter(|h| *h != "127.0.0.1" && *h != "localhost"));
+            self.issue_node(&names, Some(*id))?.write(dir, &format!("member-{id}"))?;
+        }
+        self.issue_client(client_name)?.write(dir, "client")?;
+        Ok(cluster)
     }
 
     /// A client certificate for `name` (its common name and a DNS name).

@@ -33,41 +33,26 @@ pub struct ClusterArgs {
     tls: bool,
 }
 
-/// The throwaway certificates of `raftkv cluster --tls`.
-struct ExampleTls {
-    dir: PathBuf,
-    ca: PathBuf,
-    client: raftkv_client::ClientTlsFiles,
+/// Writes the throwaway certificates of `raftkv cluster --tls` into `dir`: a new CA, one for
+/// each of `nodes` (for 127.0.0.1 and localhost, naming its member id) and a client certificate.
+fn example_tls(dir: &std::path::Path, nodes: u64) -> anyhow::Result<raftkv_tls::ThrowawayCluster> {
+    let ca = raftkv_tls::ThrowawayCa::new("raftkv example cluster CA")?;
+    let members: Vec<(u64, Vec<String>)> = (1..=nodes).map(|id| (id, Vec::new())).collect();
+    Ok(ca.write_cluster(dir, &members, "raftkv-example-client")?)
 }
 
-impl ExampleTls {
-    /// Writes a new CA, a certificate for each of `nodes` (for 127.0.0.1 and localhost, naming
-    /// its member id) and a client certificate into `dir`.
-    fn generate(dir: PathBuf, nodes: u64) -> anyhow::Result<ExampleTls> {
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        let ca = raftkv_tls::ThrowawayCa::new("raftkv example cluster CA")?;
-        let ca_path = dir.join("ca.crt");
-        ca.write_cert(&ca_path)?;
-        for id in 1..=nodes {
-            ca.issue_node(&["127.0.0.1", "localhost"], Some(id))?.write(&dir, &format!("node-{id}"))?;
-        }
-        let (cert, key) = ca.issue_client("raftkv-example-client")?.write(&dir, "client")?;
-        let client = raftkv_client::ClientTlsFiles { ca: Some(ca_path.clone()), cert: Some(cert), key: Some(key) };
-        Ok(ExampleTls { dir, ca: ca_path, client })
-    }
-
-    /// The `raftkv serve` arguments of node `id`.
-    fn serve_args(&self, id: u64) -> Vec<String> {
-        let file = |name: String| self.dir.join(name).display().to_string();
-        vec![
-            "--peer-tls-ca".into(),
-            self.ca.display().to_string(),
-            "--peer-tls-cert".into(),
-            file(format!("node-{id}.crt")),
-            "--peer-tls-key".into(),
-            file(format!("node-{id}.key")),
-        ]
-    }
+/// The `raftkv serve` arguments of node `id` of an example cluster over TLS.
+fn serve_args(tls: &raftkv_tls::ThrowawayCluster, id: u64) -> Vec<String> {
+    let files = tls.member(id);
+    let path = |p: &std::path::Path| p.display().to_string();
+    vec![
+        "--peer-tls-ca".into(),
+        path(&files.ca),
+        "--peer-tls-cert".into(),
+        path(&files.cert),
+        "--peer-tls-key".into(),
+        path(&files.key),
+    ]
 }
 
 struct Member {
@@ -91,7 +76,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     let addr = |id: u64| format!("127.0.0.1:{}", u64::from(args.base_port) + id - 1);
     let initial: Vec<String> = (1..=args.nodes).map(|id| format!("{id}={}", addr(id))).collect();
     let initial = initial.join(",");
-    let tls = if args.tls { Some(ExampleTls::generate(data_dir.join("tls"), args.nodes)?) } else { None };
+    let tls = if args.tls { Some(example_tls(&data_dir.join("tls"), args.nodes)?) } else { None };
     let scheme = if tls.is_some() { "https" } else { "http" };
 
     let mut members = Vec::new();
@@ -107,7 +92,7 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
             "--initial-cluster".into(),
             initial.clone(),
         ];
-        node_args.extend(tls.iter().flat_map(|t| t.serve_args(id)));
+        node_args.extend(tls.iter().flat_map(|t| serve_args(t, id)));
         members.push(Member { id, url: format!("{scheme}://{}", addr(id)), args: node_args, child: None });
     }
     for m in &mut members {
@@ -123,15 +108,17 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
     }
     let client = match &tls {
         Some(tls) => {
-            let ca = tls.ca.display();
-            let (cert, key) = (tls.dir.join("client.crt"), tls.dir.join("client.key"));
+            let client = tls.client();
+            let ca = tls.ca();
+            let ca = ca.display();
+            let (cert, key) = (client.cert.clone().unwrap_or_default(), client.key.clone().unwrap_or_default());
             outln!("TLS: CA {ca}, client certificate {} (key {})", cert.display(), key.display());
             outln!("try: export RAFTKV_CACERT={ca}");
             outln!("     raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");
             if let Some(first) = endpoints.first() {
                 outln!("     curl --cacert {ca} {first}/v1/status");
             }
-            Client::with_tls(&endpoints, Duration::from_secs(2), &tls.client)?
+            Client::with_tls(&endpoints, Duration::from_secs(2), &client)?
         }
         None => {
             outln!("try: raftkv put hello world && raftkv get hello && raftkv status   (Ctrl-C stops the cluster)");

@@ -51,11 +51,6 @@ impl Security {
         Ok(Security { access: MemberAccess { secret, transport }, port_tls })
     }
 
-    /// `https` when the node's port is TLS, else `http`.
-    pub(super) fn scheme(&self) -> &'static str {
-        if self.port_tls.is_some() { "https" } else { "http" }
-    }
-
     /// Reloads the TLS files and `gate`'s auth file when they change (checked every 2 s) and
     /// on SIGHUP, counting each reload in `raftkv_config_reloads_total`. `None` when there is
     /// nothing to reload.

@@ -25,7 +25,8 @@ impl Node {
         endpoints.extend(urls.filter(|url| *url != own));
         let client = self
             .handle
-            .member_client(endpoints, self.handle.limits.forward_timeout)
+            .access
+            .client(endpoints, self.handle.limits.forward_timeout)
             .map_err(|source| NodeError::Forward { leader: None, source })?;
         Ok(client.with_session_options(SessionOptions { enabled: true, ..options }))
     }
