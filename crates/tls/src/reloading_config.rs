@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 
@@ -57,8 +57,8 @@ type Stamp = Vec<Option<(u64, SystemTime)>>;
 /// connections already made keep theirs. [`reload`](ReloadingConfig::reload) rebuilds it from
 /// the files and swaps it in only if the whole of it (certificate, key and CA) loads; otherwise
 /// the old one stays, the failure is counted and logged, and the error returned.
-/// [`watch`](ReloadingConfig::watch) reloads whenever the files' sizes or modification times
-/// change.
+/// [`reload_if_changed`](ReloadingConfig::reload_if_changed) reloads when the files' sizes or
+/// modification times changed (the node's reload task calls it every 2 s).
 pub struct ReloadingConfig<F: TlsFiles> {
     files: F,
     current: ArcSwap<F::Config>,
@@ -123,22 +123,6 @@ impl<F: TlsFiles> ReloadingConfig<F> {
         }
         let _ = self.reload();
         true
-    }
-
-    /// Checks the files every `every` and reloads when they change, for as long as the
-    /// configuration is in use.
-    pub fn watch(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(config) = weak.upgrade() else { return };
-                config.reload_if_changed();
-            }
-        })
     }
 
     /// Successful reloads since the start.
