@@ -3,13 +3,14 @@
 //! and foreign client certificates are refused; a node with a certificate of another CA cannot
 //! join; a valid certificate for the wrong member cannot speak for another; stalled handshakes
 //! hold up nobody; certificates replaced on disk are used without a restart, and a corrupt
-//! replacement keeps the old one. Certificates are made by the test (nothing committed expires).
+//! replacement keeps the old one; a server with another member's certificate gets nothing. Certificates are made by the test (nothing committed expires).
 
 mod support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use raftkv::{Client, ClientTlsFiles, Consistency};
@@ -63,6 +64,62 @@ async fn failed_tls_reloads(cluster: &Cluster, id: u64) -> Option<u64> {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
             .sum(),
     )
+}
+
+/// A TLS server presenting a certificate it was given, counting the connections that reach it
+/// and those on which a request arrives after the handshake.
+struct ImpostorServer {
+    addr: String,
+    attempts: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ImpostorServer {
+    async fn start(cert: &Path, key: &Path) -> ImpostorServer {
+        let files = raftkv_tls::ServerTlsFiles {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            client_ca: None,
+            client_auth: raftkv_tls::ClientAuth::Off,
+            peer_ca: None,
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(files.load().unwrap()));
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap().to_string();
+        let (attempts, requests) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (a, r) = (attempts.clone(), requests.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = tcp.accept().await {
+                a.fetch_add(1, Ordering::SeqCst);
+                let (acceptor, r) = (acceptor.clone(), r.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                    let mut buf = [0u8; 64];
+                    if let Ok(n) = tokio::io::AsyncReadExt::read(&mut tls, &mut buf).await
+                        && n > 0
+                    {
+                        r.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        ImpostorServer { addr, attempts, requests, task }
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for ImpostorServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -147,6 +204,18 @@ async fn a_cluster_over_mutual_tls_serves_clients_and_refuses_strangers() {
     let app = reqwest::Client::builder().use_preconfigured_tls(tls.load().unwrap()).build().unwrap();
     let answer = app.post(format!("https://{leader_addr}/raft/v1/vote")).body("x").send().await.unwrap();
     assert_eq!(answer.status(), reqwest::StatusCode::FORBIDDEN);
+
+    // A server at a member's address that presents another member's certificate (valid, of
+    // the cluster's CA, for that address) is refused in the handshake: nothing reaches it.
+    let (cert_2, key_2) = pki.node("impostor-server", 2);
+    let impostor_server = ImpostorServer::start(&cert_2, &key_2).await;
+    cluster.client().add_learner(5, &impostor_server.addr).await.unwrap();
+    wait_for(Duration::from_secs(30), "the leader to try to reach member 5", || async {
+        (impostor_server.attempts() >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(impostor_server.requests(), 0, "a request reached a server with another member's certificate");
+    cluster.client().remove_member(5, false).await.unwrap();
 
     // 50 connections that never finish their handshake keep nobody from being served.
     let mut stalled = Vec::new();

@@ -131,9 +131,9 @@ impl AppendPipe {
         link: Link,
     ) -> Result<AppendPipe, RPCError<TypeConfig>> {
         let connect = async {
-            match Self::handshake(addr, guard, UPGRADE_PROTOCOL).await {
+            match Self::handshake(addr, guard, link.to, UPGRADE_PROTOCOL).await {
                 // A peer of an older release knows only version 1.
-                Err(Refused::Old) => Self::handshake(addr, guard, UPGRADE_PROTOCOL_V1).await,
+                Err(Refused::Old) => Self::handshake(addr, guard, link.to, UPGRADE_PROTOCOL_V1).await,
                 other => other,
             }
         };
@@ -146,13 +146,13 @@ impl AppendPipe {
         }
     }
 
-    async fn handshake(addr: &str, guard: &ClusterGuard, protocol: &str) -> Result<AppendPipe, Refused> {
+    async fn handshake(addr: &str, guard: &ClusterGuard, to: NodeId, protocol: &str) -> Result<AppendPipe, Refused> {
         let tcp = TcpStream::connect(addr).await.map_err(Refused::Connect)?;
         tcp.set_nodelay(true).map_err(|e| Refused::Protocol(format!("set TCP_NODELAY: {e}")))?;
         set_keepalive(&tcp).map_err(|e| Refused::Protocol(format!("set TCP keepalive: {e}")))?;
         // With peer TLS the handshake is part of connecting: a peer whose certificate is refused
         // is as unreachable as one that is down.
-        let mut tcp = guard.transport().connect(addr, tcp).await.map_err(Refused::Connect)?;
+        let mut tcp = guard.transport().connect(addr, tcp, to).await.map_err(Refused::Connect)?;
         let identity: String = guard
             .headers()
             .iter()

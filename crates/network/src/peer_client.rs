@@ -1,6 +1,8 @@
 //! The client side of peer RPC: openraft's network traits over HTTP.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,27 +33,51 @@ use crate::wire;
 
 type RaftSnapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, SnapshotFile>;
 
-/// Creates [`PeerClient`]s; all of them share one pooled HTTP client, so connections to a peer are
-/// kept alive and reused across RPCs.
+/// Creates [`PeerClient`]s; those to one member share one pooled HTTP client, so connections to
+/// a peer are kept alive and reused across RPCs. With peer TLS each member has its own client,
+/// whose handshakes refuse a server that does not present that member's certificate.
 #[derive(Clone)]
 pub struct PeerNetwork {
     id: NodeId,
     http: reqwest::Client,
+    members: Arc<Mutex<HashMap<NodeId, reqwest::Client>>>,
     guard: ClusterGuard,
     metrics: NetworkMetrics,
+}
+
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(32)
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
 }
 
 impl PeerNetwork {
     /// A factory for node `id`'s outgoing peer connections, which carry the identity `guard` gives
     /// and count their traffic in `metrics`.
     pub fn new(id: NodeId, guard: ClusterGuard, metrics: NetworkMetrics) -> Result<PeerNetwork> {
-        let builder = reqwest::Client::builder()
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(32)
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(2));
-        let http = guard.transport().http_client(builder).map_err(NetworkError::Client)?;
-        Ok(PeerNetwork { id, http, guard, metrics })
+        let http = guard.transport().http_client(client_builder()).map_err(NetworkError::Client)?;
+        Ok(PeerNetwork { id, http, members: Arc::default(), guard, metrics })
+    }
+
+    /// The HTTP client of RPCs to member `target`.
+    fn http_of(&self, target: NodeId) -> reqwest::Client {
+        if !self.guard.transport().is_tls() {
+            return self.http.clone();
+        }
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = members.get(&target) {
+            return client.clone();
+        }
+        match self.guard.transport().http_client_of(client_builder(), target) {
+            Ok(client) => members.entry(target).or_insert(client).clone(),
+            Err(error) => {
+                // Built as the shared client was, which did build: not expected to happen.
+                tracing::error!(%error, target, "could not build the HTTP client of a member; using the shared one");
+                self.http.clone()
+            }
+        }
     }
 }
 
@@ -64,7 +90,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             target,
             addr: node.addr.clone(),
             base: self.guard.transport().url(&node.addr),
-            http: self.http.clone(),
+            http: self.http_of(target),
             guard: self.guard.clone(),
             pipe: None,
             metrics: self.metrics.clone(),

@@ -19,8 +19,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> PeerIo for T {}
 /// clone.
 ///
 /// With peer TLS, every connection to a member is TLS: the member's certificate must come from
-/// the peer CA, and this node presents its own (both follow reloads of the files, for new
-/// connections). An incoming peer RPC must come with a member certificate (verified against the
+/// the peer CA (and, on Raft's connections, name the member id this node means to reach), and
+/// this node presents its own (both follow reloads of the files, for new connections). An incoming peer RPC must come with a member certificate (verified against the
 /// peer CA), and the member id it names is what the RPC may speak for.
 #[derive(Clone, Default)]
 pub struct PeerTransport {
@@ -41,7 +41,7 @@ impl PeerTransport {
 
     /// Mutual TLS with the member files `files`.
     pub fn tls(files: Arc<ReloadingConfig<PeerTlsFiles>>) -> PeerTransport {
-        let client = Arc::new(following_client_config(files.clone()));
+        let client = Arc::new(following_client_config(files.clone(), None));
         PeerTransport { tls: Some(Tls { files, client }) }
     }
 
@@ -70,7 +70,8 @@ impl PeerTransport {
         self.tls.as_ref().map(|t| &t.files)
     }
 
-    /// `builder` with this transport's TLS, for an HTTP client of members.
+    /// `builder` with this transport's TLS, for an HTTP client of members (any member: the
+    /// server is checked against the peer CA and the address, not a member id).
     pub(crate) fn http_client(&self, builder: reqwest::ClientBuilder) -> reqwest::Result<reqwest::Client> {
         match &self.tls {
             Some(tls) => builder.use_preconfigured_tls((*tls.client).clone()).build(),
@@ -78,23 +79,41 @@ impl PeerTransport {
         }
     }
 
-    /// Opens a connection to the member at `addr` (TLS handshake included).
-    pub(crate) async fn connect(&self, addr: &str, tcp: TcpStream) -> io::Result<Box<dyn PeerIo>> {
+    /// `builder` with this transport's TLS, for an HTTP client of member `member` alone: with
+    /// TLS, a server whose certificate names another member is refused in the handshake.
+    pub(crate) fn http_client_of(
+        &self,
+        builder: reqwest::ClientBuilder,
+        member: NodeId,
+    ) -> reqwest::Result<reqwest::Client> {
+        match &self.tls {
+            Some(tls) => {
+                builder.use_preconfigured_tls(following_client_config(tls.files.clone(), Some(member))).build()
+            }
+            None => builder.build(),
+        }
+    }
+
+    /// Opens a connection to member `member` at `addr` (TLS handshake included: with TLS, the
+    /// server's certificate must name `member`).
+    pub(crate) async fn connect(&self, addr: &str, tcp: TcpStream, member: NodeId) -> io::Result<Box<dyn PeerIo>> {
         let Some(tls) = &self.tls else { return Ok(Box::new(tcp)) };
         let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host).trim_matches(['[', ']']);
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host:?} is not a host name: {e}")))?;
-        let stream = tokio_rustls::TlsConnector::from(tls.client.clone()).connect(name, tcp).await?;
+        let config = Arc::new(following_client_config(tls.files.clone(), Some(member)));
+        let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
         Ok(Box::new(stream))
     }
 
     /// The member a request on `connection` comes from, with TLS: the member id its verified
-    /// certificate names. `Ok(None)` without TLS (nothing to check).
+    /// certificate names (judged once per connection, [`ConnectionInfo::member`]). `Ok(None)`
+    /// without TLS (nothing to check).
     pub fn member_of(&self, connection: Option<&ConnectionInfo>) -> Result<Option<NodeId>, String> {
         let Some(tls) = &self.tls else { return Ok(None) };
-        let chain = connection.and_then(|c| c.certificates.as_deref()).ok_or("no client certificate was presented")?;
+        let connection = connection.ok_or("no client certificate was presented")?;
         let current: Arc<PeerTls> = tls.files.config();
-        current.member_of(chain).map(Some)
+        connection.member(&current).map(Some)
     }
 }
 

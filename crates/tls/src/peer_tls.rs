@@ -112,19 +112,24 @@ pub fn member_id_of(cert: &CertificateDer<'_>) -> Result<u64, String> {
 
 /// A client configuration for connections to other members that always uses the current
 /// version of `peer`: its certificate is presented, and servers are verified against its CA.
-/// Built once; a reload of the files applies to the next handshake.
-pub fn following_client_config(peer: Arc<ReloadingConfig<PeerTlsFiles>>) -> rustls::ClientConfig {
+/// With `member`, the server must also present a certificate naming that member id: a
+/// certificate of another member, valid for the address, is refused during the handshake, before
+/// anything is sent. Built once; a reload of the files applies to the next handshake.
+pub fn following_client_config(peer: Arc<ReloadingConfig<PeerTlsFiles>>, member: Option<u64>) -> rustls::ClientConfig {
     let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("the provider supports the default versions")
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(FollowingVerifier(peer.clone())))
+        .with_custom_certificate_verifier(Arc::new(FollowingVerifier { peer: peer.clone(), member }))
         .with_client_cert_resolver(Arc::new(FollowingCert(peer)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config
 }
 
-struct FollowingVerifier(Arc<ReloadingConfig<PeerTlsFiles>>);
+struct FollowingVerifier {
+    peer: Arc<ReloadingConfig<PeerTlsFiles>>,
+    member: Option<u64>,
+}
 struct FollowingCert(Arc<ReloadingConfig<PeerTlsFiles>>);
 
 impl fmt::Debug for FollowingVerifier {
@@ -148,7 +153,22 @@ impl ServerCertVerifier for FollowingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0.config().servers.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        let verified = self.peer.config().servers.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        if let Some(expected) = self.member {
+            let named = member_id_of(end_entity).map_err(rustls::Error::General)?;
+            if named != expected {
+                return Err(rustls::Error::General(format!(
+                    "the server presented the certificate of member {named}, not of member {expected}"
+                )));
+            }
+        }
+        Ok(verified)
     }
 
     fn verify_tls12_signature(
@@ -157,7 +177,7 @@ impl ServerCertVerifier for FollowingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.config().servers.verify_tls12_signature(message, cert, dss)
+        self.peer.config().servers.verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -166,11 +186,11 @@ impl ServerCertVerifier for FollowingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.config().servers.verify_tls13_signature(message, cert, dss)
+        self.peer.config().servers.verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.config().servers.supported_verify_schemes()
+        self.peer.config().servers.supported_verify_schemes()
     }
 }
 
