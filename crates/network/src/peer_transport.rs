@@ -20,8 +20,9 @@ impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin> PeerIo for T {}
 ///
 /// With peer TLS, every connection to a member is TLS: the member's certificate must come from
 /// the peer CA (and, on Raft's connections, name the member id this node means to reach), and
-/// this node presents its own (both follow reloads of the files, for new connections). An incoming peer RPC must come with a member certificate (verified against the
-/// peer CA), and the member id it names is what the RPC may speak for.
+/// this node presents its own (both follow reloads of the files, for new connections). An
+/// incoming peer RPC must come with a member certificate (verified against the peer CA), and the
+/// member id it names is what the RPC may speak for.
 #[derive(Clone, Default)]
 pub struct PeerTransport {
     tls: Option<Tls>,

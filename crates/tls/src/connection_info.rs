@@ -34,14 +34,6 @@ impl ConnectionInfo {
         ConnectionInfo { remote, certificates, member: Arc::default() }
     }
 
-    /// The names of the certificate the client presented ([`certificate_names`]); empty
-    /// without one.
-    ///
-    /// [`certificate_names`]: crate::certificate_names
-    pub fn certificate_names(&self) -> Vec<String> {
-        self.certificates.as_deref().and_then(<[_]>::first).map(crate::certificate_names).unwrap_or_default()
-    }
-
     /// The member whose certificate the client presented, as [`PeerTls::member_of`] says.
     ///
     /// Worked out once per connection and version of the peer files: the requests of a

@@ -9,11 +9,9 @@
 //!   timeout, so that stalled or slow clients never keep others from being served.
 //! - [`PeerTlsFiles`] and [`PeerTls`]: members' mutual TLS, each member's certificate naming its
 //!   member id, and a client configuration that follows reloads ([`following_client_config`]).
-//! - [`ConnectionInfo`]: the certificate a client presented, for handlers that check it, and
-//!   [`certificate_names`], the names it carries.
+//! - [`ConnectionInfo`]: the certificate a client presented, for handlers that check it.
 //! - [`ThrowawayCa`]: a CA made on the spot (rcgen) for the example cluster and the tests.
 
-mod certificate_names;
 mod connection_info;
 mod error;
 mod peer_tls;
@@ -22,7 +20,6 @@ mod throwaway_ca;
 mod tls_files;
 mod tls_listener;
 
-pub use certificate_names::certificate_names;
 pub use connection_info::{ConnectionInfo, PlainListener};
 pub use error::TlsError;
 pub use peer_tls::{MEMBER_URI_PREFIX, PeerTls, PeerTlsFiles, following_client_config, member_id_of};
